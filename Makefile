@@ -1,0 +1,40 @@
+# Two commands for a fresh clone: `make dev` (serve locally) and `make test` (whole suite).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install dev cluster test lint proto clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+	@bash scripts/install-system-deps.sh
+
+## Generate the protobuf/gRPC stubs from proto/ (committed; a test fails when they are stale).
+proto: install
+	$(PY) -m grpc_tools.protoc -Ichat_service/gen=proto --python_out=service \
+	  --grpc_python_out=service --mypy_out=service --mypy_grpc_out=service proto/chat.proto
+
+## PostgreSQL + Redis on throwaway dirs, migrations, the service on 127.0.0.1:$${GRPC_PORT:-50051}.
+dev: install
+	$(PY) -m chat_devstack dev
+
+## PostgreSQL, Redis, three service processes and Envoy on loopback.
+cluster: install
+	$(PY) -m chat_devstack cluster
+
+lint: install
+	$(VENV)/bin/ruff check service tests scripts
+	$(VENV)/bin/mypy
+
+## Lint, type-check and run the whole test suite.
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

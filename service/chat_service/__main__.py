@@ -1,0 +1,55 @@
+"""`python -m chat_service` serves; `python -m chat_service migrate` applies migrations."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from chat_service.app import connect_pool, serve
+from chat_service.config import ConfigError, Settings, load_settings
+from chat_service.storage.postgres.migrate import migrate
+from chat_service.telemetry import logging as chat_logging
+
+log = logging.getLogger("chat_service")
+
+
+async def _migrate(settings: Settings) -> None:
+    pool = await connect_pool(settings)
+    try:
+        async with pool.acquire() as conn:
+            applied = await migrate(conn)
+        log.info("migrations applied: %s", applied or "none (up to date)")
+    finally:
+        await pool.close()
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:  # pragma: no cover - uvloop is optional on exotic platforms
+        asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="chat_service", description=__doc__)
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    chat_logging.setup(settings.log_level, settings.log_format)
+    if args.command == "migrate":
+        _run(_migrate(settings))
+    else:
+        _run(serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

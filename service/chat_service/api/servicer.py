@@ -1,0 +1,345 @@
+"""gRPC handlers: proto in, domain call, proto out. No business rules live here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+
+from chat_service.api import convert
+from chat_service.api.auth import Authenticator, bearer_from_metadata
+from chat_service.api.errors import status_of
+from chat_service.domain.chat import ChatService
+from chat_service.domain.errors import ChatError, InvalidArgument, PermissionDenied
+from chat_service.domain.models import UserProfile
+from chat_service.fanout.delivery import Delivery
+from chat_service.fanout.hub import Hub
+from chat_service.fanout.session import Session, SessionClosed, SessionStore, SubscriberLagged
+from chat_service.gen import chat_pb2 as pb
+from chat_service.telemetry import metrics
+
+log = logging.getLogger(__name__)
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+RESUME_HINT = "resume with Subscribe(positions=your last seq per group)"
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    queue_max: int
+    batch_max: int
+    replay_max: int
+    heartbeat_seconds: float
+
+
+def unary(
+    fn: Callable[[Any, Req, Ctx], Awaitable[Resp]],
+) -> Callable[[Any, Req, Ctx], Awaitable[Resp]]:
+    """Map domain errors to statuses, hide internal errors, record metrics."""
+    method = fn.__name__
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Req, context: Ctx) -> Resp:
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            return await fn(self, request, context)
+        except ChatError as exc:
+            code = status_of(exc)
+            await context.abort(code, str(exc))
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            code = grpc.StatusCode.INTERNAL
+            log.exception("unhandled error in %s", method)
+            await context.abort(code, "internal error; it has been logged")
+        finally:
+            metrics.RPC_REQUESTS.labels(method, code.name).inc()
+            metrics.RPC_DURATION.labels(method).observe(time.perf_counter() - started)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return wrapper
+
+
+class ChatApi:
+    def __init__(
+        self,
+        chat: ChatService,
+        auth: Authenticator,
+        hub: Hub,
+        store: SessionStore,
+        streams: StreamSettings,
+    ) -> None:
+        self._chat = chat
+        self._auth = auth
+        self._hub = hub
+        self._store = store
+        self._streams = streams
+
+    def _caller(self, context: Ctx, field_token: str) -> UserProfile:
+        return self._auth.caller(context.invocation_metadata(), field_token)
+
+    # ---- groups ----
+
+    @unary
+    async def CreateGroup(self, request: pb.CreateGroupRequest, context: Ctx) -> pb.Group:
+        caller = self._caller(context, request.jwt_token)
+        self._chat.check_acting_user(caller, request.created_by, "created_by")
+        group = await self._chat.create_group(
+            caller,
+            name=request.name,
+            description=request.description,
+            member_ids=list(request.member_ids),
+            invite_only=request.invite_only,
+        )
+        return convert.group(group)
+
+    @unary
+    async def GetGroup(self, request: pb.GetGroupRequest, context: Ctx) -> pb.Group:
+        caller = self._caller(context, request.jwt_token)
+        return convert.group(await self._chat.get_group(caller, request.group_id))
+
+    @unary
+    async def ListMyGroups(
+        self, request: pb.ListMyGroupsRequest, context: Ctx
+    ) -> pb.ListMyGroupsResponse:
+        caller = self._caller(context, request.jwt_token)
+        groups = await self._chat.list_my_groups(caller)
+        return pb.ListMyGroupsResponse(groups=[convert.group(g) for g in groups])
+
+    @unary
+    async def JoinGroup(
+        self, request: pb.JoinGroupRequest, context: Ctx
+    ) -> pb.JoinGroupResponse:
+        caller = self._caller(context, request.jwt_token)
+        result = await self._chat.join_group(caller, request.group_id, request.user_id)
+        target = request.user_id or caller.id
+        text = (
+            f"user {target} joined group {request.group_id}"
+            if result.changed
+            else f"user {target} is already a member of group {request.group_id}"
+        )
+        return pb.JoinGroupResponse(success=True, message=text)
+
+    @unary
+    async def LeaveGroup(
+        self, request: pb.LeaveGroupRequest, context: Ctx
+    ) -> pb.LeaveGroupResponse:
+        caller = self._caller(context, request.jwt_token)
+        result = await self._chat.leave_group(caller, request.group_id, request.user_id)
+        target = request.user_id or caller.id
+        text = (
+            f"user {target} left group {request.group_id}"
+            if result.changed
+            else f"user {target} was not a member of group {request.group_id}"
+        )
+        return pb.LeaveGroupResponse(success=result.changed, message=text)
+
+    @unary
+    async def GetGroupMembers(
+        self, request: pb.GetGroupMembersRequest, context: Ctx
+    ) -> pb.GroupMembersResponse:
+        caller = self._caller(context, request.jwt_token)
+        members = await self._chat.members(caller, request.group_id)
+        return pb.GroupMembersResponse(members=[convert.member(m, on) for m, on in members])
+
+    # ---- messages ----
+
+    @unary
+    async def SendMessage(
+        self, request: pb.SendMessageRequest, context: Ctx
+    ) -> pb.MessageResponse:
+        caller = self._caller(context, request.jwt_token)
+        result = await self._chat.post_message(
+            caller,
+            group_id=request.group_id,
+            content=request.content,
+            kind=request.type,
+            client_msg_id=request.client_msg_id,
+        )
+        metrics.MESSAGES_ACCEPTED.inc(0 if result.duplicate else 1)
+        return convert.message(result.message)
+
+    @unary
+    async def GetMessageHistory(
+        self, request: pb.GetHistoryRequest, context: Ctx
+    ) -> pb.MessageHistoryResponse:
+        caller = self._caller(context, request.jwt_token)
+        page = await self._chat.history(
+            caller, request.group_id, request.before_id, request.limit
+        )
+        return pb.MessageHistoryResponse(
+            messages=[convert.message(m) for m in page.messages], has_more=page.has_more
+        )
+
+    @unary
+    async def SendTypingIndicator(
+        self, request: pb.TypingRequest, context: Ctx
+    ) -> pb.TypingResponse:
+        caller = self._caller(context, request.jwt_token)
+        self._chat.check_acting_user(caller, request.user_id, "user_id")
+        await self._chat.set_typing(caller, request.group_id, request.is_typing)
+        return pb.TypingResponse(success=True)
+
+    # ---- streams ----
+
+    def _session(self, user_id: int) -> Session:
+        s = self._streams
+        return Session(
+            self._hub,
+            self._store,
+            user_id,
+            queue_max=s.queue_max,
+            batch_max=s.batch_max,
+            replay_max=s.replay_max,
+        )
+
+    async def _stream_error(self, context: Ctx, method: str, exc: BaseException) -> None:
+        """End a stream with a status the client can act on."""
+        if isinstance(exc, ChatError):
+            code, text = status_of(exc), str(exc)
+        elif isinstance(exc, SubscriberLagged):
+            metrics.SUBSCRIBERS_DROPPED.labels("lagged").inc()
+            code = grpc.StatusCode.UNAVAILABLE
+            text = f"subscriber fell too far behind; {RESUME_HINT}"
+        elif isinstance(exc, SessionClosed):
+            metrics.SUBSCRIBERS_DROPPED.labels("closed").inc()
+            code, text = grpc.StatusCode.UNAVAILABLE, f"{exc.reason}; {RESUME_HINT}"
+        else:
+            log.error("unhandled error in %s", method, exc_info=exc)
+            code, text = grpc.StatusCode.INTERNAL, "internal error; it has been logged"
+        metrics.RPC_REQUESTS.labels(method, code.name).inc()
+        await context.abort(code, text)
+
+    async def Subscribe(self, request: pb.SubscribeRequest, context: Ctx) -> AsyncIterator[bytes]:
+        try:
+            caller = self._caller(context, request.jwt_token)
+            positions: dict[int, int] = {}
+            for p in request.positions:
+                if p.group_id <= 0 or p.last_seq < 0:
+                    raise InvalidArgument("positions need a positive group_id and last_seq >= 0")
+                positions[p.group_id] = p.last_seq
+        except ChatError as exc:
+            await self._stream_error(context, "Subscribe", exc)
+            return
+        session = self._session(caller.id)
+        metrics.OPEN_STREAMS.labels("Subscribe").inc()
+        try:
+            async for batch in session.open(positions):
+                yield _entries(batch)
+            heartbeat = self._streams.heartbeat_seconds
+            while True:
+                batch = await session.next_batch(heartbeat)
+                if not batch:
+                    batch = [Delivery.heartbeat()]
+                yield _entries(batch)
+        except (ChatError, SubscriberLagged, SessionClosed) as exc:
+            await self._stream_error(context, "Subscribe", exc)
+        finally:
+            session.close()
+            metrics.OPEN_STREAMS.labels("Subscribe").dec()
+
+    async def StreamMessages(
+        self, request_iterator: AsyncIterator[pb.MessageRequest], context: Ctx
+    ) -> AsyncIterator[bytes]:
+        requests = request_iterator.__aiter__()
+        first: pb.MessageRequest | None = None
+        try:
+            token = bearer_from_metadata(context.invocation_metadata())
+            if not token:
+                # Clients of the original proto authenticate with the first request's token.
+                try:
+                    first = await requests.__anext__()
+                except StopAsyncIteration:
+                    return
+                token = first.jwt_token
+            caller = self._auth.caller(context.invocation_metadata(), token)
+        except ChatError as exc:
+            await self._stream_error(context, "StreamMessages", exc)
+            return
+        session = self._session(caller.id)
+        failure: list[BaseException] = []
+        metrics.OPEN_STREAMS.labels("StreamMessages").inc()
+
+        async def post_all() -> None:
+            try:
+                if first is not None:
+                    await self._post_from_stream(caller, token, first)
+                async for req in requests:
+                    await self._post_from_stream(caller, token, req)
+                session.sub.close("client finished sending")
+            except (ChatError, grpc.aio.AbortError) as exc:
+                failure.append(exc)
+                session.sub.close("request refused")
+            except Exception as exc:  # a broken request stream ends only this caller's stream
+                failure.append(exc)
+                session.sub.close("request stream failed")
+
+        poster: asyncio.Task[None] | None = None
+        try:
+            async for _ in session.open({}):
+                pass  # StreamMessages starts live, as in the original plan
+            poster = asyncio.create_task(post_all())
+            heartbeat = self._streams.heartbeat_seconds
+            while True:
+                try:
+                    batch = await session.next_batch(heartbeat)
+                except SessionClosed:
+                    if failure:
+                        raise failure[0] from None
+                    return  # the client half-closed: end the stream like the original server
+                for d in batch:
+                    if d.kind == "message":
+                        yield d.message_bytes()
+        except (ChatError, SubscriberLagged, SessionClosed) as exc:
+            await self._stream_error(context, "StreamMessages", exc)
+        finally:
+            if poster is not None:
+                poster.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await poster
+            session.close()
+            metrics.OPEN_STREAMS.labels("StreamMessages").dec()
+
+    async def _post_from_stream(
+        self, caller: UserProfile, token: str, req: pb.MessageRequest
+    ) -> None:
+        if req.jwt_token and req.jwt_token != token:
+            other = self._auth.caller(None, req.jwt_token)
+            if other.id != caller.id:
+                raise PermissionDenied("every request on a stream must carry the same user")
+        self._chat.check_acting_user(caller, req.user_id, "user_id")
+        result = await self._chat.post_message(
+            caller,
+            group_id=req.group_id,
+            content=req.content,
+            kind=req.type,
+            client_msg_id=req.client_msg_id,
+        )
+        metrics.MESSAGES_ACCEPTED.inc(0 if result.duplicate else 1)
+
+
+def _entries(batch: list[Delivery]) -> bytes:
+    metrics.STREAM_WRITES.inc()
+    metrics.EVENTS_DELIVERED.inc(len(batch))
+    for d in batch:
+        if d.kind == "message":
+            ts = d.event.message.timestamp_ms
+            if ts:
+                metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - ts / 1000))
+            break
+    return b"".join(d.entry for d in batch)

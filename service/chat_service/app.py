@@ -1,0 +1,214 @@
+"""Composition root: builds every part from Settings and runs the server's lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+from pathlib import Path
+
+import asyncpg
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from chat_service.api.auth import Authenticator
+from chat_service.api.handlers import SERVICE, generic_handler
+from chat_service.api.servicer import ChatApi, StreamSettings
+from chat_service.auth.jwt import TokenVerifier
+from chat_service.config import Settings
+from chat_service.domain.chat import ChatService
+from chat_service.domain.errors import Unavailable
+from chat_service.fanout.broker import Broker, EventFanout
+from chat_service.fanout.broker_memory import MemoryBroker
+from chat_service.fanout.broker_redis import RedisStreamsBroker
+from chat_service.fanout.hub import Hub
+from chat_service.gen import chat_pb2
+from chat_service.presence.local import LocalPresence
+from chat_service.storage.postgres.migrate import migrate
+from chat_service.storage.postgres.repository import PostgresChatRepository, create_pool
+from chat_service.telemetry import metrics
+
+log = logging.getLogger(__name__)
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+SERVER_OPTIONS = [
+    # A port already in use must be an error, not two servers silently sharing it.
+    ("grpc.so_reuseport", 0),
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.max_connection_age_grace_ms", 30_000),
+]
+
+
+async def connect_pool(settings: Settings, attempts: int = 60) -> asyncpg.Pool:
+    delay = 0.2
+    for attempt in range(1, attempts + 1):
+        try:
+            return await create_pool(
+                settings.db_dsn, settings.db_password, settings.db_pool_min, settings.db_pool_max
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if attempt == attempts:
+                raise
+            log.warning("PostgreSQL not reachable yet (%s); retrying", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable")
+
+
+class App:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._broker: Broker | None = None
+        self._hub: Hub | None = None
+        self._health = health_aio.HealthServicer()
+        self._monitor: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def start(self) -> int:
+        s = self.settings
+        pool = self._pool = await connect_pool(s)
+        if s.migrate_on_start:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+        repo = PostgresChatRepository(pool)
+        hub = self._hub = Hub(
+            repo.messages_after, repo.group_heads, sweep_interval=s.sweep_interval_seconds
+        )
+        broker: Broker
+        if s.broker == "redis":
+            broker = RedisStreamsBroker(
+                host=s.redis_host,
+                port=s.redis_port,
+                password=s.redis_password,
+                shards=s.stream_shards,
+                maxlen=s.stream_maxlen,
+                on_recovered=hub.resync,
+            )
+        else:
+            broker = MemoryBroker()
+        self._broker = broker
+        await broker.start(hub.on_payloads)
+        hub.start()
+        chat = ChatService(repo, EventFanout(broker), LocalPresence(hub), s.limits)
+        api = ChatApi(
+            chat,
+            Authenticator(TokenVerifier(s.jwt)),
+            hub,
+            repo,
+            StreamSettings(
+                queue_max=s.subscriber_queue_max,
+                batch_max=s.subscriber_batch_max,
+                replay_max=s.limits.replay_max_messages,
+                heartbeat_seconds=s.heartbeat_seconds,
+            ),
+        )
+        server = self._server = grpc.aio.server(options=SERVER_OPTIONS)
+        server.add_generic_rpc_handlers((generic_handler(api),))
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (
+                chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        address = f"{s.grpc_host}:{s.grpc_port}"
+        if s.tls_cert_file and s.tls_key_file:
+            key = await asyncio.to_thread(Path(s.tls_key_file).read_bytes)
+            cert = await asyncio.to_thread(Path(s.tls_cert_file).read_bytes)
+            creds = grpc.ssl_server_credentials([(key, cert)])
+            self.port = server.add_secure_port(address, creds)
+        else:
+            self.port = server.add_insecure_port(address)
+        await server.start()
+        await self._set_health(SERVING)
+        self._monitor = asyncio.create_task(self._watch_dependencies(repo), name="health")
+        if s.metrics_port:
+            start_http_server(s.metrics_port, addr=s.grpc_host)
+        log.info("serving chat.ChatService on %s:%s (broker=%s)", s.grpc_host, self.port, s.broker)
+        return self.port
+
+    async def _set_health(self, status: Any) -> None:
+        for name in ("", SERVICE):
+            await self._health.set(name, status)
+
+    async def _watch_dependencies(self, repo: PostgresChatRepository) -> None:
+        """Health is NOT_SERVING while PostgreSQL (the source of truth) is unreachable.
+        Redis is reported separately under the service name 'redis': without it messages
+        still flow, through the storage sweep, only slower."""
+        db_ok = True
+        while not self._stopping:
+            try:
+                await asyncio.wait_for(repo.ping(), timeout=2.0)
+                ok = True
+            except (Unavailable, TimeoutError, asyncpg.PostgresError):
+                metrics.DB_ERRORS.inc()
+                ok = False
+            if ok != db_ok and not self._stopping:
+                log.warning("PostgreSQL is %s", "reachable" if ok else "unreachable")
+                await self._set_health(SERVING if ok else NOT_SERVING)
+                db_ok = ok
+            if self._broker is not None:
+                await self._health.set(
+                    "redis", SERVING if self._broker.healthy else NOT_SERVING
+                )
+            if self._pool is not None:
+                metrics.DB_POOL_SIZE.set(self._pool.get_size())
+                metrics.DB_POOL_IDLE.set(self._pool.get_idle_size())
+            await asyncio.sleep(1.0)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful: stop taking traffic, end streams with UNAVAILABLE so clients reconnect
+        to another pod, let unary calls in flight finish, then close connections."""
+        if self._stopping:
+            return
+        self._stopping = True
+        grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        await self._health.enter_graceful_shutdown()
+        if self._hub is not None:
+            self._hub.close_all("server is shutting down")
+        if self._server is not None:
+            await self._server.stop(grace)
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        if self._hub is not None:
+            await self._hub.stop()
+        if self._broker is not None:
+            await self._broker.close()
+        if self._pool is not None:
+            await self._pool.close()
+        log.info("stopped")
+
+    async def wait(self) -> None:
+        assert self._server is not None
+        await self._server.wait_for_termination()
+
+
+async def serve(settings: Settings) -> None:
+    app = App(settings)
+    await app.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down (grace %.0fs)", settings.shutdown_grace_seconds)
+    await app.stop()

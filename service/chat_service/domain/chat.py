@@ -1,0 +1,260 @@
+"""Use cases of the chat: what a caller may do to groups and messages.
+
+Knows nothing of gRPC, SQL or Redis: storage and fan-out come in through the ports.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from chat_service.config import Limits
+from chat_service.domain import validation
+from chat_service.domain.errors import InvalidArgument, NotFound, PermissionDenied
+from chat_service.domain.models import (
+    ChatEvent,
+    Group,
+    HistoryPage,
+    Member,
+    MemberChange,
+    MembershipChanged,
+    MembershipResult,
+    MessagePosted,
+    PostResult,
+    Role,
+    TypingChanged,
+    UserProfile,
+)
+from chat_service.domain.ports import ChatRepository, EventPublisher, PresenceTracker
+
+log = logging.getLogger(__name__)
+
+
+class ChatService:
+    def __init__(
+        self,
+        repo: ChatRepository,
+        events: EventPublisher,
+        presence: PresenceTracker,
+        limits: Limits,
+    ) -> None:
+        self._repo = repo
+        self._events = events
+        self._presence = presence
+        self._limits = limits
+        self._known_profiles: dict[int, UserProfile] = {}
+
+    # ---- identity ----
+
+    async def remember(self, user: UserProfile) -> None:
+        """Keep the caller's display data (from token claims) for member lists."""
+        if self._known_profiles.get(user.id) == user:
+            return
+        await self._repo.upsert_user(user)
+        if len(self._known_profiles) > 100_000:
+            self._known_profiles.clear()
+        self._known_profiles[user.id] = user
+
+    @staticmethod
+    def check_acting_user(caller: UserProfile, claimed: int, field: str) -> None:
+        """A request field naming the acting user must be empty (0) or the caller."""
+        if claimed not in (0, caller.id):
+            raise PermissionDenied(
+                f"{field}={claimed} does not match the authenticated user; "
+                "identity comes from the token"
+            )
+
+    # ---- groups ----
+
+    async def create_group(
+        self,
+        caller: UserProfile,
+        *,
+        name: str,
+        description: str,
+        member_ids: list[int],
+        invite_only: bool,
+    ) -> Group:
+        clean_name = validation.group_name(name, self._limits)
+        clean_description = validation.group_description(description, self._limits)
+        others = [m for m in validation.member_ids(member_ids, self._limits) if m != caller.id]
+        await self.remember(caller)
+        group, created = await self._repo.create_group(
+            name=clean_name,
+            description=clean_description,
+            creator=caller,
+            member_ids=others,
+            invite_only=invite_only,
+        )
+        # Members' open subscriptions pick the new group up from these events.
+        joined: list[ChatEvent] = [
+            MembershipChanged(
+                group_id=group.id,
+                change=MemberChange.JOINED,
+                user=caller if uid == caller.id else UserProfile(id=uid),
+                actor_id=caller.id,
+                seq=created.seq,
+                role=Role.OWNER if uid == caller.id else Role.MEMBER,
+            )
+            for uid in group.member_ids
+        ]
+        await self._publish([*joined, MessagePosted(created)])
+        return group
+
+    async def get_group(self, caller: UserProfile, group_id: int) -> Group:
+        validation.group_id(group_id)
+        group = await self._repo.get_group(group_id, caller.id)
+        if group is None:
+            raise NotFound(f"group {group_id} does not exist")
+        if group.my_role == Role.NONE and group.invite_only:
+            # Invite-only groups are invisible to outsiders.
+            raise NotFound(f"group {group_id} does not exist")
+        return group
+
+    async def list_my_groups(self, caller: UserProfile) -> list[Group]:
+        return await self._repo.list_groups_for_user(caller.id)
+
+    async def join_group(
+        self, caller: UserProfile, group_id: int, user_id: int
+    ) -> MembershipResult:
+        validation.group_id(group_id)
+        target = user_id or caller.id
+        validation.user_id(target)
+        await self.remember(caller)
+        group = await self._repo.get_group(group_id, caller.id)
+        if group is None:
+            raise NotFound(f"group {group_id} does not exist")
+        if target == caller.id:
+            if group.my_role != Role.NONE:
+                return MembershipResult(changed=False, message=None)
+            if group.invite_only:
+                raise PermissionDenied(
+                    f"group {group_id} is invite-only: an owner or admin must add you"
+                )
+        elif not group.my_role.manages_members:
+            raise PermissionDenied("only owners and admins can add other users")
+        result = await self._repo.add_member(
+            group_id, target, caller, self._limits.members_per_group_max
+        )
+        if result.changed and result.message is not None:
+            await self._publish_membership(result, MemberChange.JOINED, target, caller)
+        return result
+
+    async def leave_group(
+        self, caller: UserProfile, group_id: int, user_id: int
+    ) -> MembershipResult:
+        validation.group_id(group_id)
+        target = user_id or caller.id
+        validation.user_id(target)
+        role = await self._repo.role_of(group_id, caller.id)
+        if target == caller.id:
+            if role == Role.NONE:
+                await self._require_group(group_id)
+                raise NotFound(f"you are not a member of group {group_id}")
+            change = MemberChange.LEFT
+        else:
+            if not role.manages_members:
+                if role == Role.NONE:
+                    await self._require_group(group_id)
+                raise PermissionDenied("only owners and admins can remove other members")
+            target_role = await self._repo.role_of(group_id, target)
+            if target_role == Role.NONE:
+                raise NotFound(f"user {target} is not a member of group {group_id}")
+            if target_role >= role:
+                raise PermissionDenied(
+                    f"a {role.name.lower()} cannot remove a {target_role.name.lower()}"
+                )
+            change = MemberChange.REMOVED
+        result = await self._repo.remove_member(group_id, target, caller, change)
+        if result.changed and result.message is not None:
+            await self._publish_membership(result, change, target, caller)
+        return result
+
+    async def members(self, caller: UserProfile, group_id: int) -> list[tuple[Member, bool]]:
+        await self._require_member(group_id, caller.id)
+        members = await self._repo.list_members(group_id)
+        online = await self._presence.online_users([m.user.id for m in members])
+        return [(m, m.user.id in online) for m in members]
+
+    # ---- messages ----
+
+    async def post_message(
+        self,
+        caller: UserProfile,
+        *,
+        group_id: int,
+        content: str,
+        kind: int,
+        client_msg_id: str,
+    ) -> PostResult:
+        validation.group_id(group_id)
+        message_kind = validation.message_kind(kind)
+        text = validation.message_content(content, message_kind, self._limits)
+        key = validation.client_msg_id(client_msg_id, self._limits)
+        await self.remember(caller)
+        result = await self._repo.post_message(
+            group_id=group_id, sender=caller, content=text, kind=message_kind, client_msg_id=key
+        )
+        if result is None:
+            await self._require_group(group_id)
+            raise PermissionDenied(f"you are not a member of group {group_id}")
+        if not result.duplicate:
+            await self._publish([MessagePosted(result.message)])
+        return result
+
+    async def history(
+        self, caller: UserProfile, group_id: int, before_id: int, limit: int
+    ) -> HistoryPage:
+        validation.group_id(group_id)
+        if before_id < 0:
+            raise InvalidArgument("before_id must not be negative")
+        size = validation.page_size(limit, self._limits)
+        await self._require_member(group_id, caller.id)
+        return await self._repo.history(group_id, before_id, size)
+
+    async def set_typing(self, caller: UserProfile, group_id: int, is_typing: bool) -> None:
+        validation.group_id(group_id)
+        await self._require_member(group_id, caller.id)
+        await self._publish([TypingChanged(group_id, caller.id, is_typing)])
+
+    # ---- helpers ----
+
+    async def require_member(self, group_id: int, user_id: int) -> Role:
+        return await self._require_member(group_id, user_id)
+
+    async def _require_group(self, group_id: int) -> None:
+        if not await self._repo.group_heads([group_id]):
+            raise NotFound(f"group {group_id} does not exist")
+
+    async def _require_member(self, group_id: int, user_id: int) -> Role:
+        role = await self._repo.role_of(group_id, user_id)
+        if role == Role.NONE:
+            await self._require_group(group_id)
+            raise PermissionDenied(f"you are not a member of group {group_id}")
+        return role
+
+    async def _publish_membership(
+        self, result: MembershipResult, change: MemberChange, target: int, actor: UserProfile
+    ) -> None:
+        assert result.message is not None
+        profile = self._known_profiles.get(target, UserProfile(id=target))
+        await self._publish(
+            [
+                MembershipChanged(
+                    group_id=result.message.group_id,
+                    change=change,
+                    user=profile,
+                    actor_id=actor.id,
+                    seq=result.message.seq,
+                ),
+                MessagePosted(result.message),
+            ]
+        )
+
+    async def _publish(self, events: list[ChatEvent]) -> None:
+        """Fan out after the commit. A failure here loses nothing: the message is stored and
+        every pod's sweep replays it from storage, so the caller still gets its ack."""
+        try:
+            await self._events.publish(events)
+        except Exception:
+            log.warning("publishing events failed; subscribers will catch up from storage",
+                        exc_info=True)

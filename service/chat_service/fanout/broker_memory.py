@@ -1,0 +1,26 @@
+"""In-process broker: one pod, no Redis. For development and unit tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from chat_service.fanout.broker import PayloadSink
+
+
+class MemoryBroker:
+    def __init__(self) -> None:
+        self._sink: PayloadSink | None = None
+
+    async def start(self, sink: PayloadSink) -> None:
+        self._sink = sink
+
+    async def publish(self, items: Sequence[tuple[int, bytes]]) -> None:
+        if self._sink is not None:
+            self._sink([payload for _, payload in items])
+
+    async def close(self) -> None:
+        self._sink = None
+
+    @property
+    def healthy(self) -> bool:
+        return True

@@ -1,0 +1,137 @@
+"""Redis Streams broker: every pod tails every shard (a plain XREAD, no consumer group).
+
+Events of a group go to shard `group_id % shards`, so one hot key does not cap throughput
+and per-group order is kept. Streams are bounded with approximate MAXLEN trimming. Redis is
+transport only: PostgreSQL has every message, and the hub's sweep repairs anything lost
+while Redis was away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from chat_service.fanout.broker import PayloadSink
+from chat_service.telemetry import metrics
+
+log = logging.getLogger(__name__)
+
+_FIELD = b"e"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def shard_key(prefix: str, group_id: int, shards: int) -> str:
+    return f"{prefix}:{group_id % shards}"
+
+
+class RedisStreamsBroker:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        password: str = "",
+        shards: int = 8,
+        maxlen: int = 100_000,
+        prefix: str = "chat:events",
+        on_recovered: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
+        self._shards = shards
+        self._maxlen = maxlen
+        self._prefix = prefix
+        common: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "password": password or None,
+            "socket_connect_timeout": 1.0,
+        }
+        self._writer = aioredis.Redis(**common, socket_timeout=2.0)
+        self._reader = aioredis.Redis(**common, socket_timeout=10.0)
+        self._keys = [f"{prefix}:{i}" for i in range(shards)]
+        self._task: asyncio.Task[None] | None = None
+        self._on_recovered = on_recovered
+        self._healthy = False
+        self._recovery: asyncio.Task[None] | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    @property
+    def client(self) -> aioredis.Redis:
+        return self._writer
+
+    async def publish(self, items: Sequence[tuple[int, bytes]]) -> None:
+        try:
+            async with self._writer.pipeline(transaction=False) as pipe:
+                for group_id, payload in items:
+                    pipe.xadd(
+                        shard_key(self._prefix, group_id, self._shards),
+                        {_FIELD: payload},
+                        maxlen=self._maxlen,
+                        approximate=True,
+                    )
+                await pipe.execute()
+        except (RedisError, OSError):
+            metrics.REDIS_ERRORS.labels("publish").inc()
+            raise
+
+    async def start(self, sink: PayloadSink) -> None:
+        ids = await self._tail_ids()
+        self._healthy = True
+        self._task = asyncio.create_task(self._read_loop(sink, ids), name="redis-tail")
+
+    async def _tail_ids(self) -> dict[str, str]:
+        ids: dict[str, str] = {}
+        for key in self._keys:
+            last = await self._reader.xrevrange(key, count=1)
+            ids[key] = _text(last[0][0]) if last else "0-0"
+        return ids
+
+    async def _read_loop(self, sink: PayloadSink, ids: dict[str, str]) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                replies = await self._reader.xread(ids, count=1000, block=5000)  # type: ignore[arg-type]
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError):
+                metrics.REDIS_ERRORS.labels("read").inc()
+                if self._healthy:
+                    log.warning("lost Redis; fan-out continues from storage when it is back")
+                self._healthy = False
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
+            if not self._healthy:
+                self._healthy = True
+                backoff = 0.05
+                log.info("Redis is back; resynchronising subscribers from storage")
+                if self._on_recovered is not None:
+                    self._recovery = asyncio.create_task(self._on_recovered())
+            self._deliver(replies, ids, sink)
+
+    @staticmethod
+    def _deliver(replies: Any, ids: dict[str, str], sink: PayloadSink) -> None:
+        for key, entries in replies or ():
+            name = key.decode() if isinstance(key, bytes) else key
+            if entries:
+                ids[name] = _text(entries[-1][0])
+                sink(fields[_FIELD] for _, fields in entries if _FIELD in fields)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        await self._writer.aclose()
+        await self._reader.aclose()

@@ -1,0 +1,87 @@
+"""An event ready for the wire: decoded once per pod, encoded once per pod.
+
+`entry` is the event already framed as one element of `SubscribeResponse.events`
+(field 1, length-delimited), so a batch for a stream is just the concatenation of entries:
+no per-recipient protobuf work.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from chat_service.api import convert
+from chat_service.domain.models import Message
+from chat_service.gen import chat_pb2 as pb
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        bits = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(bits | 0x80)
+        else:
+            out.append(bits)
+            return bytes(out)
+
+
+def frame_entry(payload: bytes) -> bytes:
+    """Encode one ChatEvent payload as a `repeated ChatEvent events = 1` element."""
+    return b"\x0a" + _varint(len(payload)) + payload
+
+
+@dataclass(slots=True)
+class Delivery:
+    kind: str  # the ChatEvent oneof name: message, typing, member, presence, gap, heartbeat
+    group_id: int
+    seq: int  # message seq; 0 for unsequenced events
+    event: pb.ChatEvent
+    entry: bytes
+    _message_bytes: bytes | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> Delivery:
+        event = pb.ChatEvent.FromString(payload)
+        return cls.from_event(event, payload)
+
+    @classmethod
+    def from_event(cls, event: pb.ChatEvent, payload: bytes | None = None) -> Delivery:
+        if payload is None:
+            payload = event.SerializeToString()
+        kind = event.WhichOneof("event") or ""
+        group_id = 0
+        seq = 0
+        if kind == "message":
+            group_id, seq = event.message.group_id, event.message.seq
+        elif kind == "typing":
+            group_id = event.typing.group_id
+        elif kind == "member":
+            group_id = event.member.group_id
+        elif kind == "gap":
+            group_id = event.gap.group_id
+        return cls(kind, group_id, seq, event, frame_entry(payload))
+
+    @classmethod
+    def from_message(cls, message: Message) -> Delivery:
+        return cls.from_event(pb.ChatEvent(message=convert.message(message)))
+
+    @classmethod
+    def gap(cls, group_id: int, from_seq: int, resume_seq: int) -> Delivery:
+        return cls.from_event(
+            pb.ChatEvent(gap=pb.GapEvent(group_id=group_id, from_seq=from_seq,
+                                         resume_seq=resume_seq))
+        )
+
+    @classmethod
+    def heartbeat(cls) -> Delivery:
+        return cls.from_event(
+            pb.ChatEvent(heartbeat=pb.Heartbeat(timestamp_ms=int(time.time() * 1000)))
+        )
+
+    def message_bytes(self) -> bytes:
+        """The MessageResponse alone (for StreamMessages), serialised once."""
+        if self._message_bytes is None:
+            self._message_bytes = self.event.message.SerializeToString()
+        return self._message_bytes

@@ -1,0 +1,147 @@
+"""One subscriber's view of its groups: replay what it missed, then the live tail.
+
+Race-free hand-over: the subscriber is registered with the hub *before* storage is read,
+so every event committed after the read is queued; the session remembers the last sequence
+number delivered per group and drops live messages already covered by the replay. Should a
+live message skip ahead (an event lost in transit), the missing range is read from storage
+before it, so the stream has no gap and no duplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
+
+from chat_service.domain.models import Message
+from chat_service.fanout.delivery import Delivery
+from chat_service.fanout.hub import Hub
+from chat_service.fanout.subscriber import Subscriber
+from chat_service.gen import chat_pb2 as pb
+from chat_service.telemetry import metrics
+
+_REPLAY_PAGE = 500
+
+
+class SessionStore(Protocol):
+    async def group_ids_for_user(self, user_id: int) -> list[int]: ...
+
+    async def group_heads(self, group_ids: Sequence[int]) -> dict[int, int]: ...
+
+    async def messages_after(
+        self, group_id: int, after_seq: int, upto_seq: int, limit: int
+    ) -> list[Message]: ...
+
+
+class SubscriberLagged(Exception):
+    """The subscriber's queue overflowed; it must resume from its last positions."""
+
+
+class SessionClosed(Exception):
+    """The server ended the stream (shutdown); `reason` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Session:
+    def __init__(
+        self,
+        hub: Hub,
+        store: SessionStore,
+        user_id: int,
+        *,
+        queue_max: int,
+        batch_max: int,
+        replay_max: int,
+    ) -> None:
+        self._hub = hub
+        self._store = store
+        self.user_id = user_id
+        self._batch_max = batch_max
+        self._replay_max = replay_max
+        self.sub = Subscriber(user_id, queue_max)
+        self.last: dict[int, int] = {}
+
+    async def open(self, positions: dict[int, int]) -> AsyncIterator[list[Delivery]]:
+        """Register, then yield replay batches (in order) for the positions given."""
+        hub = self._hub
+        hub.add(self.sub, ())
+        group_ids = await self._store.group_ids_for_user(self.user_id)
+        for gid in group_ids:
+            hub.attach(self.sub, gid)
+        heads = await self._store.group_heads(group_ids)
+        hub.set_heads(heads)
+        for gid in group_ids:
+            head = heads.get(gid)
+            if head is None:
+                continue  # group deleted meanwhile
+            start = positions.get(gid)
+            if start is None or start >= head:
+                self.last[gid] = head if start is None else max(start, 0)
+                continue
+            start = max(start, 0)
+            if head - start > self._replay_max:
+                self.last[gid] = head
+                yield [Delivery.gap(gid, start + 1, head + 1)]
+                continue
+            self.last[gid] = start
+            async for batch in self._read(gid, start, head):
+                yield batch
+
+    async def _read(self, gid: int, after: int, upto: int) -> AsyncIterator[list[Delivery]]:
+        while after < upto:
+            page = await self._store.messages_after(gid, after, upto, _REPLAY_PAGE)
+            if not page:
+                return
+            batch = [Delivery.from_message(m) for m in page]
+            after = page[-1].seq
+            self.last[gid] = after
+            yield batch
+
+    async def next_batch(self, heartbeat: float) -> list[Delivery]:
+        """Wait for live events; return them in order, deduplicated and gap-filled.
+
+        An empty list means the heartbeat interval passed with nothing to send.
+        """
+        sub = self.sub
+        await sub.wait(heartbeat)
+        if sub.closed_reason is not None:
+            raise SessionClosed(sub.closed_reason)
+        if sub.lagged:
+            raise SubscriberLagged()
+        out: list[Delivery] = []
+        last = self.last
+        for d in sub.drain(self._batch_max):
+            kind = d.kind
+            if kind == "message":
+                gid = d.group_id
+                seen = last.get(gid)
+                if seen is None:
+                    continue  # not (or no longer) one of this user's groups
+                if d.seq <= seen:
+                    continue
+                if d.seq > seen + 1:
+                    async for fill in self._read(gid, seen, d.seq - 1):
+                        metrics.GAP_FILLS.labels("session").inc(len(fill))
+                        out.extend(fill)
+                last[gid] = d.seq
+                out.append(d)
+            elif kind == "member":
+                ev = d.event.member
+                if ev.user.id == self.user_id:
+                    if ev.kind == pb.MemberEvent.JOINED:
+                        if ev.group_id not in last:
+                            last[ev.group_id] = ev.seq - 1
+                    else:
+                        out.append(d)
+                        last.pop(ev.group_id, None)
+                        continue
+                if ev.group_id in last:
+                    out.append(d)
+            elif d.group_id == 0 or d.group_id in last:
+                out.append(d)
+        return out
+
+    def close(self) -> None:
+        self._hub.remove(self.sub)

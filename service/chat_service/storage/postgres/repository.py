@@ -1,0 +1,482 @@
+"""ChatRepository on PostgreSQL (asyncpg).
+
+Sequence numbers are assigned by bumping `groups.last_seq` in the same statement/transaction
+as the insert, so they are gap-free and a group's commits are serialised by its row lock.
+Message ids come from an identity column: never derived from clocks.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from chat_service.domain.errors import InvalidArgument, NotFound, Unavailable
+from chat_service.domain.models import (
+    Group,
+    HistoryPage,
+    Member,
+    MemberChange,
+    MembershipResult,
+    Message,
+    MessageKind,
+    PostResult,
+    Role,
+    UserProfile,
+)
+
+P = ParamSpec("P")
+_Conn = asyncpg.Connection | PoolConnectionProxy
+T = TypeVar("T")
+
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    TimeoutError,
+)
+
+
+def _storage_errors(
+    fn: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Turn 'database unreachable' into a domain Unavailable the client may retry."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except _CONNECTION_ERRORS as exc:
+            raise Unavailable("the message store is unreachable; retry shortly") from exc
+
+    return wrapper
+
+
+def _ms(ts: datetime) -> int:
+    return int(ts.timestamp() * 1000)
+
+
+def _display(name: str, user_id: int) -> str:
+    return name or f"user {user_id}"
+
+
+_MESSAGE_COLUMNS = """m.id, m.group_id, m.seq, m.user_id, m.kind, m.content, m.client_msg_id,
+    m.created_at, u.name AS user_name, u.email AS user_email, u.avatar AS user_avatar"""
+
+
+def _message(row: asyncpg.Record) -> Message:
+    return Message(
+        id=row["id"],
+        group_id=row["group_id"],
+        seq=row["seq"],
+        sender=UserProfile(
+            id=row["user_id"],
+            name=row["user_name"] or "",
+            email=row["user_email"] or "",
+            avatar=row["user_avatar"] or "",
+        ),
+        content=row["content"],
+        kind=MessageKind(row["kind"]),
+        created_at_ms=_ms(row["created_at"]),
+        client_msg_id=row["client_msg_id"] or "",
+    )
+
+
+def _group(row: asyncpg.Record, member_ids: Sequence[int] = ()) -> Group:
+    return Group(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        created_by=row["created_by"],
+        created_at_ms=_ms(row["created_at"]),
+        invite_only=row["invite_only"],
+        last_seq=row["last_seq"],
+        member_count=row["member_count"],
+        member_ids=tuple(member_ids),
+        my_role=Role(row["my_role"] or 0),
+    )
+
+
+class PostgresChatRepository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @_storage_errors
+    async def ping(self) -> None:
+        await self._pool.fetchval("SELECT 1")
+
+    @_storage_errors
+    async def upsert_user(self, user: UserProfile) -> None:
+        await self._pool.execute(
+            """INSERT INTO users (id, name, email, avatar) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (id) DO UPDATE SET
+                 name = COALESCE(NULLIF(EXCLUDED.name, ''), users.name),
+                 email = COALESCE(NULLIF(EXCLUDED.email, ''), users.email),
+                 avatar = COALESCE(NULLIF(EXCLUDED.avatar, ''), users.avatar),
+                 updated_at = now()
+               WHERE (users.name, users.email, users.avatar) IS DISTINCT FROM
+                     (COALESCE(NULLIF(EXCLUDED.name, ''), users.name),
+                      COALESCE(NULLIF(EXCLUDED.email, ''), users.email),
+                      COALESCE(NULLIF(EXCLUDED.avatar, ''), users.avatar))""",
+            user.id,
+            user.name,
+            user.email,
+            user.avatar,
+        )
+
+    @_storage_errors
+    async def create_group(
+        self,
+        *,
+        name: str,
+        description: str,
+        creator: UserProfile,
+        member_ids: Sequence[int],
+        invite_only: bool,
+    ) -> tuple[Group, Message]:
+        others = [m for m in member_ids if m != creator.id]
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """INSERT INTO groups (name, description, created_by, invite_only,
+                                       last_seq, member_count)
+                   VALUES ($1, $2, $3, $4, 1, $5)
+                   RETURNING id, name, description, created_by, invite_only, created_at,
+                             last_seq, member_count, 3 AS my_role""",
+                name,
+                description,
+                creator.id,
+                invite_only,
+                1 + len(others),
+            )
+            assert row is not None
+            gid: int = row["id"]
+            await conn.execute(
+                "INSERT INTO users (id) SELECT unnest($1::bigint[]) ON CONFLICT DO NOTHING",
+                others,
+            )
+            await conn.execute(
+                """INSERT INTO group_members (group_id, user_id, role)
+                   SELECT $1, u, CASE WHEN u = $2 THEN 3 ELSE 1 END
+                   FROM unnest($3::bigint[]) AS u""",
+                gid,
+                creator.id,
+                [creator.id, *others],
+            )
+            message = await self._insert_system(
+                conn, gid, 1, creator, f'{_display(creator.name, creator.id)} created "{name}"'
+            )
+        return _group(row, [creator.id, *others]), message
+
+    async def _insert_system(
+        self, conn: _Conn, group_id: int, seq: int, actor: UserProfile, text: str
+    ) -> Message:
+        row = await conn.fetchrow(
+            """INSERT INTO messages (group_id, seq, user_id, kind, content)
+               VALUES ($1, $2, $3, 3, $4) RETURNING id, created_at""",
+            group_id,
+            seq,
+            actor.id,
+            text,
+        )
+        assert row is not None
+        return Message(
+            id=row["id"],
+            group_id=group_id,
+            seq=seq,
+            sender=actor,
+            content=text,
+            kind=MessageKind.SYSTEM,
+            created_at_ms=_ms(row["created_at"]),
+        )
+
+    @_storage_errors
+    async def get_group(self, group_id: int, viewer_id: int) -> Group | None:
+        row = await self._pool.fetchrow(
+            """SELECT g.id, g.name, g.description, g.created_by, g.invite_only, g.created_at,
+                      g.last_seq, g.member_count, COALESCE(m.role, 0) AS my_role,
+                      ARRAY(SELECT user_id FROM group_members WHERE group_id = g.id
+                            ORDER BY joined_at, user_id) AS member_ids
+               FROM groups g
+               LEFT JOIN group_members m ON m.group_id = g.id AND m.user_id = $2
+               WHERE g.id = $1""",
+            group_id,
+            viewer_id,
+        )
+        return None if row is None else _group(row, row["member_ids"])
+
+    @_storage_errors
+    async def list_groups_for_user(self, user_id: int) -> list[Group]:
+        rows = await self._pool.fetch(
+            """SELECT g.id, g.name, g.description, g.created_by, g.invite_only, g.created_at,
+                      g.last_seq, g.member_count, m.role AS my_role
+               FROM group_members m JOIN groups g ON g.id = m.group_id
+               WHERE m.user_id = $1
+               ORDER BY g.id""",
+            user_id,
+        )
+        return [_group(r) for r in rows]
+
+    @_storage_errors
+    async def role_of(self, group_id: int, user_id: int) -> Role:
+        role = await self._pool.fetchval(
+            "SELECT role FROM group_members WHERE group_id = $1 AND user_id = $2",
+            group_id,
+            user_id,
+        )
+        return Role(role or 0)
+
+    async def _bump(self, conn: _Conn, group_id: int, member_delta: int) -> int:
+        seq = await conn.fetchval(
+            """UPDATE groups SET last_seq = last_seq + 1, member_count = member_count + $2
+               WHERE id = $1 RETURNING last_seq""",
+            group_id,
+            member_delta,
+        )
+        if seq is None:
+            raise NotFound(f"group {group_id} does not exist")
+        return int(seq)
+
+    async def _name_of(self, conn: _Conn, user_id: int) -> str:
+        name = await conn.fetchval("SELECT name FROM users WHERE id = $1", user_id)
+        return _display(name or "", user_id)
+
+    @_storage_errors
+    async def add_member(
+        self, group_id: int, user_id: int, actor: UserProfile, max_members: int
+    ) -> MembershipResult:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO users (id) VALUES ($1) ON CONFLICT DO NOTHING", user_id
+            )
+            # Lock the group row first: membership changes and sends of a group serialise here.
+            count = await conn.fetchval(
+                "SELECT member_count FROM groups WHERE id = $1 FOR UPDATE", group_id
+            )
+            if count is None:
+                raise NotFound(f"group {group_id} does not exist")
+            inserted = await conn.fetchval(
+                """INSERT INTO group_members (group_id, user_id, role) VALUES ($1, $2, 1)
+                   ON CONFLICT DO NOTHING RETURNING user_id""",
+                group_id,
+                user_id,
+            )
+            if inserted is None:
+                return MembershipResult(changed=False, message=None)
+            if count >= max_members:
+                raise InvalidArgument(
+                    f"group {group_id} is full ({max_members} members max)"
+                )
+            seq = await self._bump(conn, group_id, +1)
+            name = await self._name_of(conn, user_id)
+            text = (
+                f"{name} joined"
+                if user_id == actor.id
+                else f"{_display(actor.name, actor.id)} added {name}"
+            )
+            message = await self._insert_system(conn, group_id, seq, actor, text)
+        return MembershipResult(changed=True, message=message)
+
+    @_storage_errors
+    async def remove_member(
+        self, group_id: int, user_id: int, actor: UserProfile, change: MemberChange
+    ) -> MembershipResult:
+        async with self._pool.acquire() as conn, conn.transaction():
+            exists = await conn.fetchval(
+                "SELECT 1 FROM groups WHERE id = $1 FOR UPDATE", group_id
+            )
+            if exists is None:
+                raise NotFound(f"group {group_id} does not exist")
+            role = await conn.fetchval(
+                "DELETE FROM group_members WHERE group_id = $1 AND user_id = $2 RETURNING role",
+                group_id,
+                user_id,
+            )
+            if role is None:
+                return MembershipResult(changed=False, message=None)
+            if role == Role.OWNER:
+                # Hand the group to the longest-standing admin, else the oldest member.
+                await conn.execute(
+                    """UPDATE group_members SET role = 3
+                       WHERE (group_id, user_id) = (
+                         SELECT group_id, user_id FROM group_members WHERE group_id = $1
+                         ORDER BY role DESC, joined_at, user_id LIMIT 1)""",
+                    group_id,
+                )
+            seq = await self._bump(conn, group_id, -1)
+            name = await self._name_of(conn, user_id)
+            text = (
+                f"{name} left"
+                if change == MemberChange.LEFT
+                else f"{_display(actor.name, actor.id)} removed {name}"
+            )
+            message = await self._insert_system(conn, group_id, seq, actor, text)
+        return MembershipResult(changed=True, message=message)
+
+    @_storage_errors
+    async def list_members(self, group_id: int) -> list[Member]:
+        rows = await self._pool.fetch(
+            """SELECT m.user_id, m.role, m.joined_at, u.name, u.email, u.avatar
+               FROM group_members m LEFT JOIN users u ON u.id = m.user_id
+               WHERE m.group_id = $1
+               ORDER BY m.role DESC, m.joined_at, m.user_id""",
+            group_id,
+        )
+        return [
+            Member(
+                user=UserProfile(
+                    id=r["user_id"],
+                    name=r["name"] or "",
+                    email=r["email"] or "",
+                    avatar=r["avatar"] or "",
+                ),
+                role=Role(r["role"]),
+                joined_at_ms=_ms(r["joined_at"]),
+            )
+            for r in rows
+        ]
+
+    @_storage_errors
+    async def count_members(self, group_id: int) -> int:
+        count = await self._pool.fetchval(
+            "SELECT member_count FROM groups WHERE id = $1", group_id
+        )
+        return int(count or 0)
+
+    @_storage_errors
+    async def post_message(
+        self,
+        *,
+        group_id: int,
+        sender: UserProfile,
+        content: str,
+        kind: MessageKind,
+        client_msg_id: str,
+    ) -> PostResult | None:
+        key = client_msg_id or None
+        try:
+            row = await self._pool.fetchrow(
+                """WITH member AS (
+                       SELECT 1 FROM group_members WHERE group_id = $1 AND user_id = $2
+                   ), bumped AS (
+                       UPDATE groups SET last_seq = last_seq + 1
+                       WHERE id = $1 AND EXISTS (SELECT 1 FROM member)
+                         AND ($5::text IS NULL OR NOT EXISTS (
+                               SELECT 1 FROM messages
+                               WHERE group_id = $1 AND user_id = $2 AND client_msg_id = $5))
+                       RETURNING last_seq
+                   )
+                   INSERT INTO messages (group_id, seq, user_id, kind, content, client_msg_id)
+                   SELECT $1, last_seq, $2, $3, $4, $5 FROM bumped
+                   RETURNING id, seq, created_at""",
+                group_id,
+                sender.id,
+                int(kind),
+                content,
+                key,
+            )
+        except asyncpg.UniqueViolationError:
+            row = None  # a concurrent retry with the same key won; return its message below
+        if row is not None:
+            return PostResult(
+                message=Message(
+                    id=row["id"],
+                    group_id=group_id,
+                    seq=row["seq"],
+                    sender=sender,
+                    content=content,
+                    kind=kind,
+                    created_at_ms=_ms(row["created_at"]),
+                    client_msg_id=client_msg_id,
+                ),
+                duplicate=False,
+            )
+        if key is not None:
+            existing = await self._pool.fetchrow(
+                f"""SELECT {_MESSAGE_COLUMNS} FROM messages m
+                    LEFT JOIN users u ON u.id = m.user_id
+                    WHERE m.group_id = $1 AND m.user_id = $2 AND m.client_msg_id = $3""",
+                group_id,
+                sender.id,
+                key,
+            )
+            if existing is not None:
+                return PostResult(message=_message(existing), duplicate=True)
+        return None
+
+    @_storage_errors
+    async def history(self, group_id: int, before_id: int, limit: int) -> HistoryPage:
+        before_seq: int
+        if before_id:
+            anchor = await self._pool.fetchval(
+                "SELECT seq FROM messages WHERE id = $1 AND group_id = $2", before_id, group_id
+            )
+            if anchor is None:
+                raise NotFound(f"message {before_id} is not in group {group_id}")
+            before_seq = int(anchor)
+        else:
+            before_seq = 2**63 - 1
+        rows = await self._pool.fetch(
+            f"""SELECT {_MESSAGE_COLUMNS} FROM messages m
+                LEFT JOIN users u ON u.id = m.user_id
+                WHERE m.group_id = $1 AND m.seq < $2
+                ORDER BY m.seq DESC LIMIT $3""",
+            group_id,
+            before_seq,
+            limit + 1,
+        )
+        has_more = len(rows) > limit
+        page = [_message(r) for r in rows[:limit]]
+        page.reverse()
+        return HistoryPage(messages=page, has_more=has_more)
+
+    @_storage_errors
+    async def messages_after(
+        self, group_id: int, after_seq: int, upto_seq: int, limit: int
+    ) -> list[Message]:
+        rows = await self._pool.fetch(
+            f"""SELECT {_MESSAGE_COLUMNS} FROM messages m
+                LEFT JOIN users u ON u.id = m.user_id
+                WHERE m.group_id = $1 AND m.seq > $2 AND m.seq <= $3
+                ORDER BY m.seq LIMIT $4""",
+            group_id,
+            after_seq,
+            upto_seq,
+            limit,
+        )
+        return [_message(r) for r in rows]
+
+    @_storage_errors
+    async def group_ids_for_user(self, user_id: int) -> list[int]:
+        rows = await self._pool.fetch(
+            "SELECT group_id FROM group_members WHERE user_id = $1 ORDER BY group_id", user_id
+        )
+        return [r["group_id"] for r in rows]
+
+    @_storage_errors
+    async def group_heads(self, group_ids: Sequence[int]) -> dict[int, int]:
+        rows = await self._pool.fetch(
+            "SELECT id, last_seq FROM groups WHERE id = ANY($1::bigint[])", list(group_ids)
+        )
+        return {r["id"]: r["last_seq"] for r in rows}
+
+
+async def create_pool(
+    dsn: str, password: str, min_size: int, max_size: int, **kwargs: Any
+) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        dsn,
+        password=password,
+        min_size=min_size,
+        max_size=max_size,
+        command_timeout=10,
+        **kwargs,
+    )
+    assert pool is not None
+    return pool

@@ -1,0 +1,41 @@
+"""Prometheus metrics. Names are part of the operator contract (dashboards, alert rules)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RPC_REQUESTS = Counter(
+    "chat_rpc_requests", "RPCs handled, by method and final status code", ["method", "code"]
+)
+RPC_DURATION = Histogram(
+    "chat_rpc_duration_seconds",
+    "Time to handle a unary RPC (streams: time until the stream ended)",
+    ["method"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
+OPEN_STREAMS = Gauge("chat_open_streams", "Streams currently open on this pod", ["rpc"])
+MESSAGES_ACCEPTED = Counter(
+    "chat_messages_accepted", "Messages committed to storage (the acknowledgement)"
+)
+EVENTS_DELIVERED = Counter(
+    "chat_events_delivered", "Events written to subscriber streams (one per recipient)"
+)
+STREAM_WRITES = Counter("chat_stream_writes", "Batched writes to subscriber streams")
+DELIVERY_LATENCY = Histogram(
+    "chat_delivery_latency_seconds",
+    "From message commit to the write on a recipient's stream",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+FANOUT_LAG = Gauge(
+    "chat_fanout_lag_seconds", "Age of the newest event this pod read from the broker"
+)
+SUBSCRIBERS_DROPPED = Counter(
+    "chat_subscribers_dropped", "Streams ended by the server, by reason", ["reason"]
+)
+GAP_FILLS = Counter(
+    "chat_gap_fills", "Messages read back from storage to fill a live gap", ["where"]
+)
+DB_ERRORS = Counter("chat_db_errors", "PostgreSQL calls that failed for lack of a connection")
+REDIS_ERRORS = Counter("chat_redis_errors", "Redis calls that failed", ["op"])
+DB_POOL_SIZE = Gauge("chat_db_pool_size", "Connections in the PostgreSQL pool")
+DB_POOL_IDLE = Gauge("chat_db_pool_idle", "Idle connections in the PostgreSQL pool")
