@@ -90,14 +90,16 @@ class ChatApi:
         self._store = store
         self._streams = streams
 
-    def _caller(self, context: Ctx, field_token: str) -> UserProfile:
-        return self._auth.caller(context.invocation_metadata(), field_token)
+    async def _caller(self, context: Ctx, field_token: str) -> UserProfile:
+        user = self._auth.caller(context.invocation_metadata(), field_token)
+        await self._chat.remember(user)  # display data for member lists (cached)
+        return user
 
     # ---- groups ----
 
     @unary
     async def CreateGroup(self, request: pb.CreateGroupRequest, context: Ctx) -> pb.Group:
-        caller = self._caller(context, request.jwt_token)
+        caller = await self._caller(context, request.jwt_token)
         self._chat.check_acting_user(caller, request.created_by, "created_by")
         group = await self._chat.create_group(
             caller,
@@ -110,14 +112,14 @@ class ChatApi:
 
     @unary
     async def GetGroup(self, request: pb.GetGroupRequest, context: Ctx) -> pb.Group:
-        caller = self._caller(context, request.jwt_token)
+        caller = await self._caller(context, request.jwt_token)
         return convert.group(await self._chat.get_group(caller, request.group_id))
 
     @unary
     async def ListMyGroups(
         self, request: pb.ListMyGroupsRequest, context: Ctx
     ) -> pb.ListMyGroupsResponse:
-        caller = self._caller(context, request.jwt_token)
+        caller = await self._caller(context, request.jwt_token)
         groups = await self._chat.list_my_groups(caller)
         return pb.ListMyGroupsResponse(groups=[convert.group(g) for g in groups])
 
@@ -125,7 +127,7 @@ class ChatApi:
     async def JoinGroup(
         self, request: pb.JoinGroupRequest, context: Ctx
     ) -> pb.JoinGroupResponse:
-        caller = self._caller(context, request.jwt_token)
+        caller = await self._caller(context, request.jwt_token)
         result = await self._chat.join_group(caller, request.group_id, request.user_id)
         target = request.user_id or caller.id
         text = (
@@ -139,7 +141,7 @@ class ChatApi:
     async def LeaveGroup(
         self, request: pb.LeaveGroupRequest, context: Ctx
     ) -> pb.LeaveGroupResponse:
-        caller = self._caller(context, request.jwt_token)
+        caller = await self._caller(context, request.jwt_token)
         result = await self._chat.leave_group(caller, request.group_id, request.user_id)
         target = request.user_id or caller.id
         text = (
@@ -153,7 +155,7 @@ class ChatApi:
     async def GetGroupMembers(
         self, request: pb.GetGroupMembersRequest, context: Ctx
     ) -> pb.GroupMembersResponse:
-        caller = self._caller(context, request.jwt_token)
+        caller = await self._caller(context, request.jwt_token)
         members = await self._chat.members(caller, request.group_id)
         return pb.GroupMembersResponse(members=[convert.member(m, on) for m, on in members])
 
@@ -163,7 +165,7 @@ class ChatApi:
     async def SendMessage(
         self, request: pb.SendMessageRequest, context: Ctx
     ) -> pb.MessageResponse:
-        caller = self._caller(context, request.jwt_token)
+        caller = await self._caller(context, request.jwt_token)
         result = await self._chat.post_message(
             caller,
             group_id=request.group_id,
@@ -178,7 +180,7 @@ class ChatApi:
     async def GetMessageHistory(
         self, request: pb.GetHistoryRequest, context: Ctx
     ) -> pb.MessageHistoryResponse:
-        caller = self._caller(context, request.jwt_token)
+        caller = await self._caller(context, request.jwt_token)
         page = await self._chat.history(
             caller, request.group_id, request.before_id, request.limit
         )
@@ -190,7 +192,7 @@ class ChatApi:
     async def SendTypingIndicator(
         self, request: pb.TypingRequest, context: Ctx
     ) -> pb.TypingResponse:
-        caller = self._caller(context, request.jwt_token)
+        caller = await self._caller(context, request.jwt_token)
         self._chat.check_acting_user(caller, request.user_id, "user_id")
         await self._chat.set_typing(caller, request.group_id, request.is_typing)
         return pb.TypingResponse(success=True)
@@ -227,7 +229,7 @@ class ChatApi:
 
     async def Subscribe(self, request: pb.SubscribeRequest, context: Ctx) -> AsyncIterator[bytes]:
         try:
-            caller = self._caller(context, request.jwt_token)
+            caller = await self._caller(context, request.jwt_token)
             positions: dict[int, int] = {}
             for p in request.positions:
                 if p.group_id <= 0 or p.last_seq < 0:
@@ -239,7 +241,11 @@ class ChatApi:
         session = self._session(caller.id)
         metrics.OPEN_STREAMS.labels("Subscribe").inc()
         try:
-            async for batch in session.open(positions):
+            await session.start(positions)
+            # Initial metadata tells the client it is registered: from here on nothing of its
+            # groups can be missed (what the replay below does not cover arrives live).
+            await context.send_initial_metadata((("chat-subscribed", "1"),))
+            async for batch in session.replay():
                 yield _entries(batch)
             heartbeat = self._streams.heartbeat_seconds
             while True:
@@ -268,6 +274,7 @@ class ChatApi:
                     return
                 token = first.jwt_token
             caller = self._auth.caller(context.invocation_metadata(), token)
+            await self._chat.remember(caller)
         except ChatError as exc:
             await self._stream_error(context, "StreamMessages", exc)
             return
@@ -291,8 +298,8 @@ class ChatApi:
 
         poster: asyncio.Task[None] | None = None
         try:
-            async for _ in session.open({}):
-                pass  # StreamMessages starts live, as in the original plan
+            await session.start({})  # live from now, as in the original plan
+            await context.send_initial_metadata((("chat-subscribed", "1"),))
             poster = asyncio.create_task(post_all())
             heartbeat = self._streams.heartbeat_seconds
             while True:

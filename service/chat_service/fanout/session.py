@@ -62,9 +62,14 @@ class Session:
         self._replay_max = replay_max
         self.sub = Subscriber(user_id, queue_max)
         self.last: dict[int, int] = {}
+        self._replay_plan: list[tuple[int, int, int]] = []
 
-    async def open(self, positions: dict[int, int]) -> AsyncIterator[list[Delivery]]:
-        """Register, then yield replay batches (in order) for the positions given."""
+    async def start(self, positions: dict[int, int]) -> None:
+        """Register with the hub, then read where each group stands in storage.
+
+        After this returns every new event is queued for the subscriber; `replay()` then
+        yields what was missed since `positions`.
+        """
         hub = self._hub
         hub.add(self.sub, ())
         group_ids = await self._store.group_ids_for_user(self.user_id)
@@ -72,20 +77,25 @@ class Session:
             hub.attach(self.sub, gid)
         heads = await self._store.group_heads(group_ids)
         hub.set_heads(heads)
+        self._replay_plan = []
         for gid in group_ids:
             head = heads.get(gid)
             if head is None:
                 continue  # group deleted meanwhile
             start = positions.get(gid)
             if start is None or start >= head:
-                self.last[gid] = head if start is None else max(start, 0)
+                self.last.setdefault(gid, head if start is None else max(start, 0))
                 continue
-            start = max(start, 0)
+            self.last[gid] = max(start, 0)
+            self._replay_plan.append((gid, max(start, 0), head))
+
+    async def replay(self) -> AsyncIterator[list[Delivery]]:
+        """Yield the missed messages in order (or a GapEvent when too far behind)."""
+        for gid, start, head in self._replay_plan:
             if head - start > self._replay_max:
-                self.last[gid] = head
+                self.last[gid] = max(self.last.get(gid, 0), head)
                 yield [Delivery.gap(gid, start + 1, head + 1)]
                 continue
-            self.last[gid] = start
             async for batch in self._read(gid, start, head):
                 yield batch
 

@@ -1,0 +1,51 @@
+# syntax=docker/dockerfile:1
+# Chat service image.
+#   docker build -t chat-service:dev .
+#   docker build --build-arg BASE_IMAGE=python:3.11-slim-bookworm -t chat-service:dev .
+# Both stages must use the same base image: the venv links to its Python interpreter.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+# ---- builder: generate the gRPC stubs from proto/ and install the package into /opt/venv ----
+FROM ${BASE_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+
+# Code generators, pinned by the dev extra of pyproject.toml (single source of the versions);
+# they live in a throwaway venv and never reach the runtime image.
+COPY pyproject.toml ./
+RUN python -m venv /opt/protoc \
+ && python -c "import tomllib; dev = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['dev']; print('\n'.join(d for d in dev if d.split('=')[0].strip() in ('grpcio-tools', 'mypy-protobuf')))" > /tmp/protoc-requirements.txt \
+ && /opt/protoc/bin/pip install -r /tmp/protoc-requirements.txt
+
+COPY proto/ proto/
+COPY service/ service/
+# Same command as `make proto`: stubs into service/chat_service/gen/ (imported as chat_service.gen).
+RUN /opt/protoc/bin/python -m grpc_tools.protoc -Ichat_service/gen=proto \
+        --python_out=service --grpc_python_out=service \
+        --mypy_out=service --mypy_grpc_out=service proto/chat.proto
+
+# The runtime venv has no pip: the builder's pip installs into it from outside (and byte-
+# compiles everything, so the read-only runtime never needs to write .pyc files).
+# README.md is the package's readme in pyproject.toml.
+COPY README.md ./
+RUN python -m venv --without-pip /opt/venv \
+ && pip install --python /opt/venv/bin/python .
+
+# ---- runtime: the venv only, as an unprivileged user ----
+FROM ${BASE_IMAGE} AS runtime
+RUN groupadd --system --gid 10001 chat \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin chat
+COPY --from=builder /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    GRPC_PORT=50051 \
+    METRICS_PORT=9464
+WORKDIR /tmp
+# Numeric, so Kubernetes can verify runAsNonRoot.
+USER 10001:10001
+EXPOSE 50051 9464
+# `docker run IMAGE` serves; `docker run IMAGE migrate` applies the DB migrations.
+ENTRYPOINT ["python", "-m", "chat_service"]

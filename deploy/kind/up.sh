@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Local cluster: kind + the chat chart, then `helm test`.
+#   deploy/kind/up.sh            create/update everything
+#   CLUSTER=chat NAMESPACE=chat IMAGE=chat-service:mytag deploy/kind/up.sh
+# Needs docker, kind, kubectl and helm on PATH. Tear down: kind delete cluster --name chat
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+CLUSTER="${CLUSTER:-chat}"
+NAMESPACE="${NAMESPACE:-chat}"
+RELEASE="${RELEASE:-chat}"
+# A fresh tag per run, so `helm upgrade` rolls the pods onto the newly built image.
+IMAGE="${IMAGE:-chat-service:dev-$(date +%Y%m%d%H%M%S)}"
+VALUES="$ROOT/deploy/kind/values-kind.yaml"
+
+for tool in docker kind kubectl helm; do
+  command -v "$tool" >/dev/null || { echo "error: $tool not found on PATH" >&2; exit 1; }
+done
+
+if ! kind get clusters | grep -qx "$CLUSTER"; then
+  kind create cluster --name "$CLUSTER" --config "$ROOT/deploy/kind/kind-config.yaml"
+fi
+kubectl config use-context "kind-$CLUSTER" >/dev/null
+
+docker build -t "$IMAGE" "$ROOT"
+kind load docker-image "$IMAGE" --name "$CLUSTER"
+
+helm upgrade --install "$RELEASE" "$ROOT/deploy/helm/chat" \
+  --namespace "$NAMESPACE" --create-namespace \
+  -f "$VALUES" \
+  --set image.repository="${IMAGE%:*}" --set image.tag="${IMAGE##*:}" \
+  --wait --timeout 5m
+
+helm test "$RELEASE" --namespace "$NAMESPACE" --logs
+
+cat <<MSG
+Ready:
+  gRPC-Web / gRPC via Envoy: http://localhost:8080
+  Envoy admin:               http://localhost:9901/clusters
+  kubectl -n $NAMESPACE get pods
+MSG

@@ -1,0 +1,168 @@
+"""Posting, live delivery and history through the real gRPC API."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from chat_service.gen import chat_pb2 as pb
+from tests.conftest import UserFactory
+from tests.support.chat_client import expect_status
+
+
+async def test_two_users_on_separate_streams_receive_each_others_messages_in_order(
+    user: UserFactory,
+) -> None:
+    alice, bob = user("Alice"), user("Bob")
+    group = await alice.create_group("pair", members=[bob.user_id])
+    a_stream, b_stream = await alice.subscribe(), await bob.subscribe()
+
+    sent = []
+    for i in range(10):
+        sender = alice if i % 2 == 0 else bob
+        sent.append(await sender.send(group.id, f"message {i} from {sender.user_id}"))
+
+    for stream in (a_stream, b_stream):
+        got = await stream.wait_messages(10, group.id)
+        assert [m.content for m in got] == [m.content for m in sent]
+        assert [m.seq for m in got] == [m.seq for m in sent]
+        assert [m.seq for m in got] == list(range(2, 12))  # seq 1 is "created the group"
+
+    history = await alice.all_history(group.id)
+    assert [(m.id, m.seq, m.content) for m in history[1:]] == [
+        (m.id, m.seq, m.content) for m in sent
+    ]
+    assert history[0].type == pb.SYSTEM
+
+
+async def test_sender_learns_id_seq_and_timestamp_and_names_come_from_the_token(
+    user: UserFactory,
+) -> None:
+    alice = user("Alice Liddell")
+    group = await alice.create_group()
+    reply = await alice.send(group.id, "hello")
+    assert reply.id > 0 and reply.seq == 2
+    assert reply.user_id == alice.user_id and reply.user_name == "Alice Liddell"
+    assert reply.timestamp > 1_700_000_000 and reply.timestamp_ms // 1000 == reply.timestamp
+
+
+async def test_250_messages_page_back_with_before_id_without_gap_or_repeat(
+    user: UserFactory,
+) -> None:
+    alice = user()
+    group = await alice.create_group()
+    sent = [await alice.send(group.id, f"m{i}") for i in range(250)]
+
+    seen: list[pb.MessageResponse] = []
+    before = 0
+    pages = 0
+    while True:
+        page = await alice.history(group.id, before_id=before, limit=40)
+        pages += 1
+        assert [m.seq for m in page.messages] == sorted(m.seq for m in page.messages)
+        seen[:0] = list(page.messages)
+        if not page.has_more:
+            break
+        before = page.messages[0].id
+    assert pages == 7  # 251 messages (with the SYSTEM one) in pages of 40
+    assert [m.id for m in seen[1:]] == [m.id for m in sent]
+    assert [m.seq for m in seen] == list(range(1, 252))
+
+
+async def test_history_pages_are_stable_while_new_messages_arrive(user: UserFactory) -> None:
+    alice = user()
+    group = await alice.create_group()
+    for i in range(30):
+        await alice.send(group.id, f"old {i}")
+    first = await alice.history(group.id, limit=10)
+    for i in range(5):
+        await alice.send(group.id, f"new {i}")
+    second = await alice.history(group.id, before_id=first.messages[0].id, limit=10)
+    assert second.messages[-1].seq == first.messages[0].seq - 1
+    assert all(m.content.startswith("old") for m in second.messages)
+
+
+async def test_history_limit_defaults_to_50_and_is_capped(user: UserFactory) -> None:
+    alice = user()
+    group = await alice.create_group()
+    await asyncio.gather(*(alice.send(group.id, f"m{i}") for i in range(260)))
+    assert len((await alice.history(group.id)).messages) == 50
+    capped = await alice.history(group.id, limit=10_000)
+    assert len(capped.messages) == 200 and capped.has_more
+
+
+async def test_concurrent_sends_get_gap_free_sequence_numbers(user: UserFactory) -> None:
+    alice, bob = user(), user()
+    group = await alice.create_group(members=[bob.user_id])
+    stream = await bob.subscribe()
+    replies = await asyncio.gather(
+        *(c.send(group.id, f"c{i}") for i in range(100) for c in (alice, bob))
+    )
+    assert sorted(r.seq for r in replies) == list(range(2, 202))
+    got = await stream.wait_messages(200, group.id)
+    assert [m.seq for m in got] == list(range(2, 202))
+
+
+async def test_idempotent_retry_of_send_message_stores_one_message(user: UserFactory) -> None:
+    alice, bob = user(), user()
+    group = await alice.create_group(members=[bob.user_id])
+    stream = await bob.subscribe()
+    first = await alice.send(group.id, "only once", key="retry-key-1")
+    again = await alice.send(group.id, "only once", key="retry-key-1")
+    racing = await asyncio.gather(*(alice.send(group.id, "race", key="k2") for _ in range(10)))
+    assert again.id == first.id and again.seq == first.seq
+    assert again.client_msg_id == "retry-key-1"
+    assert len({r.id for r in racing}) == 1
+    history = await alice.all_history(group.id)
+    assert [m.content for m in history[1:]] == ["only once", "race"]
+    await stream.wait_messages(2, group.id)
+    await asyncio.sleep(0.3)
+    assert len(stream.messages(group.id)) == 2  # the retries produced no extra events
+
+
+async def test_same_key_from_another_user_is_another_message(user: UserFactory) -> None:
+    alice, bob = user(), user()
+    group = await alice.create_group(members=[bob.user_id])
+    a = await alice.send(group.id, "a", key="shared")
+    b = await bob.send(group.id, "b", key="shared")
+    assert a.id != b.id
+
+
+async def test_bad_input_is_invalid_argument_and_other_streams_carry_on(
+    user: UserFactory,
+) -> None:
+    alice, bob = user(), user()
+    group = await alice.create_group(members=[bob.user_id])
+    stream = await bob.subscribe()
+    cases = [
+        pb.SendMessageRequest(group_id=group.id, content=""),
+        pb.SendMessageRequest(group_id=group.id, content="x" * 4001),
+        pb.SendMessageRequest(group_id=group.id, content="bell\x07"),
+        pb.SendMessageRequest(group_id=group.id, content="hi", type=pb.SYSTEM),
+        pb.SendMessageRequest(group_id=group.id, content="hi", type=99),  # type: ignore[arg-type]
+        pb.SendMessageRequest(group_id=0, content="hi"),
+        pb.SendMessageRequest(group_id=group.id, content="hi", client_msg_id="k" * 65),
+    ]
+    for request in cases:
+        err = await expect_status(
+            grpc.StatusCode.INVALID_ARGUMENT, alice.stub.SendMessage(request, metadata=alice.metadata)
+        )
+        assert err.details()
+    too_long = await expect_status(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        alice.stub.SendMessage(
+            pb.SendMessageRequest(group_id=group.id, content="x" * 4001),
+            metadata=alice.metadata,
+        ),
+    )
+    assert "4000" in (too_long.details() or "")
+    ok = await alice.send(group.id, "still fine")
+    got = await stream.wait_messages(1, group.id)
+    assert got[0].id == ok.id and not stream.done
+
+
+async def test_message_not_found_for_unknown_before_id(user: UserFactory) -> None:
+    alice = user()
+    group = await alice.create_group()
+    await expect_status(grpc.StatusCode.NOT_FOUND, alice.history(group.id, before_id=1 << 60))
