@@ -13,7 +13,8 @@ WORKDIR /src
 
 # Code generators, pinned by the dev extra of pyproject.toml (single source of the versions);
 # they live in a throwaway venv and never reach the runtime image.
-COPY pyproject.toml ./
+# (README.md is pyproject's readme; the glob keeps the build working while it is absent.)
+COPY pyproject.toml README.md* ./
 RUN python -m venv /opt/protoc \
  && python -c "import tomllib; dev = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['dev']; print('\n'.join(d for d in dev if d.split('=')[0].strip() in ('grpcio-tools', 'mypy-protobuf')))" > /tmp/protoc-requirements.txt \
  && /opt/protoc/bin/pip install -r /tmp/protoc-requirements.txt
@@ -21,16 +22,15 @@ RUN python -m venv /opt/protoc \
 COPY proto/ proto/
 COPY service/ service/
 # Same command as `make proto`: stubs into service/chat_service/gen/ (imported as chat_service.gen).
-RUN /opt/protoc/bin/python -m grpc_tools.protoc -Ichat_service/gen=proto \
+# (PATH: protoc finds the protoc-gen-mypy* plugins there.)
+RUN PATH=/opt/protoc/bin:$PATH python -m grpc_tools.protoc -Ichat_service/gen=proto \
         --python_out=service --grpc_python_out=service \
         --mypy_out=service --mypy_grpc_out=service proto/chat.proto
 
 # The runtime venv has no pip: the builder's pip installs into it from outside (and byte-
 # compiles everything, so the read-only runtime never needs to write .pyc files).
-# README.md is the package's readme in pyproject.toml.
-COPY README.md ./
 RUN python -m venv --without-pip /opt/venv \
- && pip install --python /opt/venv/bin/python .
+ && pip --python /opt/venv/bin/python install .
 
 # ---- runtime: the venv only, as an unprivileged user ----
 FROM ${BASE_IMAGE} AS runtime

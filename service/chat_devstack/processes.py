@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -17,7 +18,7 @@ def wait_serving(address: str, timeout: float = 30.0, service: str = "") -> None
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+        stub: Any = health_pb2_grpc.HealthStub(channel)  # the stubs package omits methods
         while time.monotonic() < deadline:
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)

@@ -39,15 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
     args = parser.parse_args(argv)
     try:
-        settings = load_settings()
+        settings = load_settings(for_serving=args.command == "serve")
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     chat_logging.setup(settings.log_level, settings.log_format)
-    if args.command == "migrate":
-        _run(_migrate(settings))
-    else:
-        _run(serve(settings))
+    try:
+        _run(_migrate(settings) if args.command == "migrate" else serve(settings))
+    except Exception as exc:
+        log.error("%s failed: %s", args.command, exc)
+        return 1
     return 0
 
 

@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
@@ -78,9 +78,21 @@ class App:
         self._health = health_aio.HealthServicer()
         self._monitor: asyncio.Task[None] | None = None
         self._stopping = False
+        self._server_started = False
+        self._api: ChatApi | None = None
 
     async def start(self) -> int:
         s = self.settings
+        # Bind first: a port already taken fails start-up before anything else is touched.
+        server = self._server = grpc.aio.server(options=SERVER_OPTIONS)
+        address = f"{s.grpc_host}:{s.grpc_port}"
+        if s.tls_cert_file and s.tls_key_file:
+            key = await asyncio.to_thread(Path(s.tls_key_file).read_bytes)
+            cert = await asyncio.to_thread(Path(s.tls_cert_file).read_bytes)
+            creds = grpc.ssl_server_credentials([(key, cert)])
+            self.port = server.add_secure_port(address, creds)
+        else:
+            self.port = server.add_insecure_port(address)
         pool = self._pool = await connect_pool(s)
         if s.migrate_on_start:
             async with pool.acquire() as conn:
@@ -105,7 +117,7 @@ class App:
         await broker.start(hub.on_payloads)
         hub.start()
         chat = ChatService(repo, EventFanout(broker), LocalPresence(hub), s.limits)
-        api = ChatApi(
+        api = self._api = ChatApi(
             chat,
             Authenticator(TokenVerifier(s.jwt)),
             hub,
@@ -117,7 +129,6 @@ class App:
                 heartbeat_seconds=s.heartbeat_seconds,
             ),
         )
-        server = self._server = grpc.aio.server(options=SERVER_OPTIONS)
         server.add_generic_rpc_handlers((generic_handler(api),))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -128,16 +139,11 @@ class App:
             ),
             server,
         )
-        address = f"{s.grpc_host}:{s.grpc_port}"
-        if s.tls_cert_file and s.tls_key_file:
-            key = await asyncio.to_thread(Path(s.tls_key_file).read_bytes)
-            cert = await asyncio.to_thread(Path(s.tls_cert_file).read_bytes)
-            creds = grpc.ssl_server_credentials([(key, cert)])
-            self.port = server.add_secure_port(address, creds)
-        else:
-            self.port = server.add_insecure_port(address)
         await server.start()
+        self._server_started = True
         await self._set_health(SERVING)
+        # For liveness probes: SERVING while the process runs, whatever its dependencies.
+        await self._health.set("liveness", SERVING)
         self._monitor = asyncio.create_task(self._watch_dependencies(repo), name="health")
         if s.metrics_port:
             start_http_server(s.metrics_port, addr=s.grpc_host)
@@ -181,9 +187,15 @@ class App:
         self._stopping = True
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         await self._health.enter_graceful_shutdown()
+        if self._api is not None:
+            self._api.draining = True
         if self._hub is not None:
             self._hub.close_all("server is shutting down")
-        if self._server is not None:
+        if self._server_started and grace > 0:
+            # Calls that still arrive get UNAVAILABLE (retry elsewhere) while load balancers
+            # notice the NOT_SERVING health; in-flight calls keep running.
+            await asyncio.sleep(min(self.settings.shutdown_drain_seconds, grace / 2))
+        if self._server is not None and self._server_started:
             await self._server.stop(grace)
         if self._monitor is not None:
             self._monitor.cancel()
@@ -204,7 +216,11 @@ class App:
 
 async def serve(settings: Settings) -> None:
     app = App(settings)
-    await app.start()
+    try:
+        await app.start()
+    except BaseException:
+        await app.stop(grace=0)
+        raise
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

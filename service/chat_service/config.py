@@ -97,6 +97,7 @@ class Settings:
     pod_name: str = "chat-local"
     migrate_on_start: bool = False
     shutdown_grace_seconds: float = 20.0
+    shutdown_drain_seconds: float = 2.0
     subscriber_queue_max: int = 5000
     subscriber_batch_max: int = 500
     heartbeat_seconds: float = 25.0
@@ -121,8 +122,11 @@ def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Build Settings from the environment (or the given mapping)."""
+def load_settings(env: Mapping[str, str] | None = None, *, for_serving: bool = True) -> Settings:
+    """Build Settings from the environment (or the given mapping).
+
+    `for_serving=False` (the `migrate` command) skips the token-verification settings.
+    """
     e = os.environ if env is None else env
     public_key = e.get("JWT_PUBLIC_KEY", "")
     key_file = e.get("JWT_PUBLIC_KEY_FILE", "").strip()
@@ -145,9 +149,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         audience=e.get("JWT_AUDIENCE", ""),
         leeway_seconds=_int(e, "JWT_LEEWAY_SECONDS", 30),
     )
-    if any(a.startswith("HS") for a in algorithms) and not jwt.secret:
+    if for_serving and any(a.startswith("HS") for a in algorithms) and not jwt.secret:
         raise ConfigError("JWT_SECRET is required when JWT_ALGORITHMS includes an HS algorithm")
-    if any(not a.startswith("HS") for a in algorithms) and not jwt.public_key:
+    if for_serving and any(not a.startswith("HS") for a in algorithms) and not jwt.public_key:
         raise ConfigError(
             "JWT_PUBLIC_KEY or JWT_PUBLIC_KEY_FILE is required for RS/ES algorithms"
         )
@@ -183,6 +187,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         pod_name=_str(e, "POD_NAME", os.uname().nodename if env is None else "chat-local"),
         migrate_on_start=_bool(e, "MIGRATE_ON_START", False),
         shutdown_grace_seconds=_float(e, "SHUTDOWN_GRACE_SECONDS", 20.0),
+        shutdown_drain_seconds=_float(e, "SHUTDOWN_DRAIN_SECONDS", 2.0),
         subscriber_queue_max=_int(e, "SUBSCRIBER_QUEUE_MAX", 5000),
         subscriber_batch_max=_int(e, "SUBSCRIBER_BATCH_MAX", 500),
         heartbeat_seconds=_float(e, "HEARTBEAT_SECONDS", 25.0),

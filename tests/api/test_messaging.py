@@ -8,7 +8,7 @@ import grpc
 
 from chat_service.gen import chat_pb2 as pb
 from tests.conftest import UserFactory
-from tests.support.chat_client import expect_status
+from tests.support.chat_client import expect_status, gather_limited
 
 
 async def test_two_users_on_separate_streams_receive_each_others_messages_in_order(
@@ -86,7 +86,7 @@ async def test_history_pages_are_stable_while_new_messages_arrive(user: UserFact
 async def test_history_limit_defaults_to_50_and_is_capped(user: UserFactory) -> None:
     alice = user()
     group = await alice.create_group()
-    await asyncio.gather(*(alice.send(group.id, f"m{i}") for i in range(260)))
+    await gather_limited(alice.send(group.id, f"m{i}") for i in range(260))
     assert len((await alice.history(group.id)).messages) == 50
     capped = await alice.history(group.id, limit=10_000)
     assert len(capped.messages) == 200 and capped.has_more
@@ -146,7 +146,8 @@ async def test_bad_input_is_invalid_argument_and_other_streams_carry_on(
     ]
     for request in cases:
         err = await expect_status(
-            grpc.StatusCode.INVALID_ARGUMENT, alice.stub.SendMessage(request, metadata=alice.metadata)
+            grpc.StatusCode.INVALID_ARGUMENT,
+            alice.stub.SendMessage(request, metadata=alice.metadata),
         )
         assert err.details()
     too_long = await expect_status(

@@ -46,7 +46,7 @@ def test_seed_generated_client_drives_every_seed_rpc(
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    alice, bob, carol = ids
+    alice, bob, _carol = ids
     assert report["group"]["name"] == "seed group"
     assert report["group"]["created_by"] == alice
     assert report["group"]["member_ids"] == sorted([alice, bob])

@@ -189,6 +189,10 @@ def test_compose_services() -> None:
     assert "ports" not in chat, "published ports would stop `--scale chat=N`"
     grace = float(chat["environment"]["SHUTDOWN_GRACE_SECONDS"])
     assert float(chat["stop_grace_period"].rstrip("s")) > grace
+    check = chat["healthcheck"]["test"]
+    assert check[:3] == ["CMD", "python", "-c"]
+    compile(check[3], "compose-healthcheck", "exec")
+    assert "chat.ChatService" in check[3]
 
 
 def test_compose_env_matches_the_contract() -> None:
@@ -316,3 +320,5 @@ def test_tiltfile_syncs_into_the_installed_package() -> None:
     assert "sync('service/chat_service', SITE_PACKAGES + '/chat_service')" in text
     assert "entrypoint=['python', '-m', 'chat_service']" in text
     assert "writableRootFilesystem=true" in tilt_sets()
+    # The restart marker must not live under /tmp, where the chart mounts an emptyDir.
+    assert "restart_file='/var/tmp/.restart-proc'" in text

@@ -685,7 +685,7 @@ def _grpc_web_headers(**extra: str) -> dict[str, str]:
 
 async def test_live_native_grpc_health_check(gateway: Gateway) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+        stub: Any = health_pb2_grpc.HealthStub(channel)  # stubs package omits methods
         for service in ("", SERVICE):
             response = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
             assert response.status == health_pb2.HealthCheckResponse.SERVING
@@ -761,8 +761,8 @@ async def test_live_cors_preflight(gateway: Gateway) -> None:
 
 async def test_live_streams_sticky_unary_balanced(gateway: Gateway) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
-        subscribe = channel.unary_stream(f"/{SERVICE}/Subscribe")
-        get_group = channel.unary_unary(f"/{SERVICE}/GetGroup")
+        subscribe: Any = channel.unary_stream(f"/{SERVICE}/Subscribe")
+        get_group: Any = channel.unary_unary(f"/{SERVICE}/GetGroup")
 
         async def stream_pod(metadata: Sequence[tuple[str, str]]) -> str:
             replies = [r async for r in subscribe(b"", metadata=tuple(metadata), timeout=10)]
@@ -811,7 +811,7 @@ async def test_live_downstream_tls(tmp_path: Path) -> None:
     ) as gw:
         credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
         async with grpc.aio.secure_channel(f"127.0.0.1:{gw.port}", credentials) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
+            stub: Any = health_pb2_grpc.HealthStub(channel)  # stubs package omits methods
             response = await stub.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=10)
             assert response.status == health_pb2.HealthCheckResponse.SERVING
 

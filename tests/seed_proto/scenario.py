@@ -4,7 +4,8 @@ Runs in its own process: the seed stubs define the same `chat.*` message names a
 one Python process cannot load both into its protobuf descriptor pool. Authenticates only the
 way the seed does (the `jwt_token` request fields; no metadata). Prints a JSON report.
 
-usage: python scenario.py STUB_DIR ADDRESS ALICE_ID ALICE_TOKEN BOB_ID BOB_TOKEN CAROL_ID CAROL_TOKEN
+usage: python scenario.py STUB_DIR ADDRESS
+           ALICE_ID ALICE_TOKEN BOB_ID BOB_TOKEN CAROL_ID CAROL_TOKEN
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ async def main(argv: list[str]) -> dict[str, Any]:
 
         for name in ("bob", "alice"):
             await post(name, f"{name} is here")
-            await until(lambda n=name: f"{n} is here" in seen[n])  # type: ignore[misc]
+            await until(lambda n=name: f"{n} is here" in seen[n])
         texts = [f"seed message {i}" for i in range(6)]
         for i, text in enumerate(texts):
             await post("alice" if i % 2 == 0 else "bob", text)

@@ -185,6 +185,17 @@ class ChatClient:
             await sub.close()
 
 
+async def gather_limited(awaitables: Iterable[Any], limit: int = 64) -> list[Any]:
+    """Run coroutines concurrently, at most `limit` in flight (like a well-behaved client)."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(aw: Any) -> Any:
+        async with gate:
+            return await aw
+
+    return list(await asyncio.gather(*(one(a) for a in awaitables)))
+
+
 async def expect_status(code: grpc.StatusCode, awaitable: Any) -> grpc.aio.AioRpcError:
     try:
         await awaitable

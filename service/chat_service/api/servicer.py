@@ -17,7 +17,7 @@ from chat_service.api import convert
 from chat_service.api.auth import Authenticator, bearer_from_metadata
 from chat_service.api.errors import status_of
 from chat_service.domain.chat import ChatService
-from chat_service.domain.errors import ChatError, InvalidArgument, PermissionDenied
+from chat_service.domain.errors import ChatError, InvalidArgument, PermissionDenied, Unavailable
 from chat_service.domain.models import UserProfile
 from chat_service.fanout.delivery import Delivery
 from chat_service.fanout.hub import Hub
@@ -53,6 +53,8 @@ def unary(
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
+            if self.draining:
+                raise Unavailable("server is shutting down; retry (another pod will answer)")
             return await fn(self, request, context)
         except ChatError as exc:
             code = status_of(exc)
@@ -89,6 +91,7 @@ class ChatApi:
         self._hub = hub
         self._store = store
         self._streams = streams
+        self.draining = False  # set on SIGTERM: new calls get UNAVAILABLE, in-flight finish
 
     async def _caller(self, context: Ctx, field_token: str) -> UserProfile:
         user = self._auth.caller(context.invocation_metadata(), field_token)
@@ -229,6 +232,8 @@ class ChatApi:
 
     async def Subscribe(self, request: pb.SubscribeRequest, context: Ctx) -> AsyncIterator[bytes]:
         try:
+            if self.draining:
+                raise Unavailable("server is shutting down; reconnect to another pod")
             caller = await self._caller(context, request.jwt_token)
             positions: dict[int, int] = {}
             for p in request.positions:
@@ -265,6 +270,8 @@ class ChatApi:
         requests = request_iterator.__aiter__()
         first: pb.MessageRequest | None = None
         try:
+            if self.draining:
+                raise Unavailable("server is shutting down; reconnect to another pod")
             token = bearer_from_metadata(context.invocation_metadata())
             if not token:
                 # Clients of the original proto authenticate with the first request's token.
