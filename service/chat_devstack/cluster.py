@@ -34,6 +34,7 @@ def envoy_binary() -> str:
 class Cluster:
     pods: int = 3
     with_envoy: bool = True
+    with_metrics: bool = False
     broker: str = "redis"
     jwt_secret: str = DEV_JWT_SECRET
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -81,7 +82,8 @@ class Cluster:
         return self
 
     def add_pod(self, name: str, port: int | None = None) -> ServiceProcess:
-        svc = ServiceProcess(name, self.env, port or free_port(), self.base_dir)
+        metrics = free_port() if self.with_metrics else 0
+        svc = ServiceProcess(name, self.env, port or free_port(), self.base_dir, metrics)
         svc.start()
         self.services.append(svc)
         return svc
@@ -141,7 +143,8 @@ class Cluster:
         if self.redis is not None:
             lines.append(f"Redis       127.0.0.1:{self.redis.port}")
         for s in self.services:
-            lines.append(f"{s.name:<11} {s.address}  (log {s.log_path})")
+            metrics = f", metrics http://127.0.0.1:{s.metrics_port}/metrics" if s.metrics_port else ""
+            lines.append(f"{s.name:<11} {s.address}  (log {s.log_path}{metrics})")
         if self.with_envoy:
             lines.append(f"Envoy       http://127.0.0.1:{self.envoy_port}  "
                          f"(gRPC + gRPC-Web; admin http://127.0.0.1:{self.envoy_admin_port})")

@@ -31,10 +31,23 @@ def wait_serving(address: str, timeout: float = 30.0, service: str = "") -> None
 
 
 class ServiceProcess:
-    def __init__(self, name: str, env: dict[str, str], grpc_port: int, log_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        env: dict[str, str],
+        grpc_port: int,
+        log_dir: Path,
+        metrics_port: int = 0,
+    ) -> None:
         self.name = name
         self.grpc_port = grpc_port
-        self.env = {**env, "GRPC_PORT": str(grpc_port), "POD_NAME": name}
+        self.metrics_port = metrics_port
+        self.env = {
+            **env,
+            "GRPC_PORT": str(grpc_port),
+            "POD_NAME": name,
+            "METRICS_PORT": str(metrics_port),
+        }
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
