@@ -143,7 +143,9 @@ class Cluster:
         if self.redis is not None:
             lines.append(f"Redis       127.0.0.1:{self.redis.port}")
         for s in self.services:
-            metrics = f", metrics http://127.0.0.1:{s.metrics_port}/metrics" if s.metrics_port else ""
+            metrics = (
+                f", metrics http://127.0.0.1:{s.metrics_port}/metrics" if s.metrics_port else ""
+            )
             lines.append(f"{s.name:<11} {s.address}  (log {s.log_path}{metrics})")
         if self.with_envoy:
             lines.append(f"Envoy       http://127.0.0.1:{self.envoy_port}  "
