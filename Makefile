@@ -18,6 +18,8 @@ install: $(STAMP)
 ## Generate the protobuf/gRPC stubs from proto/ (committed; a test fails when they are stale).
 proto: install
 	$(PY) -m grpc_tools.protoc -Ichat_service/gen=proto --python_out=service \
+	  --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy \
+	  --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc \
 	  --grpc_python_out=service --mypy_out=service --mypy_grpc_out=service proto/chat.proto
 
 ## PostgreSQL + Redis on throwaway dirs, migrations, the service on 127.0.0.1:$${GRPC_PORT:-50051}.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import sys
 import tempfile
 from pathlib import Path
 
@@ -14,8 +15,11 @@ GEN = ROOT / "service" / "chat_service" / "gen"
 
 
 def test_generated_stubs_are_fresh(tmp_path: Path) -> None:
+    bindir = Path(sys.executable).parent  # the venv may not be on PATH
     code = protoc.main([
         "protoc",
+        f"--plugin=protoc-gen-mypy={bindir / 'protoc-gen-mypy'}",
+        f"--plugin=protoc-gen-mypy_grpc={bindir / 'protoc-gen-mypy_grpc'}",
         f"-Ichat_service/gen={ROOT / 'proto'}",
         f"--python_out={tmp_path}",
         f"--grpc_python_out={tmp_path}",

@@ -29,6 +29,7 @@ from chat_service.fanout.broker_redis import RedisStreamsBroker
 from chat_service.fanout.hub import Hub
 from chat_service.gen import chat_pb2
 from chat_service.presence.local import LocalPresence
+from chat_service.presence.redis_presence import RedisPresence
 from chat_service.storage.postgres.migrate import migrate
 from chat_service.storage.postgres.repository import PostgresChatRepository, create_pool
 from chat_service.telemetry import metrics
@@ -80,6 +81,7 @@ class App:
         self._stopping = False
         self._server_started = False
         self._api: ChatApi | None = None
+        self._presence: LocalPresence | RedisPresence | None = None
 
     async def start(self) -> int:
         s = self.settings
@@ -116,7 +118,21 @@ class App:
         self._broker = broker
         await broker.start(hub.on_payloads)
         hub.start()
-        chat = ChatService(repo, EventFanout(broker), LocalPresence(hub), s.limits)
+        fanout = EventFanout(broker)
+        presence: LocalPresence | RedisPresence
+        if isinstance(broker, RedisStreamsBroker):
+            presence = RedisPresence(
+                broker.client,
+                pod=s.pod_name,
+                ttl_seconds=s.presence_ttl_seconds,
+                events=fanout,
+                groups_of=repo.group_ids_for_user,
+            )
+        else:
+            presence = LocalPresence(hub)
+        self._presence = presence
+        presence.start()
+        chat = ChatService(repo, fanout, presence, s.limits)
         api = self._api = ChatApi(
             chat,
             Authenticator(TokenVerifier(s.jwt)),
@@ -128,6 +144,7 @@ class App:
                 replay_max=s.limits.replay_max_messages,
                 heartbeat_seconds=s.heartbeat_seconds,
             ),
+            presence,
         )
         server.add_generic_rpc_handlers((generic_handler(api),))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -201,6 +218,8 @@ class App:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor
+        if self._presence is not None:
+            await self._presence.stop()
         if self._hub is not None:
             await self._hub.stop()
         if self._broker is not None:

@@ -19,6 +19,7 @@ from chat_service.api.errors import status_of
 from chat_service.domain.chat import ChatService
 from chat_service.domain.errors import ChatError, InvalidArgument, PermissionDenied, Unavailable
 from chat_service.domain.models import UserProfile
+from chat_service.domain.ports import PresenceTracker
 from chat_service.fanout.delivery import Delivery
 from chat_service.fanout.hub import Hub
 from chat_service.fanout.session import Session, SessionClosed, SessionStore, SubscriberLagged
@@ -85,12 +86,14 @@ class ChatApi:
         hub: Hub,
         store: SessionStore,
         streams: StreamSettings,
+        presence: PresenceTracker,
     ) -> None:
         self._chat = chat
         self._auth = auth
         self._hub = hub
         self._store = store
         self._streams = streams
+        self._presence = presence
         self.draining = False  # set on SIGTERM: new calls get UNAVAILABLE, in-flight finish
 
     async def _caller(self, context: Ctx, field_token: str) -> UserProfile:
@@ -245,6 +248,7 @@ class ChatApi:
             return
         session = self._session(caller.id)
         metrics.OPEN_STREAMS.labels("Subscribe").inc()
+        await self._presence.connected(caller.id)
         try:
             await session.start(positions)
             # Initial metadata tells the client it is registered: from here on nothing of its
@@ -263,6 +267,7 @@ class ChatApi:
         finally:
             session.close()
             metrics.OPEN_STREAMS.labels("Subscribe").dec()
+            await self._presence.disconnected(caller.id)
 
     async def StreamMessages(
         self, request_iterator: AsyncIterator[pb.MessageRequest], context: Ctx
@@ -304,6 +309,7 @@ class ChatApi:
                 session.sub.close("request stream failed")
 
         poster: asyncio.Task[None] | None = None
+        await self._presence.connected(caller.id)
         try:
             await session.start({})  # live from now, as in the original plan
             await context.send_initial_metadata((("chat-subscribed", "1"),))
@@ -328,6 +334,7 @@ class ChatApi:
                     await poster
             session.close()
             metrics.OPEN_STREAMS.labels("StreamMessages").dec()
+            await self._presence.disconnected(caller.id)
 
     async def _post_from_stream(
         self, caller: UserProfile, token: str, req: pb.MessageRequest

@@ -85,4 +85,10 @@ class EventPublisher(Protocol):
 
 
 class PresenceTracker(Protocol):
+    """Who is online, across pods; told when this pod's streams open and close."""
+
     async def online_users(self, user_ids: Sequence[int]) -> set[int]: ...
+
+    async def connected(self, user_id: int) -> None: ...
+
+    async def disconnected(self, user_id: int) -> None: ...

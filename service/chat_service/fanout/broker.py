@@ -8,7 +8,8 @@ from typing import Protocol
 from chat_service.api import convert
 from chat_service.domain.models import ChatEvent, PresenceChanged
 
-PayloadSink = Callable[[Iterable[bytes]], None]
+# (group_id, serialized ChatEvent) pairs, in publish order per shard.
+PayloadSink = Callable[[Iterable[tuple[int, bytes]]], None]
 
 
 class Broker(Protocol):

@@ -16,7 +16,7 @@ class MemoryBroker:
 
     async def publish(self, items: Sequence[tuple[int, bytes]]) -> None:
         if self._sink is not None:
-            self._sink([payload for _, payload in items])
+            self._sink(list(items))
 
     async def close(self) -> None:
         self._sink = None

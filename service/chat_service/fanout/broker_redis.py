@@ -23,6 +23,7 @@ from chat_service.telemetry import metrics
 log = logging.getLogger(__name__)
 
 _FIELD = b"e"
+_GROUP = b"g"
 
 
 def _text(value: Any) -> str:
@@ -76,7 +77,7 @@ class RedisStreamsBroker:
                 for group_id, payload in items:
                     pipe.xadd(
                         shard_key(self._prefix, group_id, self._shards),
-                        {_FIELD: payload},
+                        {_GROUP: group_id, _FIELD: payload},
                         maxlen=self._maxlen,
                         approximate=True,
                     )
@@ -126,7 +127,11 @@ class RedisStreamsBroker:
             name = key.decode() if isinstance(key, bytes) else key
             if entries:
                 ids[name] = _text(entries[-1][0])
-                sink(fields[_FIELD] for _, fields in entries if _FIELD in fields)
+                sink(
+                    (int(fields.get(_GROUP, 0)), fields[_FIELD])
+                    for _, fields in entries
+                    if _FIELD in fields
+                )
 
     async def close(self) -> None:
         if self._task is not None:

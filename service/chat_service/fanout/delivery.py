@@ -42,16 +42,18 @@ class Delivery:
     _message_bytes: bytes | None = field(default=None, repr=False)
 
     @classmethod
-    def from_payload(cls, payload: bytes) -> Delivery:
+    def from_payload(cls, payload: bytes, group_id: int = 0) -> Delivery:
+        """Decode a broker entry; `group_id` addresses events that carry no group (presence)."""
         event = pb.ChatEvent.FromString(payload)
-        return cls.from_event(event, payload)
+        return cls.from_event(event, payload, group_id)
 
     @classmethod
-    def from_event(cls, event: pb.ChatEvent, payload: bytes | None = None) -> Delivery:
+    def from_event(
+        cls, event: pb.ChatEvent, payload: bytes | None = None, group_id: int = 0
+    ) -> Delivery:
         if payload is None:
             payload = event.SerializeToString()
         kind = event.WhichOneof("event") or ""
-        group_id = 0
         seq = 0
         if kind == "message":
             group_id, seq = event.message.group_id, event.message.seq

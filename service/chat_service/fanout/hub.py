@@ -129,11 +129,11 @@ class Hub:
 
     # ---- dispatch ----
 
-    def on_payloads(self, payloads: Iterable[bytes]) -> None:
-        """Entry point for the broker: serialized ChatEvents, in publish order per shard."""
-        for payload in payloads:
+    def on_payloads(self, items: Iterable[tuple[int, bytes]]) -> None:
+        """Entry point for the broker: (group, serialized ChatEvent), in order per shard."""
+        for group_id, payload in items:
             try:
-                delivery = Delivery.from_payload(payload)
+                delivery = Delivery.from_payload(payload, group_id)
             except Exception:  # a malformed entry must not stop the stream for everyone
                 log.exception("dropping undecodable event from the broker")
                 continue

@@ -13,3 +13,15 @@ class LocalPresence:
 
     async def online_users(self, user_ids: Sequence[int]) -> set[int]:
         return {u for u in user_ids if u in self._hub.by_user}
+
+    async def connected(self, user_id: int) -> None:
+        """Nothing to record: the hub already knows this pod's streams."""
+
+    async def disconnected(self, user_id: int) -> None:
+        """Nothing to record: the hub already knows this pod's streams."""
+
+    def start(self) -> None:
+        """No background work for one process."""
+
+    async def stop(self) -> None:
+        """No background work for one process."""

@@ -1,0 +1,120 @@
+"""Clients that behave like a good production client: they retry and resume.
+
+- ResilientSubscriber keeps the highest seq per group and, whenever its stream ends, opens a
+  new one with those positions: the server replays what was missed.
+- SteadySender sends at a fixed rate with an idempotency key per message and retries a failed
+  send with the same key until it is acknowledged or the run is over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+import grpc
+
+from chat_service.gen import chat_pb2 as pb
+from chat_service.gen import chat_pb2_grpc as pb_grpc
+
+
+class ResilientSubscriber:
+    def __init__(self, address: str, token: str, groups: list[int]) -> None:
+        self.address = address
+        self.metadata = (("authorization", f"Bearer {token}"),)
+        self.positions: dict[int, int] = {}
+        self.received: dict[int, list[int]] = {g: [] for g in groups}
+        self.errors: Counter[str] = Counter()
+        self.presence: list[pb.PresenceEvent] = []
+        self.reconnects = 0
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self._ready.wait(), 15)
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                async with grpc.aio.insecure_channel(self.address) as channel:
+                    stub = pb_grpc.ChatServiceStub(channel)
+                    request = pb.SubscribeRequest(
+                        positions=[pb.GroupPosition(group_id=g, last_seq=s)
+                                   for g, s in self.positions.items()]
+                    )
+                    call = stub.Subscribe(request, metadata=self.metadata)
+                    await call.initial_metadata()
+                    self._ready.set()
+                    backoff = 0.05
+                    async for response in call:
+                        for event in response.events:
+                            self._handle(event)
+            except grpc.aio.AioRpcError as exc:
+                self.errors[exc.code().name] += 1
+            self.reconnects += 1
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
+
+    def _handle(self, event: pb.ChatEvent) -> None:
+        kind = event.WhichOneof("event")
+        if kind == "message":
+            m = event.message
+            if m.group_id in self.received:
+                self.received[m.group_id].append(m.seq)
+            self.positions[m.group_id] = max(self.positions.get(m.group_id, 0), m.seq)
+        elif kind == "presence":
+            self.presence.append(event.presence)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+
+
+@dataclass
+class SteadySender:
+    address: str
+    token: str
+    group_id: int
+    rate: float = 50.0
+    acknowledged: list[pb.MessageResponse] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self) -> None:
+        metadata = (("authorization", f"Bearer {self.token}"),)
+        async with grpc.aio.insecure_channel(self.address) as channel:
+            stub = pb_grpc.ChatServiceStub(channel)
+            i = 0
+            while not self._stop.is_set():
+                key = uuid.uuid4().hex
+                request = pb.SendMessageRequest(group_id=self.group_id, content=f"m{i}",
+                                                client_msg_id=key)
+                while True:  # retry the same key until acknowledged
+                    try:
+                        reply = await stub.SendMessage(request, metadata=metadata, timeout=5)
+                        self.acknowledged.append(reply)
+                        break
+                    except grpc.aio.AioRpcError as exc:
+                        self.errors[exc.code().name] += 1
+                        if self._stop.is_set():
+                            break
+                        await asyncio.sleep(0.1)
+                i += 1
+                await asyncio.sleep(1 / self.rate)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def exactly_once_in_order(seqs: list[int], expected: list[int]) -> tuple[bool, str]:
+    dupes = [s for s, n in Counter(seqs).items() if n > 1]
+    missing = sorted(set(expected) - set(seqs))
+    in_order = seqs == sorted(seqs)
+    ok = not dupes and not missing and in_order
+    return ok, f"duplicates={dupes[:10]} missing={missing[:10]} in_order={in_order}"
