@@ -224,10 +224,10 @@ async def test_kill_9_of_a_pod_under_load_loses_no_acknowledged_message(own: Clu
     victim.kill()  # SIGKILL: no drain, no goodbye
     killed_at = time.monotonic()
     await asyncio.sleep(4)
-    for s in senders:
-        s.stop()
+    for sender in senders:
+        sender.stop()
     await asyncio.gather(*tasks)
-    acked = sorted(m.seq for s in senders for m in s.acknowledged)
+    acked = sorted(m.seq for x in senders for m in x.acknowledged)
     assert acked == list(range(2, 2 + len(acked))), "acknowledged seqs have holes"
     head = acked[-1]
 
@@ -241,7 +241,7 @@ async def test_kill_9_of_a_pod_under_load_loses_no_acknowledged_message(own: Clu
         ok, why = exactly_once_in_order(s.received[group.id], list(range(2, head + 1)))
         assert ok, why
         assert set(s.errors) <= {"UNAVAILABLE", "CANCELLED", "INTERNAL"}, s.errors
-    send_errors = sum((s.errors for s in senders), start=type(senders[0].errors)())
+    send_errors = sum((x.errors for x in senders), start=type(senders[0].errors)())
     assert set(send_errors) <= {"UNAVAILABLE", "CANCELLED", "DEADLINE_EXCEEDED"}, send_errors
     print(f"kill -9: {len(acked)} acked, send errors {dict(send_errors)}, "
           f"reconnects {sum(s.reconnects for s in subs)}, all caught up {recovered_in:.1f}s "
@@ -271,12 +271,12 @@ async def test_redis_restart_under_load_every_acknowledged_message_is_delivered(
     acked_during_outage = sum(len(s.acknowledged) for s in senders) - acked_before_outage
     own.redis.start()
     await asyncio.sleep(2)
-    for s in senders:
-        s.stop()
+    for sender in senders:
+        sender.stop()
     await asyncio.gather(*tasks)
     # PostgreSQL is the acknowledgement: sends keep succeeding while Redis is away.
     assert acked_during_outage > 0
-    acked = sorted(m.seq for s in senders for m in s.acknowledged)
+    acked = sorted(m.seq for x in senders for m in x.acknowledged)
     head = acked[-1]
 
     async def everyone_caught_up() -> None:
@@ -287,8 +287,8 @@ async def test_redis_restart_under_load_every_acknowledged_message_is_delivered(
     for s in subs:
         ok, why = exactly_once_in_order(s.received[group.id], list(range(2, head + 1)))
         assert ok, why
-    for s in senders:
-        assert set(s.errors) <= {"UNAVAILABLE"}, s.errors
+    for sender in senders:
+        assert set(sender.errors) <= {"UNAVAILABLE"}, sender.errors
     for s in subs:
         await s.stop()
 
