@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -127,6 +128,9 @@ class Cluster:
                 self.envoy.wait(10)
             except subprocess.TimeoutExpired:
                 self.envoy.kill()
+        for svc in self.services:  # drain all pods at once, then wait for each
+            if svc.alive:
+                svc.signal(signal.SIGTERM)
         for svc in self.services:
             svc.stop(timeout=15)
         if self.redis is not None:

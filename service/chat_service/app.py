@@ -28,6 +28,7 @@ from chat_service.fanout.broker_memory import MemoryBroker
 from chat_service.fanout.broker_redis import RedisStreamsBroker
 from chat_service.fanout.hub import Hub
 from chat_service.gen import chat_pb2
+from chat_service.notifications.webhook import WebhookNotifier
 from chat_service.presence.local import LocalPresence
 from chat_service.presence.redis_presence import RedisPresence
 from chat_service.storage.postgres.migrate import migrate
@@ -82,6 +83,7 @@ class App:
         self._server_started = False
         self._api: ChatApi | None = None
         self._presence: LocalPresence | RedisPresence | None = None
+        self._notifier: WebhookNotifier | None = None
 
     async def start(self) -> int:
         s = self.settings
@@ -132,6 +134,18 @@ class App:
             presence = LocalPresence(hub)
         self._presence = presence
         presence.start()
+        if s.notify_webhook_url and isinstance(broker, RedisStreamsBroker):
+            self._notifier = WebhookNotifier(
+                broker.client,
+                stream_keys=broker.stream_keys,
+                consumer=s.pod_name,
+                url=s.notify_webhook_url,
+                secret=s.notify_webhook_secret,
+                members_of=repo.member_ids,
+                online_of=presence.online_users,
+                claim_idle_ms=s.notify_claim_idle_ms,
+            )
+            self._notifier.start()
         chat = ChatService(repo, fanout, presence, s.limits)
         api = self._api = ChatApi(
             chat,
@@ -218,6 +232,8 @@ class App:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor
+        if self._notifier is not None:
+            await self._notifier.stop()
         if self._presence is not None:
             await self._presence.stop()
         if self._hub is not None:

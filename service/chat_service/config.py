@@ -104,6 +104,9 @@ class Settings:
     sweep_interval_seconds: float = 2.0
     presence_ttl_seconds: int = 30
     typing_ttl_seconds: float = 6.0
+    notify_webhook_url: str = ""
+    notify_webhook_secret: str = ""
+    notify_claim_idle_ms: int = 30_000
     log_level: str = "INFO"
     log_format: str = "json"
     tls_cert_file: str = ""
@@ -194,6 +197,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, for_serving: bool = T
         sweep_interval_seconds=_float(e, "SWEEP_INTERVAL_SECONDS", 2.0),
         presence_ttl_seconds=_int(e, "PRESENCE_TTL_SECONDS", 30),
         typing_ttl_seconds=_float(e, "TYPING_TTL_SECONDS", 6.0),
+        notify_webhook_url=_str(e, "NOTIFY_WEBHOOK_URL", ""),
+        notify_webhook_secret=_str(e, "NOTIFY_WEBHOOK_SECRET", ""),
+        notify_claim_idle_ms=_int(e, "NOTIFY_CLAIM_IDLE_MS", 30_000),
         log_level=_str(e, "LOG_LEVEL", "INFO").upper(),
         log_format=_str(e, "LOG_FORMAT", "json").lower(),
         tls_cert_file=_str(e, "TLS_CERT_FILE", ""),

@@ -71,6 +71,10 @@ class RedisStreamsBroker:
     def client(self) -> aioredis.Redis:
         return self._writer
 
+    @property
+    def stream_keys(self) -> list[str]:
+        return list(self._keys)
+
     async def publish(self, items: Sequence[tuple[int, bytes]]) -> None:
         try:
             async with self._writer.pipeline(transaction=False) as pipe:

@@ -39,3 +39,6 @@ DB_ERRORS = Counter("chat_db_errors", "PostgreSQL calls that failed for lack of 
 REDIS_ERRORS = Counter("chat_redis_errors", "Redis calls that failed", ["op"])
 DB_POOL_SIZE = Gauge("chat_db_pool_size", "Connections in the PostgreSQL pool")
 DB_POOL_IDLE = Gauge("chat_db_pool_idle", "Idle connections in the PostgreSQL pool")
+WEBHOOK_CALLS = Counter(
+    "chat_webhook_calls", "Calls to the app's notification webhook, by result", ["result"]
+)

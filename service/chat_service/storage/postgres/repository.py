@@ -343,6 +343,13 @@ class PostgresChatRepository:
         ]
 
     @_storage_errors
+    async def member_ids(self, group_id: int) -> list[int]:
+        rows = await self._pool.fetch(
+            "SELECT user_id FROM group_members WHERE group_id = $1", group_id
+        )
+        return [r["user_id"] for r in rows]
+
+    @_storage_errors
     async def count_members(self, group_id: int) -> int:
         count = await self._pool.fetchval(
             "SELECT member_count FROM groups WHERE id = $1", group_id

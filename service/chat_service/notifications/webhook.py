@@ -1,0 +1,175 @@
+"""Tells the Laravel app about new messages (for push notifications, e-mail digests...).
+
+Work that exactly one pod must do, at least once: every pod joins the Redis consumer group
+`notifier` on every event shard and reads with XREADGROUP, so each event goes to one pod.
+An event is XACKed only after the app answered 2xx; entries left pending by a pod that died or
+by a failed call are taken over with XAUTOCLAIM once idle for `claim_idle_ms`. Deliveries can
+repeat after a crash, so every call carries an `Idempotency-Key` (the message id), and a body
+signature `X-Chat-Signature: sha256=<hmac>` made with the shared secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from chat_service.gen import chat_pb2 as pb
+from chat_service.telemetry import metrics
+
+log = logging.getLogger(__name__)
+
+MembersOf = Callable[[int], Awaitable[list[int]]]
+OnlineOf = Callable[[Sequence[int]], Awaitable[set[int]]]
+
+GROUP = "notifier"
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class WebhookNotifier:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        stream_keys: Sequence[str],
+        consumer: str,
+        url: str,
+        secret: str,
+        members_of: MembersOf,
+        online_of: OnlineOf,
+        claim_idle_ms: int = 30_000,
+        timeout: float = 5.0,
+    ) -> None:
+        self._redis = client
+        self._keys = list(stream_keys)
+        self._consumer = consumer
+        self._url = url
+        self._secret = secret
+        self._members_of = members_of
+        self._online_of = online_of
+        self._claim_idle_ms = claim_idle_ms
+        self._timeout = timeout
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="webhook-notifier")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _ensure_groups(self) -> None:
+        for key in self._keys:
+            try:
+                await self._redis.xgroup_create(key, GROUP, id="$", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def _run(self) -> None:
+        ready = False
+        cycle = 0
+        while True:
+            try:
+                if not ready:
+                    await self._ensure_groups()
+                    ready = True
+                if cycle % 10 == 0:
+                    await self.claim_abandoned()
+                cycle += 1
+                replies: Any = await self._redis.xreadgroup(
+                    GROUP, self._consumer, dict.fromkeys(self._keys, ">"), count=100, block=1000
+                )
+                for key, entries in replies or ():
+                    await self._handle(_text(key), entries)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError):
+                metrics.REDIS_ERRORS.labels("notifier").inc()
+                ready = False  # Redis may have restarted empty: recreate the group
+                await asyncio.sleep(1.0)
+
+    async def claim_abandoned(self) -> int:
+        """Take over entries another consumer (or a failed attempt) left pending."""
+        claimed = 0
+        for key in self._keys:
+            reply = await self._redis.xautoclaim(
+                key, GROUP, self._consumer, self._claim_idle_ms, "0-0", count=100
+            )
+            entries = reply[1] if len(reply) > 1 else []
+            entries = [e for e in entries if e and e[1]]  # deleted entries come back empty
+            claimed += len(entries)
+            await self._handle(key, entries)
+        return claimed
+
+    async def _handle(self, key: str, entries: Any) -> None:
+        for entry_id, fields in entries:
+            payload = fields.get(b"e")
+            done = True
+            if payload is not None:
+                done = await self._notify(payload)
+            if done:
+                await self._redis.xack(key, GROUP, entry_id)
+
+    async def _notify(self, payload: bytes) -> bool:
+        event = pb.ChatEvent.FromString(payload)
+        if event.WhichOneof("event") != "message" or event.message.type == pb.SYSTEM:
+            return True  # nothing to tell the app
+        m = event.message
+        members = await self._members_of(m.group_id)
+        recipients = [u for u in members if u != m.user_id]
+        online = await self._online_of(recipients)
+        body = json.dumps(
+            {
+                "type": "message.created",
+                "message": {
+                    "id": m.id,
+                    "group_id": m.group_id,
+                    "seq": m.seq,
+                    "user_id": m.user_id,
+                    "user_name": m.user_name,
+                    "type": pb.MessageType.Name(m.type),
+                    "content": m.content,
+                    "timestamp_ms": m.timestamp_ms,
+                },
+                "recipient_ids": recipients,
+                "offline_recipient_ids": [u for u in recipients if u not in online],
+            }
+        ).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": f"chat-message-{m.id}",
+            "X-Chat-Signature": sign(self._secret, body),
+            "User-Agent": "chat-service-notifier",
+        }
+        ok = await asyncio.to_thread(self._post, body, headers)
+        metrics.WEBHOOK_CALLS.labels("ok" if ok else "failed").inc()
+        return ok
+
+    def _post(self, body: bytes, headers: dict[str, str]) -> bool:
+        request = urllib.request.Request(self._url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as reply:
+                return bool(200 <= reply.status < 300)
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            log.warning("webhook call failed (%s); it will be retried", exc)
+            return False
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
