@@ -23,6 +23,8 @@ from chat_service.auth.jwt import TokenVerifier
 from chat_service.config import Settings
 from chat_service.domain.chat import ChatService
 from chat_service.domain.errors import Unavailable
+from chat_service.domain.message_changes import MessageChanges
+from chat_service.domain.receipts import Receipts
 from chat_service.fanout.broker import Broker, EventFanout
 from chat_service.fanout.broker_memory import MemoryBroker
 from chat_service.fanout.broker_redis import RedisStreamsBroker
@@ -31,7 +33,9 @@ from chat_service.gen import chat_pb2
 from chat_service.notifications.webhook import WebhookNotifier
 from chat_service.presence.local import LocalPresence
 from chat_service.presence.redis_presence import RedisPresence
+from chat_service.storage.postgres.changes import PostgresMessageChanges
 from chat_service.storage.postgres.migrate import migrate
+from chat_service.storage.postgres.receipts import PostgresReceipts
 from chat_service.storage.postgres.repository import PostgresChatRepository, create_pool
 from chat_service.telemetry import metrics
 
@@ -103,7 +107,10 @@ class App:
                 await migrate(conn)
         repo = PostgresChatRepository(pool)
         hub = self._hub = Hub(
-            repo.messages_after, repo.group_heads, sweep_interval=s.sweep_interval_seconds
+            repo.messages_after,
+            repo.group_heads,
+            sweep_interval=s.sweep_interval_seconds,
+            typing_ttl=s.typing_ttl_seconds,
         )
         broker: Broker
         if s.broker == "redis":
@@ -147,8 +154,12 @@ class App:
             )
             self._notifier.start()
         chat = ChatService(repo, fanout, presence, s.limits)
+        receipts = Receipts(PostgresReceipts(pool), fanout)
+        changes = MessageChanges(repo, PostgresMessageChanges(pool), fanout, s.limits)
         api = self._api = ChatApi(
             chat,
+            receipts,
+            changes,
             Authenticator(TokenVerifier(s.jwt)),
             hub,
             repo,

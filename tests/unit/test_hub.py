@@ -35,6 +35,11 @@ class Store:
         self.range_reads += 1
         return [m for m in self.messages.get(g, []) if after < m.seq <= upto][:limit]
 
+    async def updates_after(
+        self, g: int, after: int, upto: int, limit: int, viewer: int
+    ) -> list[Message]:
+        return []
+
     async def group_heads(self, ids: Sequence[int]) -> dict[int, int]:
         known = self.messages.keys() | self.members.keys()
         return {g: len(self.messages.get(g, [])) for g in ids if g in known}

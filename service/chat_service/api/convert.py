@@ -7,16 +7,21 @@ from chat_service.domain.models import (
     Group,
     Member,
     MembershipChanged,
+    Mentioned,
     Message,
     MessagePosted,
+    MessageUpdated,
     PresenceChanged,
+    ReceiptMoved,
     TypingChanged,
+    UserProfile,
 )
 from chat_service.gen import chat_pb2 as pb
 
 
-def message(m: Message) -> pb.MessageResponse:
-    return pb.MessageResponse(
+def message(m: Message, for_everyone: bool = False) -> pb.MessageResponse:
+    """`for_everyone`: an event shared by all recipients, so no per-caller `mine` flags."""
+    out = pb.MessageResponse(
         id=m.id,
         group_id=m.group_id,
         user_id=m.sender.id,
@@ -28,7 +33,36 @@ def message(m: Message) -> pb.MessageResponse:
         seq=m.seq,
         client_msg_id=m.client_msg_id,
         timestamp_ms=m.created_at_ms,
+        mentions=[
+            pb.Mention(user_id=x.user_id, offset=x.offset, length=x.length, all=x.all)
+            for x in m.mentions
+        ],
+        reactions=[
+            pb.ReactionCount(emoji=r.emoji, count=r.count, mine=r.mine and not for_everyone)
+            for r in m.reactions
+        ],
+        reply_to_id=m.reply_to_id,
+        edited_at_ms=m.edited_at_ms,
+        deleted=m.deleted,
+        update_seq=m.update_seq,
     )
+    if m.reply_quote is not None:
+        q = m.reply_quote
+        out.reply_quote.CopyFrom(
+            pb.MessageQuote(
+                id=q.id, user_id=q.user_id, user_name=q.user_name, content=q.content,
+                deleted=q.deleted,
+            )
+        )
+    if m.attachment is not None:
+        a = m.attachment
+        out.attachment.CopyFrom(
+            pb.Attachment(
+                id=a.id, file_name=a.file_name, content_type=a.content_type, size=a.size,
+                width=a.width, height=a.height, sha256=a.sha256,
+            )
+        )
+    return out
 
 
 def group(g: Group) -> pb.Group:
@@ -43,7 +77,16 @@ def group(g: Group) -> pb.Group:
         last_seq=g.last_seq,
         member_count=g.member_count,
         my_role=int(g.my_role),  # type: ignore[arg-type]
+        read_seq=g.read_seq,
+        unread_count=g.unread_count,
+        mention_count=g.mention_count,
+        muted=g.muted,
+        last_update_seq=g.last_update_seq,
     )
+
+
+def user(u: UserProfile) -> pb.User:
+    return pb.User(id=u.id, name=u.name, email=u.email, avatar=u.avatar)
 
 
 def member(m: Member, online: bool) -> pb.User:
@@ -60,7 +103,21 @@ def member(m: Member, online: bool) -> pb.User:
 def event(e: ChatEvent) -> pb.ChatEvent:
     match e:
         case MessagePosted(message=m):
-            return pb.ChatEvent(message=message(m))
+            return pb.ChatEvent(message=message(m, for_everyone=True))
+        case MessageUpdated(message=m):
+            return pb.ChatEvent(updated=message(m, for_everyone=True))
+        case ReceiptMoved(group_id=gid, user_id=uid, read_seq=seq):
+            return pb.ChatEvent(receipt=pb.ReceiptEvent(group_id=gid, user_id=uid, read_seq=seq))
+        case Mentioned():
+            return pb.ChatEvent(
+                mention=pb.MentionEvent(
+                    group_id=e.group_id,
+                    message_id=e.message_id,
+                    seq=e.seq,
+                    from_user_id=e.from_user_id,
+                    user_id=e.user_id,
+                )
+            )
         case TypingChanged(group_id=gid, user_id=uid, is_typing=typing):
             return pb.ChatEvent(
                 typing=pb.TypingEvent(
@@ -91,7 +148,7 @@ def event(e: ChatEvent) -> pb.ChatEvent:
 
 
 def group_of(e: ChatEvent) -> int:
-    if isinstance(e, MessagePosted):
+    if isinstance(e, MessagePosted | MessageUpdated):
         return e.message.group_id
     if isinstance(e, PresenceChanged):
         return 0

@@ -27,6 +27,22 @@ _UNARY: dict[str, tuple[Any, Any]] = {
     "SendMessage": (pb.SendMessageRequest, pb.MessageResponse),
     "ListMyGroups": (pb.ListMyGroupsRequest, pb.ListMyGroupsResponse),
     "GetGroup": (pb.GetGroupRequest, pb.Group),
+    "MarkRead": (pb.MarkReadRequest, pb.MarkReadResponse),
+    "GetReadReceipts": (pb.GetReadReceiptsRequest, pb.ReadReceiptsResponse),
+    "UpdateMembership": (pb.UpdateMembershipRequest, pb.Group),
+    "UpdateMySettings": (pb.UpdateMySettingsRequest, pb.MySettings),
+    "EditMessage": (pb.EditMessageRequest, pb.MessageResponse),
+    "DeleteMessage": (pb.DeleteMessageRequest, pb.MessageResponse),
+    "AddReaction": (pb.ReactionRequest, pb.ReactionResponse),
+    "RemoveReaction": (pb.ReactionRequest, pb.ReactionResponse),
+    "GetMyMentions": (pb.GetMyMentionsRequest, pb.MessageHistoryResponse),
+}
+
+# File sharing lives in api/attachments.py (AttachmentApi).
+_ATTACHMENT_UNARY: dict[str, tuple[Any, Any]] = {
+    "StartUpload": (pb.StartUploadRequest, pb.UploadStatus),
+    "UploadChunk": (pb.UploadChunkRequest, pb.UploadStatus),
+    "GetUpload": (pb.GetUploadRequest, pb.UploadStatus),
 }
 
 
@@ -34,7 +50,7 @@ def _passthrough(data: bytes) -> bytes:
     return data
 
 
-def generic_handler(api: ChatApi) -> grpc.GenericRpcHandler:
+def generic_handler(api: ChatApi, attachments: Any = None) -> grpc.GenericRpcHandler:
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         name: grpc.unary_unary_rpc_method_handler(
             getattr(api, name),
@@ -53,8 +69,27 @@ def generic_handler(api: ChatApi) -> grpc.GenericRpcHandler:
         request_deserializer=pb.MessageRequest.FromString,
         response_serializer=_passthrough,
     )
+    if attachments is not None:
+        for name, (req, resp) in _ATTACHMENT_UNARY.items():
+            handlers[name] = grpc.unary_unary_rpc_method_handler(
+                getattr(attachments, name),
+                request_deserializer=req.FromString,
+                response_serializer=resp.SerializeToString,
+            )
+        handlers["UploadFile"] = grpc.stream_unary_rpc_method_handler(
+            attachments.UploadFile,
+            request_deserializer=pb.UploadChunkRequest.FromString,
+            response_serializer=pb.UploadStatus.SerializeToString,
+        )
+        handlers["DownloadFile"] = grpc.unary_stream_rpc_method_handler(
+            attachments.DownloadFile,
+            request_deserializer=pb.DownloadFileRequest.FromString,
+            response_serializer=pb.DownloadChunk.SerializeToString,
+        )
     declared = {m.name for m in pb.DESCRIPTOR.services_by_name["ChatService"].methods}
     missing = declared - set(handlers)
+    if attachments is None:  # INTEGRATION: attachments become mandatory once wired in app.py
+        missing -= {*_ATTACHMENT_UNARY, "UploadFile", "DownloadFile"}
     if missing:
         raise RuntimeError(f"RPCs declared in chat.proto without a handler: {sorted(missing)}")
     return grpc.method_handlers_generic_handler(SERVICE, handlers)

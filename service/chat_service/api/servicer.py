@@ -18,8 +18,10 @@ from chat_service.api.auth import Authenticator, bearer_from_metadata
 from chat_service.api.errors import status_of
 from chat_service.domain.chat import ChatService
 from chat_service.domain.errors import ChatError, InvalidArgument, PermissionDenied, Unavailable
-from chat_service.domain.models import UserProfile
+from chat_service.domain.message_changes import MessageChanges
+from chat_service.domain.models import Role, UserProfile
 from chat_service.domain.ports import PresenceTracker
+from chat_service.domain.receipts import Receipts
 from chat_service.fanout.delivery import Delivery
 from chat_service.fanout.hub import Hub
 from chat_service.fanout.session import Session, SessionClosed, SessionStore, SubscriberLagged
@@ -82,6 +84,8 @@ class ChatApi:
     def __init__(
         self,
         chat: ChatService,
+        receipts: Receipts,
+        changes: MessageChanges,
         auth: Authenticator,
         hub: Hub,
         store: SessionStore,
@@ -89,6 +93,8 @@ class ChatApi:
         presence: PresenceTracker,
     ) -> None:
         self._chat = chat
+        self._receipts = receipts
+        self._changes = changes
         self._auth = auth
         self._hub = hub
         self._store = store
@@ -178,6 +184,8 @@ class ChatApi:
             content=request.content,
             kind=request.type,
             client_msg_id=request.client_msg_id,
+            reply_to_id=request.reply_to_id,
+            attachment_id=request.attachment_id,
         )
         metrics.MESSAGES_ACCEPTED.inc(0 if result.duplicate else 1)
         return convert.message(result.message)
@@ -202,6 +210,93 @@ class ChatApi:
         self._chat.check_acting_user(caller, request.user_id, "user_id")
         await self._chat.set_typing(caller, request.group_id, request.is_typing)
         return pb.TypingResponse(success=True)
+
+    # ---- receipts, settings ----
+
+    @unary
+    async def MarkRead(self, request: pb.MarkReadRequest, context: Ctx) -> pb.MarkReadResponse:
+        caller = await self._caller(context, request.jwt_token)
+        result = await self._receipts.mark_read(caller, request.group_id, request.seq)
+        return pb.MarkReadResponse(read_seq=result.read_seq, unread_count=result.unread_count)
+
+    @unary
+    async def GetReadReceipts(
+        self, request: pb.GetReadReceiptsRequest, context: Ctx
+    ) -> pb.ReadReceiptsResponse:
+        caller = await self._caller(context, request.jwt_token)
+        role = await self._chat.role(caller, request.group_id)
+        readers, unread_by = await self._receipts.readers(
+            caller, request.group_id, request.message_id, role != Role.NONE
+        )
+        return pb.ReadReceiptsResponse(
+            readers=[convert.user(u) for u in readers], unread_by=unread_by
+        )
+
+    @unary
+    async def UpdateMembership(
+        self, request: pb.UpdateMembershipRequest, context: Ctx
+    ) -> pb.Group:
+        caller = await self._caller(context, request.jwt_token)
+        if request.HasField("muted"):
+            await self._receipts.set_muted(caller, request.group_id, request.muted)
+        return convert.group(await self._chat.get_group(caller, request.group_id))
+
+    @unary
+    async def UpdateMySettings(
+        self, request: pb.UpdateMySettingsRequest, context: Ctx
+    ) -> pb.MySettings:
+        caller = await self._caller(context, request.jwt_token)
+        value = request.private_receipts if request.HasField("private_receipts") else None
+        return pb.MySettings(private_receipts=await self._receipts.private_receipts(caller, value))
+
+    # ---- edits, deletes, reactions, mentions ----
+
+    @unary
+    async def EditMessage(
+        self, request: pb.EditMessageRequest, context: Ctx
+    ) -> pb.MessageResponse:
+        caller = await self._caller(context, request.jwt_token)
+        return convert.message(
+            await self._changes.edit(caller, request.message_id, request.content)
+        )
+
+    @unary
+    async def DeleteMessage(
+        self, request: pb.DeleteMessageRequest, context: Ctx
+    ) -> pb.MessageResponse:
+        caller = await self._caller(context, request.jwt_token)
+        return convert.message(await self._changes.delete(caller, request.message_id))
+
+    @unary
+    async def AddReaction(
+        self, request: pb.ReactionRequest, context: Ctx
+    ) -> pb.ReactionResponse:
+        return await self._react(request, context, add=True)
+
+    @unary
+    async def RemoveReaction(
+        self, request: pb.ReactionRequest, context: Ctx
+    ) -> pb.ReactionResponse:
+        return await self._react(request, context, add=False)
+
+    async def _react(
+        self, request: pb.ReactionRequest, context: Ctx, add: bool
+    ) -> pb.ReactionResponse:
+        caller = await self._caller(context, request.jwt_token)
+        message = await self._changes.react(caller, request.message_id, request.emoji, add)
+        return pb.ReactionResponse(
+            message_id=message.id, reactions=convert.message(message).reactions
+        )
+
+    @unary
+    async def GetMyMentions(
+        self, request: pb.GetMyMentionsRequest, context: Ctx
+    ) -> pb.MessageHistoryResponse:
+        caller = await self._caller(context, request.jwt_token)
+        page = await self._chat.my_mentions(caller, request.before_id, request.limit)
+        return pb.MessageHistoryResponse(
+            messages=[convert.message(m) for m in page.messages], has_more=page.has_more
+        )
 
     # ---- streams ----
 
@@ -239,10 +334,15 @@ class ChatApi:
                 raise Unavailable("server is shutting down; reconnect to another pod")
             caller = await self._caller(context, request.jwt_token)
             positions: dict[int, int] = {}
+            update_positions: dict[int, int] = {}
             for p in request.positions:
-                if p.group_id <= 0 or p.last_seq < 0:
-                    raise InvalidArgument("positions need a positive group_id and last_seq >= 0")
+                if p.group_id <= 0 or p.last_seq < 0 or p.last_update_seq < 0:
+                    raise InvalidArgument(
+                        "positions need a positive group_id and non-negative seqs"
+                    )
                 positions[p.group_id] = p.last_seq
+                if p.last_seq > 0:
+                    update_positions[p.group_id] = p.last_update_seq
         except ChatError as exc:
             await self._stream_error(context, "Subscribe", exc)
             return
@@ -250,7 +350,7 @@ class ChatApi:
         metrics.OPEN_STREAMS.labels("Subscribe").inc()
         await self._presence.connected(caller.id)
         try:
-            await session.start(positions)
+            await session.start(positions, update_positions)
             # Initial metadata tells the client it is registered: from here on nothing of its
             # groups can be missed (what the replay below does not cover arrives live).
             await context.send_initial_metadata((("chat-subscribed", "1"),))
@@ -350,6 +450,8 @@ class ChatApi:
             content=req.content,
             kind=req.type,
             client_msg_id=req.client_msg_id,
+            reply_to_id=req.reply_to_id,
+            attachment_id=req.attachment_id,
         )
         metrics.MESSAGES_ACCEPTED.inc(0 if result.duplicate else 1)
 

@@ -6,10 +6,12 @@ Knows nothing of gRPC, SQL or Redis: storage and fan-out come in through the por
 from __future__ import annotations
 
 import logging
+import time
 
 from chat_service.config import Limits
 from chat_service.domain import validation
 from chat_service.domain.errors import InvalidArgument, NotFound, PermissionDenied
+from chat_service.domain.mentions import find_mentions
 from chat_service.domain.models import (
     ChatEvent,
     Group,
@@ -18,6 +20,9 @@ from chat_service.domain.models import (
     MemberChange,
     MembershipChanged,
     MembershipResult,
+    Mention,
+    Mentioned,
+    MessageKind,
     MessagePosted,
     PostResult,
     Role,
@@ -42,6 +47,8 @@ class ChatService:
         self._presence = presence
         self._limits = limits
         self._known_profiles: dict[int, UserProfile] = {}
+        self._typing_sent: dict[tuple[int, int], float] = {}
+        self.typing_throttle_seconds = 2.0
 
     # ---- identity ----
 
@@ -185,21 +192,63 @@ class ChatService:
         content: str,
         kind: int,
         client_msg_id: str,
+        reply_to_id: int = 0,
+        attachment_id: str = "",
     ) -> PostResult:
         validation.group_id(group_id)
         message_kind = validation.message_kind(kind)
         text = validation.message_content(content, message_kind, self._limits)
         key = validation.client_msg_id(client_msg_id, self._limits)
+        if message_kind in (MessageKind.IMAGE, MessageKind.FILE) and not attachment_id:
+            raise InvalidArgument(f"{message_kind.name} messages need an attachment_id")
+        if attachment_id and message_kind not in (MessageKind.IMAGE, MessageKind.FILE):
+            raise InvalidArgument("attachments go in IMAGE or FILE messages")
+        if reply_to_id < 0:
+            raise InvalidArgument("reply_to_id must not be negative")
+        if reply_to_id:
+            original = await self._repo.get_message(reply_to_id)
+            if original is None or original.group_id != group_id:
+                raise InvalidArgument(f"message {reply_to_id} is not in group {group_id}")
+        mentions: list[Mention] = []
+        if "@" in text:
+            role = await self._repo.role_of(group_id, caller.id)
+            members = await self._repo.member_names(group_id)
+            mentions = find_mentions(
+                text, members, allow_all=role.manages_members, author_id=caller.id
+            )
         await self.remember(caller)
         result = await self._repo.post_message(
-            group_id=group_id, sender=caller, content=text, kind=message_kind, client_msg_id=key
+            group_id=group_id,
+            sender=caller,
+            content=text,
+            kind=message_kind,
+            client_msg_id=key,
+            reply_to_id=reply_to_id,
+            mentions=mentions,
+            attachment_id=attachment_id,
         )
         if result is None:
             await self._require_group(group_id)
             raise PermissionDenied(f"you are not a member of group {group_id}")
         if not result.duplicate:
-            await self._publish([MessagePosted(result.message)])
+            m = result.message
+            if attachment_id and m.attachment is None:
+                raise InvalidArgument(
+                    f"attachment {attachment_id} is not a finished upload of yours in this group"
+                )
+            events: list[ChatEvent] = [MessagePosted(m)]
+            events.extend(
+                Mentioned(m.group_id, m.id, m.seq, caller.id, uid)
+                for uid in sorted({x.user_id for x in m.mentions})
+            )
+            await self._publish(events)
         return result
+
+    async def my_mentions(self, caller: UserProfile, before_id: int, limit: int) -> HistoryPage:
+        if before_id < 0:
+            raise InvalidArgument("before_id must not be negative")
+        size = validation.page_size(limit, self._limits)
+        return await self._repo.mentions_of(caller.id, before_id, size)
 
     async def history(
         self, caller: UserProfile, group_id: int, before_id: int, limit: int
@@ -209,12 +258,28 @@ class ChatService:
             raise InvalidArgument("before_id must not be negative")
         size = validation.page_size(limit, self._limits)
         await self._require_member(group_id, caller.id)
-        return await self._repo.history(group_id, before_id, size)
+        return await self._repo.history(group_id, before_id, size, caller.id)
 
     async def set_typing(self, caller: UserProfile, group_id: int, is_typing: bool) -> None:
+        """Ephemeral: never stored. Repeated 'typing' within the throttle window is absorbed
+        (clients refresh every few seconds; subscribers' state expires by itself)."""
         validation.group_id(group_id)
+        key = (caller.id, group_id)
+        now = time.monotonic()
+        if is_typing and now - self._typing_sent.get(key, -1e9) < self.typing_throttle_seconds:
+            return
         await self._require_member(group_id, caller.id)
+        if is_typing:
+            if len(self._typing_sent) > 50_000:
+                self._typing_sent.clear()
+            self._typing_sent[key] = now
+        else:
+            self._typing_sent.pop(key, None)
         await self._publish([TypingChanged(group_id, caller.id, is_typing)])
+
+    async def role(self, caller: UserProfile, group_id: int) -> Role:
+        validation.group_id(group_id)
+        return await self._repo.role_of(group_id, caller.id)
 
     # ---- helpers ----
 

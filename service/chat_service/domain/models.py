@@ -59,6 +59,49 @@ class Group:
     member_count: int
     member_ids: tuple[int, ...] = ()
     my_role: Role = Role.NONE
+    read_seq: int = 0
+    unread_count: int = 0
+    mention_count: int = 0
+    muted: bool = False
+    last_update_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    user_id: int  # 0 for @all
+    offset: int  # in code points of the content
+    length: int
+
+    @property
+    def all(self) -> bool:
+        return self.user_id == 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionCount:
+    emoji: str
+    count: int
+    mine: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    id: int
+    user_id: int
+    user_name: str
+    content: str
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentInfo:
+    id: str
+    file_name: str
+    content_type: str
+    size: int
+    width: int
+    height: int
+    sha256: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +114,14 @@ class Message:
     kind: MessageKind
     created_at_ms: int
     client_msg_id: str = ""
+    mentions: tuple[Mention, ...] = ()
+    reactions: tuple[ReactionCount, ...] = ()
+    reply_to_id: int = 0
+    reply_quote: Quote | None = None
+    edited_at_ms: int = 0
+    deleted: bool = False
+    attachment: AttachmentInfo | None = None
+    update_seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +168,41 @@ class MembershipChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageUpdated:
+    """An edit, delete or reaction change: the message's full new state."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptMoved:
+    group_id: int
+    user_id: int
+    read_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Mentioned:
+    group_id: int
+    message_id: int
+    seq: int
+    from_user_id: int
+    user_id: int  # 0: @all
+
+
+@dataclass(frozen=True, slots=True)
 class PresenceChanged:
     user_id: int
     online: bool
     group_ids: tuple[int, ...] = field(default=())
 
 
-ChatEvent = MessagePosted | TypingChanged | MembershipChanged | PresenceChanged
+ChatEvent = (
+    MessagePosted
+    | TypingChanged
+    | MembershipChanged
+    | PresenceChanged
+    | MessageUpdated
+    | ReceiptMoved
+    | Mentioned
+)

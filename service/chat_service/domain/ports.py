@@ -12,6 +12,7 @@ from chat_service.domain.models import (
     Member,
     MemberChange,
     MembershipResult,
+    Mention,
     Message,
     MessageKind,
     PostResult,
@@ -61,11 +62,22 @@ class ChatRepository(Protocol):
         content: str,
         kind: MessageKind,
         client_msg_id: str,
+        reply_to_id: int = 0,
+        mentions: Sequence[Mention] = (),
+        attachment_id: str = "",
     ) -> PostResult | None:
         """Store a message; None when the sender is not a member (or no such group)."""
         ...
 
-    async def history(self, group_id: int, before_id: int, limit: int) -> HistoryPage: ...
+    async def get_message(self, message_id: int, viewer: int = 0) -> Message | None: ...
+
+    async def history(
+        self, group_id: int, before_id: int, limit: int, viewer: int = 0
+    ) -> HistoryPage: ...
+
+    async def member_names(self, group_id: int) -> list[tuple[int, str]]: ...
+
+    async def mentions_of(self, user_id: int, before_id: int, limit: int) -> HistoryPage: ...
 
     async def messages_after(
         self, group_id: int, after_seq: int, upto_seq: int, limit: int
@@ -92,3 +104,44 @@ class PresenceTracker(Protocol):
     async def connected(self, user_id: int) -> None: ...
 
     async def disconnected(self, user_id: int) -> None: ...
+
+
+class ReadResultLike(Protocol):
+    @property
+    def read_seq(self) -> int: ...
+    @property
+    def unread_count(self) -> int: ...
+    @property
+    def moved(self) -> bool: ...
+    @property
+    def private(self) -> bool: ...
+
+
+class ReceiptStore(Protocol):
+    async def mark_read(
+        self, group_id: int, user_id: int, seq: int
+    ) -> ReadResultLike | None: ...
+
+    async def readers(
+        self, group_id: int, message_id: int
+    ) -> tuple[list[UserProfile], int] | None: ...
+
+    async def set_muted(self, group_id: int, user_id: int, muted: bool) -> bool: ...
+
+    async def private_receipts(self, user_id: int, value: bool | None) -> bool: ...
+
+
+class MessageChangeStore(Protocol):
+    async def edit(
+        self, message: Message, content: str, mentions: Sequence[Mention]
+    ) -> Message: ...
+
+    async def delete(self, message: Message) -> tuple[Message, str]: ...
+
+    async def react(
+        self, message: Message, user_id: int, emoji: str, add: bool, max_distinct: int
+    ) -> tuple[Message, bool]: ...
+
+
+class AttachmentPurger(Protocol):
+    async def purge(self, attachment_id: str) -> None: ...

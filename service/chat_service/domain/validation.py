@@ -66,11 +66,12 @@ def member_ids(values: list[int], limits: Limits) -> list[int]:
 
 
 def message_content(content: str, kind: MessageKind, limits: Limits) -> str:
+    """TEXT needs content; IMAGE and FILE may carry an optional caption."""
     if kind == MessageKind.SYSTEM:
         raise InvalidArgument("SYSTEM messages are written by the server, not by clients")
     if kind not in (MessageKind.TEXT, MessageKind.IMAGE, MessageKind.FILE):
         raise InvalidArgument(f"unknown message type {int(kind)}")
-    if not content.strip():
+    if kind == MessageKind.TEXT and not content.strip():
         raise InvalidArgument("message content is empty")
     if len(content) > limits.message_max_chars:
         raise InvalidArgument(

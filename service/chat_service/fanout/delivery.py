@@ -63,11 +63,22 @@ class Delivery:
             group_id = event.member.group_id
         elif kind == "gap":
             group_id = event.gap.group_id
+        elif kind == "updated":
+            group_id = event.updated.group_id
+        elif kind == "receipt":
+            group_id = event.receipt.group_id
+        elif kind == "mention":
+            group_id = event.mention.group_id
         return cls(kind, group_id, seq, event, frame_entry(payload))
 
     @classmethod
     def from_message(cls, message: Message) -> Delivery:
         return cls.from_event(pb.ChatEvent(message=convert.message(message)))
+
+    @classmethod
+    def updated(cls, message: Message) -> Delivery:
+        """A changed message as its own reader sees it (with `mine` reaction flags)."""
+        return cls.from_event(pb.ChatEvent(updated=convert.message(message)))
 
     @classmethod
     def gap(cls, group_id: int, from_seq: int, resume_seq: int) -> Delivery:

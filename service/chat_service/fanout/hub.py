@@ -31,7 +31,16 @@ _FILL_PAGE = 1000
 
 
 class Channel:
-    __slots__ = ("fill_target", "filling", "group_id", "lag_seen", "next_seq", "pending", "subs")
+    __slots__ = (
+        "fill_target",
+        "filling",
+        "group_id",
+        "lag_seen",
+        "next_seq",
+        "pending",
+        "subs",
+        "typers",
+    )
 
     def __init__(self, group_id: int) -> None:
         self.group_id = group_id
@@ -41,6 +50,7 @@ class Channel:
         self.filling = False
         self.fill_target = 0
         self.lag_seen: int | None = None
+        self.typers: dict[int, float] = {}  # user -> when their typing state expires
 
 
 class Hub:
@@ -51,11 +61,14 @@ class Hub:
         *,
         reorder_wait: float = 0.05,
         sweep_interval: float = 2.0,
+        typing_ttl: float = 6.0,
     ) -> None:
         self._fetch_range = fetch_range
         self._fetch_heads = fetch_heads
         self._reorder_wait = reorder_wait
         self._sweep_interval = sweep_interval
+        self._typing_ttl = typing_ttl
+        self._typing_task: asyncio.Task[None] | None = None
         self.channels: dict[int, Channel] = {}
         self.by_user: dict[int, set[Subscriber]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -66,9 +79,12 @@ class Hub:
     def start(self) -> None:
         if self._sweeper is None and self._sweep_interval > 0:
             self._sweeper = asyncio.create_task(self._sweep_loop(), name="hub-sweep")
+        if self._typing_task is None:
+            self._typing_task = asyncio.create_task(self._typing_loop(), name="hub-typing")
 
     async def stop(self) -> None:
-        tasks = [*self._tasks, *([self._sweeper] if self._sweeper else [])]
+        background = [t for t in (self._sweeper, self._typing_task) if t is not None]
+        tasks = [*self._tasks, *background]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -151,6 +167,8 @@ class Hub:
             self._on_member(d)
         elif d.kind == "presence":
             self._on_presence(d)
+        elif d.kind == "typing":
+            self._on_typing(d)
         else:
             channel = self.channels.get(d.group_id)
             if channel is not None:
@@ -179,6 +197,53 @@ class Hub:
             # The departed user's streams see the event, then stop receiving the group.
             for sub in list(self.by_user.get(subject, ())):
                 self.detach(sub, ev.group_id)
+
+    def _on_typing(self, d: Delivery) -> None:
+        """Keep the set of typers per group; subscribers get the current set, which also
+        expires by itself when a client stops refreshing it."""
+        channel = self.channels.get(d.group_id)
+        if channel is None:
+            return
+        ev = d.event.typing
+        now = time.monotonic()
+        was = ev.user_id in channel.typers and channel.typers[ev.user_id] > now
+        if ev.is_typing:
+            channel.typers[ev.user_id] = now + self._typing_ttl
+        else:
+            channel.typers.pop(ev.user_id, None)
+        if was and ev.is_typing:
+            return  # a refresh: nothing changed for the subscribers
+        self._deliver(channel, self._typing_delivery(channel, ev.user_id, ev.is_typing, now))
+
+    def _typing_delivery(
+        self, channel: Channel, user_id: int, is_typing: bool, now: float
+    ) -> Delivery:
+        current = sorted(u for u, until in channel.typers.items() if until > now)
+        return Delivery.from_event(
+            pb.ChatEvent(
+                typing=pb.TypingEvent(
+                    group_id=channel.group_id,
+                    user_id=user_id,
+                    is_typing=is_typing,
+                    typing_user_ids=current,
+                )
+            )
+        )
+
+    def expire_typing(self) -> None:
+        now = time.monotonic()
+        for channel in list(self.channels.values()):
+            if not channel.typers:
+                continue
+            expired = [u for u, until in channel.typers.items() if until <= now]
+            for uid in expired:
+                del channel.typers[uid]
+                self._deliver(channel, self._typing_delivery(channel, uid, False, now))
+
+    async def _typing_loop(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self._typing_ttl / 4))
+            self.expire_typing()
 
     def _on_presence(self, d: Delivery) -> None:
         # Presence events are addressed by the broker to the groups the user shares.

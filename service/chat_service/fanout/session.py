@@ -31,6 +31,10 @@ class SessionStore(Protocol):
         self, group_id: int, after_seq: int, upto_seq: int, limit: int
     ) -> list[Message]: ...
 
+    async def updates_after(
+        self, group_id: int, after_update_seq: int, upto_seq: int, limit: int, viewer: int
+    ) -> list[Message]: ...
+
 
 class SubscriberLagged(Exception):
     """The subscriber's queue overflowed; it must resume from its last positions."""
@@ -63,8 +67,11 @@ class Session:
         self.sub = Subscriber(user_id, queue_max)
         self.last: dict[int, int] = {}
         self._replay_plan: list[tuple[int, int, int]] = []
+        self._update_plan: list[tuple[int, int, int]] = []
 
-    async def start(self, positions: dict[int, int]) -> None:
+    async def start(
+        self, positions: dict[int, int], update_positions: dict[int, int] | None = None
+    ) -> None:
         """Register with the hub, then read where each group stands in storage.
 
         After this returns every new event is queued for the subscriber; `replay()` then
@@ -78,6 +85,11 @@ class Session:
         heads = await self._store.group_heads(group_ids)
         hub.set_heads(heads)
         self._replay_plan = []
+        self._update_plan = [
+            (gid, after, positions.get(gid, 0))
+            for gid, after in (update_positions or {}).items()
+            if gid in heads and positions.get(gid, 0) > 0
+        ]
         for gid in group_ids:
             head = heads.get(gid)
             if head is None:
@@ -98,6 +110,13 @@ class Session:
                 continue
             async for batch in self._read(gid, start, head):
                 yield batch
+        # Changes (edits, deletes, reactions) to messages the client already had.
+        for gid, after, upto in self._update_plan:
+            changed = await self._store.updates_after(
+                gid, after, upto, self._replay_max, self.user_id
+            )
+            if changed:
+                yield [Delivery.updated(m) for m in changed]
 
     async def _read(self, gid: int, after: int, upto: int) -> AsyncIterator[list[Delivery]]:
         while after < upto:
@@ -148,6 +167,13 @@ class Session:
                         last.pop(ev.group_id, None)
                         continue
                 if ev.group_id in last:
+                    out.append(d)
+            elif kind == "mention":
+                target = d.event.mention.user_id
+                if d.group_id in last and (
+                    target == self.user_id
+                    or (target == 0 and d.event.mention.from_user_id != self.user_id)
+                ):
                     out.append(d)
             elif d.group_id == 0 or d.group_id in last:
                 out.append(d)

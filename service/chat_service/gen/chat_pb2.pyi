@@ -120,6 +120,11 @@ class Group(_message.Message):
     LAST_SEQ_FIELD_NUMBER: _builtins.int
     MEMBER_COUNT_FIELD_NUMBER: _builtins.int
     MY_ROLE_FIELD_NUMBER: _builtins.int
+    READ_SEQ_FIELD_NUMBER: _builtins.int
+    UNREAD_COUNT_FIELD_NUMBER: _builtins.int
+    MENTION_COUNT_FIELD_NUMBER: _builtins.int
+    MUTED_FIELD_NUMBER: _builtins.int
+    LAST_UPDATE_SEQ_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     name: _builtins.str
     description: _builtins.str
@@ -133,6 +138,14 @@ class Group(_message.Message):
     member_count: _builtins.int
     my_role: Global___MemberRole.ValueType
     """the caller's role (ROLE_NONE when not a member)"""
+    read_seq: _builtins.int
+    """the caller's read position"""
+    unread_count: _builtins.int
+    """messages after read_seq not sent by the caller"""
+    mention_count: _builtins.int
+    """unread messages mentioning the caller"""
+    muted: _builtins.bool
+    last_update_seq: _builtins.int
     @_builtins.property
     def member_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     def __init__(
@@ -148,10 +161,15 @@ class Group(_message.Message):
         last_seq: _builtins.int = ...,
         member_count: _builtins.int = ...,
         my_role: Global___MemberRole.ValueType = ...,
+        read_seq: _builtins.int = ...,
+        unread_count: _builtins.int = ...,
+        mention_count: _builtins.int = ...,
+        muted: _builtins.bool = ...,
+        last_update_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "created_by", b"created_by", "description", b"description", "id", b"id", "invite_only", b"invite_only", "last_seq", b"last_seq", "member_count", b"member_count", "member_ids", b"member_ids", "my_role", b"my_role", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "created_by", b"created_by", "description", b"description", "id", b"id", "invite_only", b"invite_only", "last_seq", b"last_seq", "last_update_seq", b"last_update_seq", "member_count", b"member_count", "member_ids", b"member_ids", "mention_count", b"mention_count", "muted", b"muted", "my_role", b"my_role", "name", b"name", "read_seq", b"read_seq", "unread_count", b"unread_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -338,6 +356,8 @@ class MessageRequest(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     JWT_TOKEN_FIELD_NUMBER: _builtins.int
     CLIENT_MSG_ID_FIELD_NUMBER: _builtins.int
+    REPLY_TO_ID_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_ID_FIELD_NUMBER: _builtins.int
     group_id: _builtins.int
     user_id: _builtins.int
     content: _builtins.str
@@ -345,6 +365,8 @@ class MessageRequest(_message.Message):
     jwt_token: _builtins.str
     client_msg_id: _builtins.str
     """Added: idempotency key chosen by the client (see SendMessageRequest)."""
+    reply_to_id: _builtins.int
+    attachment_id: _builtins.str
     def __init__(
         self,
         *,
@@ -354,10 +376,12 @@ class MessageRequest(_message.Message):
         type: Global___MessageType.ValueType = ...,
         jwt_token: _builtins.str = ...,
         client_msg_id: _builtins.str = ...,
+        reply_to_id: _builtins.int = ...,
+        attachment_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_msg_id", b"client_msg_id", "content", b"content", "group_id", b"group_id", "jwt_token", b"jwt_token", "type", b"type", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_id", b"attachment_id", "client_msg_id", b"client_msg_id", "content", b"content", "group_id", b"group_id", "jwt_token", b"jwt_token", "reply_to_id", b"reply_to_id", "type", b"type", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -378,6 +402,14 @@ class MessageResponse(_message.Message):
     SEQ_FIELD_NUMBER: _builtins.int
     CLIENT_MSG_ID_FIELD_NUMBER: _builtins.int
     TIMESTAMP_MS_FIELD_NUMBER: _builtins.int
+    MENTIONS_FIELD_NUMBER: _builtins.int
+    REACTIONS_FIELD_NUMBER: _builtins.int
+    REPLY_TO_ID_FIELD_NUMBER: _builtins.int
+    REPLY_QUOTE_FIELD_NUMBER: _builtins.int
+    EDITED_AT_MS_FIELD_NUMBER: _builtins.int
+    DELETED_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_FIELD_NUMBER: _builtins.int
+    UPDATE_SEQ_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     group_id: _builtins.int
     user_id: _builtins.int
@@ -395,6 +427,21 @@ class MessageResponse(_message.Message):
     """echoed idempotency key"""
     timestamp_ms: _builtins.int
     """unix milliseconds"""
+    reply_to_id: _builtins.int
+    edited_at_ms: _builtins.int
+    """0 when never edited"""
+    deleted: _builtins.bool
+    """tombstone: content and attachment are gone"""
+    update_seq: _builtins.int
+    """Position in the group's change feed (edits, deletes, reactions); see GroupPosition."""
+    @_builtins.property
+    def mentions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Mention]: ...
+    @_builtins.property
+    def reactions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReactionCount]: ...
+    @_builtins.property
+    def reply_quote(self) -> Global___MessageQuote: ...
+    @_builtins.property
+    def attachment(self) -> Global___Attachment: ...
     def __init__(
         self,
         *,
@@ -409,14 +456,151 @@ class MessageResponse(_message.Message):
         seq: _builtins.int = ...,
         client_msg_id: _builtins.str = ...,
         timestamp_ms: _builtins.int = ...,
+        mentions: _abc.Iterable[Global___Mention] | None = ...,
+        reactions: _abc.Iterable[Global___ReactionCount] | None = ...,
+        reply_to_id: _builtins.int = ...,
+        reply_quote: Global___MessageQuote | None = ...,
+        edited_at_ms: _builtins.int = ...,
+        deleted: _builtins.bool = ...,
+        attachment: Global___Attachment | None = ...,
+        update_seq: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment", "reply_quote", b"reply_quote"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_msg_id", b"client_msg_id", "content", b"content", "group_id", b"group_id", "id", b"id", "seq", b"seq", "timestamp", b"timestamp", "timestamp_ms", b"timestamp_ms", "type", b"type", "user_avatar", b"user_avatar", "user_id", b"user_id", "user_name", b"user_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment", "client_msg_id", b"client_msg_id", "content", b"content", "deleted", b"deleted", "edited_at_ms", b"edited_at_ms", "group_id", b"group_id", "id", b"id", "mentions", b"mentions", "reactions", b"reactions", "reply_quote", b"reply_quote", "reply_to_id", b"reply_to_id", "seq", b"seq", "timestamp", b"timestamp", "timestamp_ms", b"timestamp_ms", "type", b"type", "update_seq", b"update_seq", "user_avatar", b"user_avatar", "user_id", b"user_id", "user_name", b"user_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MessageResponse: _TypeAlias = MessageResponse  # noqa: Y015
+
+@_typing.final
+class Mention(_message.Message):
+    """`@name` resolved against the group's members when the message was posted."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    LENGTH_FIELD_NUMBER: _builtins.int
+    ALL_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    """0 for @all"""
+    offset: _builtins.int
+    """in Unicode code points of `content`"""
+    length: _builtins.int
+    all: _builtins.bool
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+        offset: _builtins.int = ...,
+        length: _builtins.int = ...,
+        all: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "length", b"length", "offset", b"offset", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Mention: _TypeAlias = Mention  # noqa: Y015
+
+@_typing.final
+class ReactionCount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMOJI_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    MINE_FIELD_NUMBER: _builtins.int
+    emoji: _builtins.str
+    count: _builtins.int
+    mine: _builtins.bool
+    """the caller reacted with it (history and replies; not in events)"""
+    def __init__(
+        self,
+        *,
+        emoji: _builtins.str = ...,
+        count: _builtins.int = ...,
+        mine: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "emoji", b"emoji", "mine", b"mine"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReactionCount: _TypeAlias = ReactionCount  # noqa: Y015
+
+@_typing.final
+class MessageQuote(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    USER_NAME_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    DELETED_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    user_id: _builtins.int
+    user_name: _builtins.str
+    content: _builtins.str
+    """first characters of the original"""
+    deleted: _builtins.bool
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        user_id: _builtins.int = ...,
+        user_name: _builtins.str = ...,
+        content: _builtins.str = ...,
+        deleted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "deleted", b"deleted", "id", b"id", "user_id", b"user_id", "user_name", b"user_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessageQuote: _TypeAlias = MessageQuote  # noqa: Y015
+
+@_typing.final
+class Attachment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    FILE_NAME_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    WIDTH_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    file_name: _builtins.str
+    content_type: _builtins.str
+    """detected from the bytes"""
+    size: _builtins.int
+    width: _builtins.int
+    """images only"""
+    height: _builtins.int
+    sha256: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        file_name: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        size: _builtins.int = ...,
+        width: _builtins.int = ...,
+        height: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "file_name", b"file_name", "height", b"height", "id", b"id", "sha256", b"sha256", "size", b"size", "width", b"width"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Attachment: _TypeAlias = Attachment  # noqa: Y015
 
 @_typing.final
 class GetHistoryRequest(_message.Message):
@@ -529,6 +713,8 @@ class SendMessageRequest(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     CLIENT_MSG_ID_FIELD_NUMBER: _builtins.int
     JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    REPLY_TO_ID_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_ID_FIELD_NUMBER: _builtins.int
     group_id: _builtins.int
     content: _builtins.str
     type: Global___MessageType.ValueType
@@ -537,6 +723,9 @@ class SendMessageRequest(_message.Message):
     returns the originally stored message.
     """
     jwt_token: _builtins.str
+    reply_to_id: _builtins.int
+    attachment_id: _builtins.str
+    """required for IMAGE and FILE messages"""
     def __init__(
         self,
         *,
@@ -545,10 +734,12 @@ class SendMessageRequest(_message.Message):
         type: Global___MessageType.ValueType = ...,
         client_msg_id: _builtins.str = ...,
         jwt_token: _builtins.str = ...,
+        reply_to_id: _builtins.int = ...,
+        attachment_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_msg_id", b"client_msg_id", "content", b"content", "group_id", b"group_id", "jwt_token", b"jwt_token", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_id", b"attachment_id", "client_msg_id", b"client_msg_id", "content", b"content", "group_id", b"group_id", "jwt_token", b"jwt_token", "reply_to_id", b"reply_to_id", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -556,23 +747,28 @@ Global___SendMessageRequest: _TypeAlias = SendMessageRequest  # noqa: Y015
 
 @_typing.final
 class GroupPosition(_message.Message):
-    """Where a client stands in a group: the last sequence number it has seen."""
+    """Where a client stands in a group: the last sequence number it has seen, and the last
+    change-feed position (edits, deletes, reactions) it has seen.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     GROUP_ID_FIELD_NUMBER: _builtins.int
     LAST_SEQ_FIELD_NUMBER: _builtins.int
+    LAST_UPDATE_SEQ_FIELD_NUMBER: _builtins.int
     group_id: _builtins.int
     last_seq: _builtins.int
+    last_update_seq: _builtins.int
     def __init__(
         self,
         *,
         group_id: _builtins.int = ...,
         last_seq: _builtins.int = ...,
+        last_update_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_id", b"group_id", "last_seq", b"last_seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_id", b"group_id", "last_seq", b"last_seq", "last_update_seq", b"last_update_seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -637,6 +833,9 @@ class ChatEvent(_message.Message):
     PRESENCE_FIELD_NUMBER: _builtins.int
     GAP_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
+    UPDATED_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    MENTION_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def message(self) -> Global___MessageResponse: ...
     @_builtins.property
@@ -649,6 +848,16 @@ class ChatEvent(_message.Message):
     def gap(self) -> Global___GapEvent: ...
     @_builtins.property
     def heartbeat(self) -> Global___Heartbeat: ...
+    @_builtins.property
+    def updated(self) -> Global___MessageResponse:
+        """an edit, delete or reaction change (full new state)"""
+
+    @_builtins.property
+    def receipt(self) -> Global___ReceiptEvent: ...
+    @_builtins.property
+    def mention(self) -> Global___MentionEvent:
+        """to the mentioned user only, even in a muted group"""
+
     def __init__(
         self,
         *,
@@ -658,16 +867,76 @@ class ChatEvent(_message.Message):
         presence: Global___PresenceEvent | None = ...,
         gap: Global___GapEvent | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
+        updated: Global___MessageResponse | None = ...,
+        receipt: Global___ReceiptEvent | None = ...,
+        mention: Global___MentionEvent | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "gap", b"gap", "heartbeat", b"heartbeat", "member", b"member", "message", b"message", "presence", b"presence", "typing", b"typing"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "gap", b"gap", "heartbeat", b"heartbeat", "member", b"member", "mention", b"mention", "message", b"message", "presence", b"presence", "receipt", b"receipt", "typing", b"typing", "updated", b"updated"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "gap", b"gap", "heartbeat", b"heartbeat", "member", b"member", "message", b"message", "presence", b"presence", "typing", b"typing"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "gap", b"gap", "heartbeat", b"heartbeat", "member", b"member", "mention", b"mention", "message", b"message", "presence", b"presence", "receipt", b"receipt", "typing", b"typing", "updated", b"updated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "typing", "member", "presence", "gap", "heartbeat"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "typing", "member", "presence", "gap", "heartbeat", "updated", "receipt", "mention"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___ChatEvent: _TypeAlias = ChatEvent  # noqa: Y015
+
+@_typing.final
+class ReceiptEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    READ_SEQ_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.int
+    user_id: _builtins.int
+    read_seq: _builtins.int
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.int = ...,
+        user_id: _builtins.int = ...,
+        read_seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_id", b"group_id", "read_seq", b"read_seq", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceiptEvent: _TypeAlias = ReceiptEvent  # noqa: Y015
+
+@_typing.final
+class MentionEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    FROM_USER_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.int
+    message_id: _builtins.int
+    seq: _builtins.int
+    from_user_id: _builtins.int
+    user_id: _builtins.int
+    """the mentioned user (0: @all, every member but the author)"""
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.int = ...,
+        message_id: _builtins.int = ...,
+        seq: _builtins.int = ...,
+        from_user_id: _builtins.int = ...,
+        user_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_user_id", b"from_user_id", "group_id", b"group_id", "message_id", b"message_id", "seq", b"seq", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MentionEvent: _TypeAlias = MentionEvent  # noqa: Y015
 
 @_typing.final
 class TypingEvent(_message.Message):
@@ -882,3 +1151,455 @@ class GetGroupRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetGroupRequest: _TypeAlias = GetGroupRequest  # noqa: Y015
+
+@_typing.final
+class MarkReadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.int
+    seq: _builtins.int
+    """read up to and including this seq; 0 = everything so far"""
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.int = ...,
+        seq: _builtins.int = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_id", b"group_id", "jwt_token", b"jwt_token", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkReadRequest: _TypeAlias = MarkReadRequest  # noqa: Y015
+
+@_typing.final
+class MarkReadResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    READ_SEQ_FIELD_NUMBER: _builtins.int
+    UNREAD_COUNT_FIELD_NUMBER: _builtins.int
+    read_seq: _builtins.int
+    unread_count: _builtins.int
+    def __init__(
+        self,
+        *,
+        read_seq: _builtins.int = ...,
+        unread_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["read_seq", b"read_seq", "unread_count", b"unread_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkReadResponse: _TypeAlias = MarkReadResponse  # noqa: Y015
+
+@_typing.final
+class GetReadReceiptsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.int
+    message_id: _builtins.int
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.int = ...,
+        message_id: _builtins.int = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_id", b"group_id", "jwt_token", b"jwt_token", "message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReadReceiptsRequest: _TypeAlias = GetReadReceiptsRequest  # noqa: Y015
+
+@_typing.final
+class ReadReceiptsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    READERS_FIELD_NUMBER: _builtins.int
+    UNREAD_BY_FIELD_NUMBER: _builtins.int
+    unread_by: _builtins.int
+    """members (other than the author) who have not read it yet"""
+    @_builtins.property
+    def readers(self) -> _containers.RepeatedCompositeFieldContainer[Global___User]: ...
+    def __init__(
+        self,
+        *,
+        readers: _abc.Iterable[Global___User] | None = ...,
+        unread_by: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["readers", b"readers", "unread_by", b"unread_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadReceiptsResponse: _TypeAlias = ReadReceiptsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateMembershipRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    MUTED_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.int
+    muted: _builtins.bool
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.int = ...,
+        muted: _builtins.bool | None = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_muted", b"_muted", "muted", b"muted"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_muted", b"_muted", "group_id", b"group_id", "jwt_token", b"jwt_token", "muted", b"muted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__muted: _TypeAlias = _typing.Literal["muted"]  # noqa: Y015
+    _WhichOneofArgType__muted: _TypeAlias = _typing.Literal["_muted", b"_muted"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__muted) -> _WhichOneofReturnType__muted | None: ...
+
+Global___UpdateMembershipRequest: _TypeAlias = UpdateMembershipRequest  # noqa: Y015
+
+@_typing.final
+class UpdateMySettingsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRIVATE_RECEIPTS_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    private_receipts: _builtins.bool
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        private_receipts: _builtins.bool | None = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_private_receipts", b"_private_receipts", "private_receipts", b"private_receipts"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_private_receipts", b"_private_receipts", "jwt_token", b"jwt_token", "private_receipts", b"private_receipts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__private_receipts: _TypeAlias = _typing.Literal["private_receipts"]  # noqa: Y015
+    _WhichOneofArgType__private_receipts: _TypeAlias = _typing.Literal["_private_receipts", b"_private_receipts"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__private_receipts) -> _WhichOneofReturnType__private_receipts | None: ...
+
+Global___UpdateMySettingsRequest: _TypeAlias = UpdateMySettingsRequest  # noqa: Y015
+
+@_typing.final
+class MySettings(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRIVATE_RECEIPTS_FIELD_NUMBER: _builtins.int
+    private_receipts: _builtins.bool
+    def __init__(
+        self,
+        *,
+        private_receipts: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["private_receipts", b"private_receipts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MySettings: _TypeAlias = MySettings  # noqa: Y015
+
+@_typing.final
+class EditMessageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    message_id: _builtins.int
+    content: _builtins.str
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        message_id: _builtins.int = ...,
+        content: _builtins.str = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "jwt_token", b"jwt_token", "message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EditMessageRequest: _TypeAlias = EditMessageRequest  # noqa: Y015
+
+@_typing.final
+class DeleteMessageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    message_id: _builtins.int
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        message_id: _builtins.int = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jwt_token", b"jwt_token", "message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteMessageRequest: _TypeAlias = DeleteMessageRequest  # noqa: Y015
+
+@_typing.final
+class ReactionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    EMOJI_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    message_id: _builtins.int
+    emoji: _builtins.str
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        message_id: _builtins.int = ...,
+        emoji: _builtins.str = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["emoji", b"emoji", "jwt_token", b"jwt_token", "message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReactionRequest: _TypeAlias = ReactionRequest  # noqa: Y015
+
+@_typing.final
+class ReactionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    REACTIONS_FIELD_NUMBER: _builtins.int
+    message_id: _builtins.int
+    @_builtins.property
+    def reactions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReactionCount]: ...
+    def __init__(
+        self,
+        *,
+        message_id: _builtins.int = ...,
+        reactions: _abc.Iterable[Global___ReactionCount] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message_id", b"message_id", "reactions", b"reactions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReactionResponse: _TypeAlias = ReactionResponse  # noqa: Y015
+
+@_typing.final
+class GetMyMentionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    BEFORE_ID_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    before_id: _builtins.int
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+        before_id: _builtins.int = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["before_id", b"before_id", "jwt_token", b"jwt_token", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMyMentionsRequest: _TypeAlias = GetMyMentionsRequest  # noqa: Y015
+
+@_typing.final
+class StartUploadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    FILE_NAME_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.int
+    file_name: _builtins.str
+    content_type: _builtins.str
+    """what the client claims; checked against the bytes"""
+    size: _builtins.int
+    sha256: _builtins.str
+    """hex digest of the whole file, verified at the end"""
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.int = ...,
+        file_name: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        size: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "file_name", b"file_name", "group_id", b"group_id", "jwt_token", b"jwt_token", "sha256", b"sha256", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartUploadRequest: _TypeAlias = StartUploadRequest  # noqa: Y015
+
+@_typing.final
+class UploadChunkRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    upload_id: _builtins.str
+    offset: _builtins.int
+    """must equal the bytes received so far"""
+    data: _builtins.bytes
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        upload_id: _builtins.str = ...,
+        offset: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "jwt_token", b"jwt_token", "offset", b"offset", "upload_id", b"upload_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadChunkRequest: _TypeAlias = UploadChunkRequest  # noqa: Y015
+
+@_typing.final
+class GetUploadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    upload_id: _builtins.str
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        upload_id: _builtins.str = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jwt_token", b"jwt_token", "upload_id", b"upload_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUploadRequest: _TypeAlias = GetUploadRequest  # noqa: Y015
+
+@_typing.final
+class UploadStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    RECEIVED_BYTES_FIELD_NUMBER: _builtins.int
+    COMPLETE_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_FIELD_NUMBER: _builtins.int
+    upload_id: _builtins.str
+    received_bytes: _builtins.int
+    complete: _builtins.bool
+    @_builtins.property
+    def attachment(self) -> Global___Attachment:
+        """set once complete"""
+
+    def __init__(
+        self,
+        *,
+        upload_id: _builtins.str = ...,
+        received_bytes: _builtins.int = ...,
+        complete: _builtins.bool = ...,
+        attachment: Global___Attachment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment", "complete", b"complete", "received_bytes", b"received_bytes", "upload_id", b"upload_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadStatus: _TypeAlias = UploadStatus  # noqa: Y015
+
+@_typing.final
+class DownloadFileRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTACHMENT_ID_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    attachment_id: _builtins.str
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        attachment_id: _builtins.str = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_id", b"attachment_id", "jwt_token", b"jwt_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadFileRequest: _TypeAlias = DownloadFileRequest  # noqa: Y015
+
+@_typing.final
+class DownloadChunk(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTACHMENT_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    @_builtins.property
+    def attachment(self) -> Global___Attachment:
+        """first chunk only"""
+
+    def __init__(
+        self,
+        *,
+        attachment: Global___Attachment | None = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment", "data", b"data"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadChunk: _TypeAlias = DownloadChunk  # noqa: Y015

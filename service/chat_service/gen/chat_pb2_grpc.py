@@ -90,6 +90,76 @@ class ChatServiceStub:
                 request_serializer=chat__service_dot_gen_dot_chat__pb2.GetGroupRequest.SerializeToString,
                 response_deserializer=chat__service_dot_gen_dot_chat__pb2.Group.FromString,
                 _registered_method=True)
+        self.MarkRead = channel.unary_unary(
+                '/chat.ChatService/MarkRead',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.MarkReadRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.MarkReadResponse.FromString,
+                _registered_method=True)
+        self.GetReadReceipts = channel.unary_unary(
+                '/chat.ChatService/GetReadReceipts',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.GetReadReceiptsRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.ReadReceiptsResponse.FromString,
+                _registered_method=True)
+        self.UpdateMembership = channel.unary_unary(
+                '/chat.ChatService/UpdateMembership',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.UpdateMembershipRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.Group.FromString,
+                _registered_method=True)
+        self.UpdateMySettings = channel.unary_unary(
+                '/chat.ChatService/UpdateMySettings',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.UpdateMySettingsRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.MySettings.FromString,
+                _registered_method=True)
+        self.EditMessage = channel.unary_unary(
+                '/chat.ChatService/EditMessage',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.EditMessageRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.MessageResponse.FromString,
+                _registered_method=True)
+        self.DeleteMessage = channel.unary_unary(
+                '/chat.ChatService/DeleteMessage',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.DeleteMessageRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.MessageResponse.FromString,
+                _registered_method=True)
+        self.AddReaction = channel.unary_unary(
+                '/chat.ChatService/AddReaction',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.ReactionRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.ReactionResponse.FromString,
+                _registered_method=True)
+        self.RemoveReaction = channel.unary_unary(
+                '/chat.ChatService/RemoveReaction',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.ReactionRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.ReactionResponse.FromString,
+                _registered_method=True)
+        self.GetMyMentions = channel.unary_unary(
+                '/chat.ChatService/GetMyMentions',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.GetMyMentionsRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.MessageHistoryResponse.FromString,
+                _registered_method=True)
+        self.StartUpload = channel.unary_unary(
+                '/chat.ChatService/StartUpload',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.StartUploadRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.UploadStatus.FromString,
+                _registered_method=True)
+        self.UploadFile = channel.stream_unary(
+                '/chat.ChatService/UploadFile',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.UploadChunkRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.UploadStatus.FromString,
+                _registered_method=True)
+        self.UploadChunk = channel.unary_unary(
+                '/chat.ChatService/UploadChunk',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.UploadChunkRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.UploadStatus.FromString,
+                _registered_method=True)
+        self.GetUpload = channel.unary_unary(
+                '/chat.ChatService/GetUpload',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.GetUploadRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.UploadStatus.FromString,
+                _registered_method=True)
+        self.DownloadFile = channel.unary_stream(
+                '/chat.ChatService/DownloadFile',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.DownloadFileRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.DownloadChunk.FromString,
+                _registered_method=True)
 
 
 class ChatServiceServicer:
@@ -176,6 +246,100 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MarkRead(self, request, context):
+        """Read receipts: the caller's read position only moves forward.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetReadReceipts(self, request, context):
+        """Who has read a message (members whose read position reached it; private receipts hidden).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateMembership(self, request, context):
+        """The caller's per-group settings (mute) and account settings (private receipts).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateMySettings(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EditMessage(self, request, context):
+        """The author edits; the author or an owner/admin deletes (a tombstone keeps the seq).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteMessage(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddReaction(self, request, context):
+        """Emoji reactions: adding twice is a no-op; removing an absent reaction too.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveReaction(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMyMentions(self, request, context):
+        """Messages that mention the caller (by name or @all), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartUpload(self, request, context):
+        """File and image sharing. Start an upload, send chunks (client stream for native gRPC,
+        or one unary call per chunk for gRPC-Web), resume from `received_bytes` after a break,
+        then reference `attachment.id` in SendMessage(type IMAGE/FILE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadFile(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadChunk(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUpload(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadFile(self, request, context):
+        """Members of the attachment's group only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChatServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -233,6 +397,76 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.GetGroup,
                     request_deserializer=chat__service_dot_gen_dot_chat__pb2.GetGroupRequest.FromString,
                     response_serializer=chat__service_dot_gen_dot_chat__pb2.Group.SerializeToString,
+            ),
+            'MarkRead': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkRead,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.MarkReadRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.MarkReadResponse.SerializeToString,
+            ),
+            'GetReadReceipts': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReadReceipts,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.GetReadReceiptsRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.ReadReceiptsResponse.SerializeToString,
+            ),
+            'UpdateMembership': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMembership,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.UpdateMembershipRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.Group.SerializeToString,
+            ),
+            'UpdateMySettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMySettings,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.UpdateMySettingsRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.MySettings.SerializeToString,
+            ),
+            'EditMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.EditMessage,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.EditMessageRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.MessageResponse.SerializeToString,
+            ),
+            'DeleteMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteMessage,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.DeleteMessageRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.MessageResponse.SerializeToString,
+            ),
+            'AddReaction': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddReaction,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.ReactionRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.ReactionResponse.SerializeToString,
+            ),
+            'RemoveReaction': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveReaction,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.ReactionRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.ReactionResponse.SerializeToString,
+            ),
+            'GetMyMentions': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMyMentions,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.GetMyMentionsRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.MessageHistoryResponse.SerializeToString,
+            ),
+            'StartUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartUpload,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.StartUploadRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.UploadStatus.SerializeToString,
+            ),
+            'UploadFile': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadFile,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.UploadChunkRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.UploadStatus.SerializeToString,
+            ),
+            'UploadChunk': grpc.unary_unary_rpc_method_handler(
+                    servicer.UploadChunk,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.UploadChunkRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.UploadStatus.SerializeToString,
+            ),
+            'GetUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUpload,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.GetUploadRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.UploadStatus.SerializeToString,
+            ),
+            'DownloadFile': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadFile,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.DownloadFileRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.DownloadChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -533,6 +767,384 @@ class ChatService:
             '/chat.ChatService/GetGroup',
             chat__service_dot_gen_dot_chat__pb2.GetGroupRequest.SerializeToString,
             chat__service_dot_gen_dot_chat__pb2.Group.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkRead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/MarkRead',
+            chat__service_dot_gen_dot_chat__pb2.MarkReadRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.MarkReadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReadReceipts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/GetReadReceipts',
+            chat__service_dot_gen_dot_chat__pb2.GetReadReceiptsRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.ReadReceiptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateMembership(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/UpdateMembership',
+            chat__service_dot_gen_dot_chat__pb2.UpdateMembershipRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.Group.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateMySettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/UpdateMySettings',
+            chat__service_dot_gen_dot_chat__pb2.UpdateMySettingsRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.MySettings.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EditMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/EditMessage',
+            chat__service_dot_gen_dot_chat__pb2.EditMessageRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.MessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/DeleteMessage',
+            chat__service_dot_gen_dot_chat__pb2.DeleteMessageRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.MessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddReaction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/AddReaction',
+            chat__service_dot_gen_dot_chat__pb2.ReactionRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.ReactionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveReaction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/RemoveReaction',
+            chat__service_dot_gen_dot_chat__pb2.ReactionRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.ReactionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMyMentions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/GetMyMentions',
+            chat__service_dot_gen_dot_chat__pb2.GetMyMentionsRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.MessageHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/StartUpload',
+            chat__service_dot_gen_dot_chat__pb2.StartUploadRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.UploadStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadFile(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/chat.ChatService/UploadFile',
+            chat__service_dot_gen_dot_chat__pb2.UploadChunkRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.UploadStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadChunk(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/UploadChunk',
+            chat__service_dot_gen_dot_chat__pb2.UploadChunkRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.UploadStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/GetUpload',
+            chat__service_dot_gen_dot_chat__pb2.GetUploadRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.UploadStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/chat.ChatService/DownloadFile',
+            chat__service_dot_gen_dot_chat__pb2.DownloadFileRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.DownloadChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -72,6 +72,31 @@ class ChatServiceStub:
     """
     ListMyGroups: _grpc.UnaryUnaryMultiCallable[_chat_pb2.ListMyGroupsRequest, _chat_pb2.ListMyGroupsResponse]
     GetGroup: _grpc.UnaryUnaryMultiCallable[_chat_pb2.GetGroupRequest, _chat_pb2.Group]
+    MarkRead: _grpc.UnaryUnaryMultiCallable[_chat_pb2.MarkReadRequest, _chat_pb2.MarkReadResponse]
+    """Read receipts: the caller's read position only moves forward."""
+    GetReadReceipts: _grpc.UnaryUnaryMultiCallable[_chat_pb2.GetReadReceiptsRequest, _chat_pb2.ReadReceiptsResponse]
+    """Who has read a message (members whose read position reached it; private receipts hidden)."""
+    UpdateMembership: _grpc.UnaryUnaryMultiCallable[_chat_pb2.UpdateMembershipRequest, _chat_pb2.Group]
+    """The caller's per-group settings (mute) and account settings (private receipts)."""
+    UpdateMySettings: _grpc.UnaryUnaryMultiCallable[_chat_pb2.UpdateMySettingsRequest, _chat_pb2.MySettings]
+    EditMessage: _grpc.UnaryUnaryMultiCallable[_chat_pb2.EditMessageRequest, _chat_pb2.MessageResponse]
+    """The author edits; the author or an owner/admin deletes (a tombstone keeps the seq)."""
+    DeleteMessage: _grpc.UnaryUnaryMultiCallable[_chat_pb2.DeleteMessageRequest, _chat_pb2.MessageResponse]
+    AddReaction: _grpc.UnaryUnaryMultiCallable[_chat_pb2.ReactionRequest, _chat_pb2.ReactionResponse]
+    """Emoji reactions: adding twice is a no-op; removing an absent reaction too."""
+    RemoveReaction: _grpc.UnaryUnaryMultiCallable[_chat_pb2.ReactionRequest, _chat_pb2.ReactionResponse]
+    GetMyMentions: _grpc.UnaryUnaryMultiCallable[_chat_pb2.GetMyMentionsRequest, _chat_pb2.MessageHistoryResponse]
+    """Messages that mention the caller (by name or @all), newest first."""
+    StartUpload: _grpc.UnaryUnaryMultiCallable[_chat_pb2.StartUploadRequest, _chat_pb2.UploadStatus]
+    """File and image sharing. Start an upload, send chunks (client stream for native gRPC,
+    or one unary call per chunk for gRPC-Web), resume from `received_bytes` after a break,
+    then reference `attachment.id` in SendMessage(type IMAGE/FILE).
+    """
+    UploadFile: _grpc.StreamUnaryMultiCallable[_chat_pb2.UploadChunkRequest, _chat_pb2.UploadStatus]
+    UploadChunk: _grpc.UnaryUnaryMultiCallable[_chat_pb2.UploadChunkRequest, _chat_pb2.UploadStatus]
+    GetUpload: _grpc.UnaryUnaryMultiCallable[_chat_pb2.GetUploadRequest, _chat_pb2.UploadStatus]
+    DownloadFile: _grpc.UnaryStreamMultiCallable[_chat_pb2.DownloadFileRequest, _chat_pb2.DownloadChunk]
+    """Members of the attachment's group only."""
 
 @_typing.type_check_only
 class ChatServiceAsyncStub(ChatServiceStub):
@@ -107,6 +132,31 @@ class ChatServiceAsyncStub(ChatServiceStub):
     """
     ListMyGroups: _aio.UnaryUnaryMultiCallable[_chat_pb2.ListMyGroupsRequest, _chat_pb2.ListMyGroupsResponse]  # type: ignore[assignment]
     GetGroup: _aio.UnaryUnaryMultiCallable[_chat_pb2.GetGroupRequest, _chat_pb2.Group]  # type: ignore[assignment]
+    MarkRead: _aio.UnaryUnaryMultiCallable[_chat_pb2.MarkReadRequest, _chat_pb2.MarkReadResponse]  # type: ignore[assignment]
+    """Read receipts: the caller's read position only moves forward."""
+    GetReadReceipts: _aio.UnaryUnaryMultiCallable[_chat_pb2.GetReadReceiptsRequest, _chat_pb2.ReadReceiptsResponse]  # type: ignore[assignment]
+    """Who has read a message (members whose read position reached it; private receipts hidden)."""
+    UpdateMembership: _aio.UnaryUnaryMultiCallable[_chat_pb2.UpdateMembershipRequest, _chat_pb2.Group]  # type: ignore[assignment]
+    """The caller's per-group settings (mute) and account settings (private receipts)."""
+    UpdateMySettings: _aio.UnaryUnaryMultiCallable[_chat_pb2.UpdateMySettingsRequest, _chat_pb2.MySettings]  # type: ignore[assignment]
+    EditMessage: _aio.UnaryUnaryMultiCallable[_chat_pb2.EditMessageRequest, _chat_pb2.MessageResponse]  # type: ignore[assignment]
+    """The author edits; the author or an owner/admin deletes (a tombstone keeps the seq)."""
+    DeleteMessage: _aio.UnaryUnaryMultiCallable[_chat_pb2.DeleteMessageRequest, _chat_pb2.MessageResponse]  # type: ignore[assignment]
+    AddReaction: _aio.UnaryUnaryMultiCallable[_chat_pb2.ReactionRequest, _chat_pb2.ReactionResponse]  # type: ignore[assignment]
+    """Emoji reactions: adding twice is a no-op; removing an absent reaction too."""
+    RemoveReaction: _aio.UnaryUnaryMultiCallable[_chat_pb2.ReactionRequest, _chat_pb2.ReactionResponse]  # type: ignore[assignment]
+    GetMyMentions: _aio.UnaryUnaryMultiCallable[_chat_pb2.GetMyMentionsRequest, _chat_pb2.MessageHistoryResponse]  # type: ignore[assignment]
+    """Messages that mention the caller (by name or @all), newest first."""
+    StartUpload: _aio.UnaryUnaryMultiCallable[_chat_pb2.StartUploadRequest, _chat_pb2.UploadStatus]  # type: ignore[assignment]
+    """File and image sharing. Start an upload, send chunks (client stream for native gRPC,
+    or one unary call per chunk for gRPC-Web), resume from `received_bytes` after a break,
+    then reference `attachment.id` in SendMessage(type IMAGE/FILE).
+    """
+    UploadFile: _aio.StreamUnaryMultiCallable[_chat_pb2.UploadChunkRequest, _chat_pb2.UploadStatus]  # type: ignore[assignment]
+    UploadChunk: _aio.UnaryUnaryMultiCallable[_chat_pb2.UploadChunkRequest, _chat_pb2.UploadStatus]  # type: ignore[assignment]
+    GetUpload: _aio.UnaryUnaryMultiCallable[_chat_pb2.GetUploadRequest, _chat_pb2.UploadStatus]  # type: ignore[assignment]
+    DownloadFile: _aio.UnaryStreamMultiCallable[_chat_pb2.DownloadFileRequest, _chat_pb2.DownloadChunk]  # type: ignore[assignment]
+    """Members of the attachment's group only."""
 
 class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
     """Chat Service Definition"""
@@ -205,5 +255,114 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_pb2.GetGroupRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.Group, _abc.Awaitable[_chat_pb2.Group]]: ...
+
+    @_abc_1.abstractmethod
+    def MarkRead(
+        self,
+        request: _chat_pb2.MarkReadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.MarkReadResponse, _abc.Awaitable[_chat_pb2.MarkReadResponse]]:
+        """Read receipts: the caller's read position only moves forward."""
+
+    @_abc_1.abstractmethod
+    def GetReadReceipts(
+        self,
+        request: _chat_pb2.GetReadReceiptsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.ReadReceiptsResponse, _abc.Awaitable[_chat_pb2.ReadReceiptsResponse]]:
+        """Who has read a message (members whose read position reached it; private receipts hidden)."""
+
+    @_abc_1.abstractmethod
+    def UpdateMembership(
+        self,
+        request: _chat_pb2.UpdateMembershipRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.Group, _abc.Awaitable[_chat_pb2.Group]]:
+        """The caller's per-group settings (mute) and account settings (private receipts)."""
+
+    @_abc_1.abstractmethod
+    def UpdateMySettings(
+        self,
+        request: _chat_pb2.UpdateMySettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.MySettings, _abc.Awaitable[_chat_pb2.MySettings]]: ...
+
+    @_abc_1.abstractmethod
+    def EditMessage(
+        self,
+        request: _chat_pb2.EditMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.MessageResponse, _abc.Awaitable[_chat_pb2.MessageResponse]]:
+        """The author edits; the author or an owner/admin deletes (a tombstone keeps the seq)."""
+
+    @_abc_1.abstractmethod
+    def DeleteMessage(
+        self,
+        request: _chat_pb2.DeleteMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.MessageResponse, _abc.Awaitable[_chat_pb2.MessageResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AddReaction(
+        self,
+        request: _chat_pb2.ReactionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.ReactionResponse, _abc.Awaitable[_chat_pb2.ReactionResponse]]:
+        """Emoji reactions: adding twice is a no-op; removing an absent reaction too."""
+
+    @_abc_1.abstractmethod
+    def RemoveReaction(
+        self,
+        request: _chat_pb2.ReactionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.ReactionResponse, _abc.Awaitable[_chat_pb2.ReactionResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetMyMentions(
+        self,
+        request: _chat_pb2.GetMyMentionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.MessageHistoryResponse, _abc.Awaitable[_chat_pb2.MessageHistoryResponse]]:
+        """Messages that mention the caller (by name or @all), newest first."""
+
+    @_abc_1.abstractmethod
+    def StartUpload(
+        self,
+        request: _chat_pb2.StartUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.UploadStatus, _abc.Awaitable[_chat_pb2.UploadStatus]]:
+        """File and image sharing. Start an upload, send chunks (client stream for native gRPC,
+        or one unary call per chunk for gRPC-Web), resume from `received_bytes` after a break,
+        then reference `attachment.id` in SendMessage(type IMAGE/FILE).
+        """
+
+    @_abc_1.abstractmethod
+    def UploadFile(
+        self,
+        request_iterator: _MaybeAsyncIterator[_chat_pb2.UploadChunkRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.UploadStatus, _abc.Awaitable[_chat_pb2.UploadStatus]]: ...
+
+    @_abc_1.abstractmethod
+    def UploadChunk(
+        self,
+        request: _chat_pb2.UploadChunkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.UploadStatus, _abc.Awaitable[_chat_pb2.UploadStatus]]: ...
+
+    @_abc_1.abstractmethod
+    def GetUpload(
+        self,
+        request: _chat_pb2.GetUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.UploadStatus, _abc.Awaitable[_chat_pb2.UploadStatus]]: ...
+
+    @_abc_1.abstractmethod
+    def DownloadFile(
+        self,
+        request: _chat_pb2.DownloadFileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_chat_pb2.DownloadChunk], _abc.AsyncIterator[_chat_pb2.DownloadChunk]]:
+        """Members of the attachment's group only."""
 
 def add_ChatServiceServicer_to_server(servicer: ChatServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -8,6 +8,7 @@ Message ids come from an identity column: never derived from clocks.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
@@ -22,9 +23,12 @@ from chat_service.domain.models import (
     Member,
     MemberChange,
     MembershipResult,
+    Mention,
     Message,
     MessageKind,
     PostResult,
+    Quote,
+    ReactionCount,
     Role,
     UserProfile,
 )
@@ -67,11 +71,34 @@ def _display(name: str, user_id: int) -> str:
     return name or f"user {user_id}"
 
 
-_MESSAGE_COLUMNS = """m.id, m.group_id, m.seq, m.user_id, m.kind, m.content, m.client_msg_id,
-    m.created_at, u.name AS user_name, u.email AS user_email, u.avatar AS user_avatar"""
+def select_messages(where: str, viewer: str = "0") -> str:
+    """Messages with sender, reply quote and reaction counts (`mine` for `viewer`)."""
+    return f"""SELECT m.id, m.group_id, m.seq, m.user_id, m.kind, m.content, m.client_msg_id,
+        m.created_at, m.edited_at, m.deleted_at, m.update_seq, m.reply_to_id, m.mentions,
+        u.name AS user_name, u.email AS user_email, u.avatar AS user_avatar,
+        r.user_id AS r_user, ru.name AS r_name, left(r.content, 120) AS r_content,
+        (r.deleted_at IS NOT NULL) AS r_deleted,
+        (SELECT json_agg(json_build_array(x.emoji, x.n, x.mine) ORDER BY x.first)
+           FROM (SELECT emoji, count(*) AS n, bool_or(user_id = {viewer}) AS mine,
+                        min(created_at) AS first
+                 FROM reactions WHERE message_id = m.id GROUP BY emoji) x) AS reactions
+      FROM messages m
+      LEFT JOIN users u ON u.id = m.user_id
+      LEFT JOIN messages r ON r.id = m.reply_to_id
+      LEFT JOIN users ru ON ru.id = r.user_id
+      {where}"""
 
 
 def _message(row: asyncpg.Record) -> Message:
+    quote = None
+    if row["reply_to_id"] and row["r_user"] is not None:
+        quote = Quote(
+            id=row["reply_to_id"],
+            user_id=row["r_user"],
+            user_name=row["r_name"] or "",
+            content="" if row["r_deleted"] else row["r_content"] or "",
+            deleted=row["r_deleted"],
+        )
     return Message(
         id=row["id"],
         group_id=row["group_id"],
@@ -86,6 +113,18 @@ def _message(row: asyncpg.Record) -> Message:
         kind=MessageKind(row["kind"]),
         created_at_ms=_ms(row["created_at"]),
         client_msg_id=row["client_msg_id"] or "",
+        mentions=tuple(
+            Mention(user_id=m[0], offset=m[1], length=m[2]) for m in row["mentions"] or ()
+        ),
+        reactions=tuple(
+            ReactionCount(emoji=e, count=n, mine=bool(mine))
+            for e, n, mine in row["reactions"] or ()
+        ),
+        reply_to_id=row["reply_to_id"] or 0,
+        reply_quote=quote,
+        edited_at_ms=_ms(row["edited_at"]) if row["edited_at"] else 0,
+        deleted=row["deleted_at"] is not None,
+        update_seq=row["update_seq"],
     )
 
 
@@ -101,7 +140,19 @@ def _group(row: asyncpg.Record, member_ids: Sequence[int] = ()) -> Group:
         member_count=row["member_count"],
         member_ids=tuple(member_ids),
         my_role=Role(row["my_role"] or 0),
+        read_seq=_opt(row, "read_seq"),
+        unread_count=_opt(row, "unread_count"),
+        mention_count=_opt(row, "mention_count"),
+        muted=bool(_opt(row, "muted")),
+        last_update_seq=_opt(row, "last_update_seq"),
     )
+
+
+def _opt(row: asyncpg.Record, key: str) -> int:
+    try:
+        return int(row[key] or 0)
+    except KeyError:
+        return 0
 
 
 class PostgresChatRepository:
@@ -201,6 +252,14 @@ class PostgresChatRepository:
         row = await self._pool.fetchrow(
             """SELECT g.id, g.name, g.description, g.created_by, g.invite_only, g.created_at,
                       g.last_seq, g.member_count, COALESCE(m.role, 0) AS my_role,
+                      m.read_seq, m.muted, g.last_update_seq,
+                      (SELECT count(*) FROM messages x
+                        WHERE x.group_id = g.id AND x.seq > m.read_seq
+                          AND x.user_id <> m.user_id) AS unread_count,
+                      (SELECT count(*) FROM message_mentions mm
+                        WHERE mm.group_id = g.id AND mm.seq > m.read_seq
+                          AND mm.user_id IN (m.user_id, 0)
+                          AND mm.from_user <> m.user_id) AS mention_count,
                       ARRAY(SELECT user_id FROM group_members WHERE group_id = g.id
                             ORDER BY joined_at, user_id) AS member_ids
                FROM groups g
@@ -215,7 +274,15 @@ class PostgresChatRepository:
     async def list_groups_for_user(self, user_id: int) -> list[Group]:
         rows = await self._pool.fetch(
             """SELECT g.id, g.name, g.description, g.created_by, g.invite_only, g.created_at,
-                      g.last_seq, g.member_count, m.role AS my_role
+                      g.last_seq, g.member_count, m.role AS my_role,
+                      m.read_seq, m.muted, g.last_update_seq,
+                      (SELECT count(*) FROM messages x
+                        WHERE x.group_id = g.id AND x.seq > m.read_seq
+                          AND x.user_id <> m.user_id) AS unread_count,
+                      (SELECT count(*) FROM message_mentions mm
+                        WHERE mm.group_id = g.id AND mm.seq > m.read_seq
+                          AND mm.user_id IN (m.user_id, 0)
+                          AND mm.from_user <> m.user_id) AS mention_count
                FROM group_members m JOIN groups g ON g.id = m.group_id
                WHERE m.user_id = $1
                ORDER BY g.id""",
@@ -350,6 +417,37 @@ class PostgresChatRepository:
         return [r["user_id"] for r in rows]
 
     @_storage_errors
+    async def member_names(self, group_id: int) -> list[tuple[int, str]]:
+        rows = await self._pool.fetch(
+            """SELECT m.user_id, u.name FROM group_members m
+               LEFT JOIN users u ON u.id = m.user_id WHERE m.group_id = $1""",
+            group_id,
+        )
+        return [(r["user_id"], r["name"] or "") for r in rows]
+
+    @_storage_errors
+    async def mentions_of(self, user_id: int, before_id: int, limit: int) -> HistoryPage:
+        """Messages mentioning the user by name or @all in groups they belong to."""
+        rows = await self._pool.fetch(
+            select_messages(
+                """WHERE m.id IN (
+                       SELECT mm.message_id FROM message_mentions mm
+                       JOIN group_members gm ON gm.group_id = mm.group_id AND gm.user_id = $1
+                       WHERE mm.user_id IN ($1, 0) AND mm.from_user <> $1
+                         AND ($2 = 0 OR mm.message_id < $2)
+                       ORDER BY mm.message_id DESC LIMIT $3)
+                   AND m.deleted_at IS NULL
+                   ORDER BY m.id DESC""",
+                "$1",
+            ),
+            user_id,
+            before_id,
+            limit + 1,
+        )
+        return HistoryPage(messages=[_message(r) for r in rows[:limit]],
+                           has_more=len(rows) > limit)
+
+    @_storage_errors
     async def count_members(self, group_id: int) -> int:
         count = await self._pool.fetchval(
             "SELECT member_count FROM groups WHERE id = $1", group_id
@@ -365,11 +463,26 @@ class PostgresChatRepository:
         content: str,
         kind: MessageKind,
         client_msg_id: str,
+        reply_to_id: int = 0,
+        mentions: Sequence[Mention] = (),
+        attachment_id: str = "",
     ) -> PostResult | None:
         key = client_msg_id or None
+        mention_json = [[m.user_id, m.offset, m.length] for m in mentions] or None
+        mentioned = sorted({m.user_id for m in mentions})
+        claim = (
+            """, att AS (
+                   UPDATE attachments SET message_id = ins.id FROM ins
+                   WHERE attachments.id = $7 AND attachments.owner_id = $2
+                     AND attachments.group_id = $1 AND attachments.completed_at IS NOT NULL
+                     AND attachments.message_id IS NULL
+                   RETURNING attachments.id)"""
+            if attachment_id
+            else ""
+        )
         try:
             row = await self._pool.fetchrow(
-                """WITH member AS (
+                f"""WITH member AS (
                        SELECT 1 FROM group_members WHERE group_id = $1 AND user_id = $2
                    ), bumped AS (
                        UPDATE groups SET last_seq = last_seq + 1
@@ -378,37 +491,56 @@ class PostgresChatRepository:
                                SELECT 1 FROM messages
                                WHERE group_id = $1 AND user_id = $2 AND client_msg_id = $5))
                        RETURNING last_seq
-                   )
-                   INSERT INTO messages (group_id, seq, user_id, kind, content, client_msg_id)
-                   SELECT $1, last_seq, $2, $3, $4, $5 FROM bumped
-                   RETURNING id, seq, created_at""",
+                   ), ins AS (
+                       INSERT INTO messages (group_id, seq, user_id, kind, content,
+                                             client_msg_id, reply_to_id, attachment_id, mentions)
+                       SELECT $1, last_seq, $2, $3, $4, $5, NULLIF($6, 0), NULLIF($7, ''),
+                              $8::jsonb
+                       FROM bumped
+                       RETURNING id, seq, created_at
+                   ), men AS (
+                       INSERT INTO message_mentions (message_id, group_id, seq, user_id, from_user)
+                       SELECT ins.id, $1, ins.seq, u, $2 FROM ins, unnest($9::bigint[]) AS u
+                   ){claim}
+                   SELECT id, seq, created_at FROM ins""",
                 group_id,
                 sender.id,
                 int(kind),
                 content,
                 key,
+                reply_to_id,
+                attachment_id,
+                mention_json,
+                mentioned,
             )
-        except asyncpg.UniqueViolationError:
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "messages_attachment_idx":
+                raise InvalidArgument(
+                    f"attachment {attachment_id} was already sent in another message"
+                ) from exc
             row = None  # a concurrent retry with the same key won; return its message below
         if row is not None:
-            return PostResult(
-                message=Message(
-                    id=row["id"],
-                    group_id=group_id,
-                    seq=row["seq"],
-                    sender=sender,
-                    content=content,
-                    kind=kind,
-                    created_at_ms=_ms(row["created_at"]),
-                    client_msg_id=client_msg_id,
-                ),
-                duplicate=False,
+            message = Message(
+                id=row["id"],
+                group_id=group_id,
+                seq=row["seq"],
+                sender=sender,
+                content=content,
+                kind=kind,
+                created_at_ms=_ms(row["created_at"]),
+                client_msg_id=client_msg_id,
+                mentions=tuple(mentions),
+                reply_to_id=reply_to_id,
             )
+            if reply_to_id or attachment_id:
+                full = await self.get_message(row["id"])
+                message = full if full is not None else message
+            return PostResult(message=message, duplicate=False)
         if key is not None:
             existing = await self._pool.fetchrow(
-                f"""SELECT {_MESSAGE_COLUMNS} FROM messages m
-                    LEFT JOIN users u ON u.id = m.user_id
-                    WHERE m.group_id = $1 AND m.user_id = $2 AND m.client_msg_id = $3""",
+                select_messages(
+                    "WHERE m.group_id = $1 AND m.user_id = $2 AND m.client_msg_id = $3"
+                ),
                 group_id,
                 sender.id,
                 key,
@@ -418,7 +550,16 @@ class PostgresChatRepository:
         return None
 
     @_storage_errors
-    async def history(self, group_id: int, before_id: int, limit: int) -> HistoryPage:
+    async def get_message(self, message_id: int, viewer: int = 0) -> Message | None:
+        row = await self._pool.fetchrow(
+            select_messages("WHERE m.id = $1", "$2"), message_id, viewer
+        )
+        return None if row is None else _message(row)
+
+    @_storage_errors
+    async def history(
+        self, group_id: int, before_id: int, limit: int, viewer: int = 0
+    ) -> HistoryPage:
         before_seq: int
         if before_id:
             anchor = await self._pool.fetchval(
@@ -430,13 +571,13 @@ class PostgresChatRepository:
         else:
             before_seq = 2**63 - 1
         rows = await self._pool.fetch(
-            f"""SELECT {_MESSAGE_COLUMNS} FROM messages m
-                LEFT JOIN users u ON u.id = m.user_id
-                WHERE m.group_id = $1 AND m.seq < $2
-                ORDER BY m.seq DESC LIMIT $3""",
+            select_messages(
+                "WHERE m.group_id = $1 AND m.seq < $2 ORDER BY m.seq DESC LIMIT $3", "$4"
+            ),
             group_id,
             before_seq,
             limit + 1,
+            viewer,
         )
         has_more = len(rows) > limit
         page = [_message(r) for r in rows[:limit]]
@@ -448,14 +589,32 @@ class PostgresChatRepository:
         self, group_id: int, after_seq: int, upto_seq: int, limit: int
     ) -> list[Message]:
         rows = await self._pool.fetch(
-            f"""SELECT {_MESSAGE_COLUMNS} FROM messages m
-                LEFT JOIN users u ON u.id = m.user_id
-                WHERE m.group_id = $1 AND m.seq > $2 AND m.seq <= $3
-                ORDER BY m.seq LIMIT $4""",
+            select_messages(
+                "WHERE m.group_id = $1 AND m.seq > $2 AND m.seq <= $3 ORDER BY m.seq LIMIT $4"
+            ),
             group_id,
             after_seq,
             upto_seq,
             limit,
+        )
+        return [_message(r) for r in rows]
+
+    @_storage_errors
+    async def updates_after(
+        self, group_id: int, after_update_seq: int, upto_seq: int, limit: int, viewer: int
+    ) -> list[Message]:
+        """Messages up to `upto_seq` changed (edited, deleted, reacted to) since a position."""
+        rows = await self._pool.fetch(
+            select_messages(
+                """WHERE m.group_id = $1 AND m.update_seq > $2 AND m.seq <= $3
+                   ORDER BY m.update_seq LIMIT $4""",
+                "$5",
+            ),
+            group_id,
+            after_update_seq,
+            upto_seq,
+            limit,
+            viewer,
         )
         return [_message(r) for r in rows]
 
@@ -474,6 +633,13 @@ class PostgresChatRepository:
         return {r["id"]: r["last_seq"] for r in rows}
 
 
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for kind in ("json", "jsonb"):
+        await conn.set_type_codec(
+            kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
 async def create_pool(
     dsn: str, password: str, min_size: int, max_size: int, **kwargs: Any
 ) -> asyncpg.Pool:
@@ -483,6 +649,7 @@ async def create_pool(
         min_size=min_size,
         max_size=max_size,
         command_timeout=10,
+        init=_init_connection,
         **kwargs,
     )
     assert pool is not None

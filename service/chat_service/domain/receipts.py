@@ -1,0 +1,42 @@
+"""Read receipts and unread counts: a per-member read position that only moves forward."""
+
+from __future__ import annotations
+
+from chat_service.domain import validation
+from chat_service.domain.errors import InvalidArgument, NotFound, PermissionDenied
+from chat_service.domain.models import ReceiptMoved, UserProfile
+from chat_service.domain.ports import EventPublisher, ReadResultLike, ReceiptStore
+
+
+class Receipts:
+    def __init__(self, store: ReceiptStore, events: EventPublisher) -> None:
+        self._store = store
+        self._events = events
+
+    async def mark_read(self, caller: UserProfile, group_id: int, seq: int) -> ReadResultLike:
+        validation.group_id(group_id)
+        if seq < 0:
+            raise InvalidArgument("seq must not be negative")
+        result = await self._store.mark_read(group_id, caller.id, seq)
+        if result is None:
+            raise PermissionDenied(f"you are not a member of group {group_id}")
+        if result.moved and not result.private:
+            await self._events.publish([ReceiptMoved(group_id, caller.id, result.read_seq)])
+        return result
+
+    async def readers(
+        self, caller: UserProfile, group_id: int, message_id: int, is_member: bool
+    ) -> tuple[list[UserProfile], int]:
+        if not is_member:
+            raise PermissionDenied(f"you are not a member of group {group_id}")
+        found = await self._store.readers(group_id, message_id)
+        if found is None:
+            raise NotFound(f"message {message_id} is not in group {group_id}")
+        return found
+
+    async def set_muted(self, caller: UserProfile, group_id: int, muted: bool) -> None:
+        if not await self._store.set_muted(group_id, caller.id, muted):
+            raise PermissionDenied(f"you are not a member of group {group_id}")
+
+    async def private_receipts(self, caller: UserProfile, value: bool | None) -> bool:
+        return await self._store.private_receipts(caller.id, value)
