@@ -21,7 +21,9 @@ async def unread(c: ChatClient, group_id: int) -> tuple[int, int]:
     return g.unread_count, g.mention_count
 
 
-async def react(c: ChatClient, message_id: int, emoji: str, add: bool = True) -> pb.ReactionResponse:
+async def react(
+    c: ChatClient, message_id: int, emoji: str, add: bool = True
+) -> pb.ReactionResponse:
     request = pb.ReactionRequest(message_id=message_id, emoji=emoji)
     call = c.stub.AddReaction if add else c.stub.RemoveReaction
     return await call(request, metadata=c.metadata)
