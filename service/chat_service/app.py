@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from chat_service.storage.postgres.changes import PostgresMessageChanges
 from chat_service.storage.postgres.migrate import migrate
 from chat_service.storage.postgres.receipts import PostgresReceipts
 from chat_service.storage.postgres.repository import PostgresChatRepository, create_pool
-from chat_service.telemetry import metrics
+from chat_service.telemetry import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,9 @@ async def connect_pool(settings: Settings, attempts: int = 60) -> asyncpg.Pool:
 
 
 class App:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, span_processor: Any = None) -> None:
         self.settings = settings
+        self._span_processor = span_processor
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._pool: asyncpg.Pool | None = None
@@ -91,6 +93,8 @@ class App:
 
     async def start(self) -> int:
         s = self.settings
+        tracing.setup(os.environ.get("OTEL_SERVICE_NAME", "chat-service"), s.pod_name,
+                      self._span_processor)
         # Bind first: a port already taken fails start-up before anything else is touched.
         server = self._server = grpc.aio.server(options=SERVER_OPTIONS)
         address = f"{s.grpc_host}:{s.grpc_port}"

@@ -18,12 +18,13 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from chat_service.fanout.broker import PayloadSink
-from chat_service.telemetry import metrics
+from chat_service.telemetry import metrics, tracing
 
 log = logging.getLogger(__name__)
 
 _FIELD = b"e"
 _GROUP = b"g"
+_TRACE = b"t"
 
 
 def _text(value: Any) -> str:
@@ -76,12 +77,16 @@ class RedisStreamsBroker:
         return list(self._keys)
 
     async def publish(self, items: Sequence[tuple[int, bytes]]) -> None:
+        traceparent = tracing.current_traceparent()
         try:
             async with self._writer.pipeline(transaction=False) as pipe:
                 for group_id, payload in items:
+                    fields: dict[Any, Any] = {_GROUP: group_id, _FIELD: payload}
+                    if traceparent:
+                        fields[_TRACE] = traceparent
                     pipe.xadd(
                         shard_key(self._prefix, group_id, self._shards),
-                        {_GROUP: group_id, _FIELD: payload},
+                        fields,
                         maxlen=self._maxlen,
                         approximate=True,
                     )
@@ -131,6 +136,12 @@ class RedisStreamsBroker:
             name = key.decode() if isinstance(key, bytes) else key
             if entries:
                 ids[name] = _text(entries[-1][0])
+                if tracing.enabled():
+                    for _, fields in entries:
+                        if _TRACE in fields:
+                            tracing.record_delivery(
+                                _text(fields[_TRACE]), int(fields.get(_GROUP, 0))
+                            )
                 sink(
                     (int(fields.get(_GROUP, 0)), fields[_FIELD])
                     for _, fields in entries
