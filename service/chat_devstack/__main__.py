@@ -73,7 +73,7 @@ def dev() -> int:
 
 
 def cluster(pods: int) -> int:
-    c = Cluster(pods=pods, jwt_secret=_secret(), with_metrics=True)
+    c = Cluster(pods=pods, jwt_secret=_secret(), with_metrics=True, rate_limits=True)
     if os.environ.get("ENVOY_PORT"):
         c.envoy_port = int(os.environ["ENVOY_PORT"])
     c.start()

@@ -36,6 +36,8 @@ class Cluster:
     pods: int = 3
     with_envoy: bool = True
     with_metrics: bool = False
+    # Tests and benchmarks drive many messages per user; they enable limits explicitly.
+    rate_limits: bool = False
     broker: str = "redis"
     jwt_secret: str = DEV_JWT_SECRET
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -62,6 +64,10 @@ class Cluster:
         }
         if self.redis is not None:
             env.update(self.redis.env)
+        if not self.rate_limits:
+            for name in ("USER_SEND", "GROUP_SEND", "GROUPS_CREATED", "TYPING"):
+                env[f"RATE_LIMIT_{name}"] = "off"
+            env["MAX_STREAMS_PER_USER"] = "100000"
         env.update(self.extra_env)
         return env
 

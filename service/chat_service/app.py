@@ -17,9 +17,12 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from chat_service.api.attachments import AttachmentApi
 from chat_service.api.auth import Authenticator
 from chat_service.api.handlers import SERVICE, generic_handler
 from chat_service.api.servicer import ChatApi, StreamSettings
+from chat_service.attachments.service import AttachmentService, create_attachment_service
+from chat_service.attachments.settings import load_attachment_settings
 from chat_service.auth.jwt import TokenVerifier
 from chat_service.config import Settings
 from chat_service.domain.chat import ChatService
@@ -34,6 +37,7 @@ from chat_service.gen import chat_pb2
 from chat_service.notifications.webhook import WebhookNotifier
 from chat_service.presence.local import LocalPresence
 from chat_service.presence.redis_presence import RedisPresence
+from chat_service.ratelimit.limiter import RateLimiter, RateRules
 from chat_service.storage.postgres.changes import PostgresMessageChanges
 from chat_service.storage.postgres.migrate import migrate
 from chat_service.storage.postgres.receipts import PostgresReceipts
@@ -48,6 +52,7 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVER_OPTIONS = [
     # A port already in use must be an error, not two servers silently sharing it.
     ("grpc.so_reuseport", 0),
+    ("grpc.max_metadata_size", 16 * 1024),
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
     ("grpc.keepalive_time_ms", 60_000),
@@ -90,6 +95,7 @@ class App:
         self._api: ChatApi | None = None
         self._presence: LocalPresence | RedisPresence | None = None
         self._notifier: WebhookNotifier | None = None
+        self._attachments: AttachmentService | None = None
 
     async def start(self) -> int:
         s = self.settings
@@ -157,7 +163,18 @@ class App:
                 claim_idle_ms=s.notify_claim_idle_ms,
             )
             self._notifier.start()
-        chat = ChatService(repo, fanout, presence, s.limits)
+        rules = RateRules(
+            user_send=s.rate_user_send,
+            group_send=s.rate_group_send,
+            user_groups_created=s.rate_groups_created,
+            user_typing=s.rate_typing,
+        )
+        rate = (
+            RateLimiter.redis(s.redis_host, s.redis_port, s.redis_password, rules)
+            if s.broker == "redis"
+            else RateLimiter.memory(rules)
+        )
+        chat = ChatService(repo, fanout, presence, s.limits, rate)
         receipts = Receipts(PostgresReceipts(pool), fanout)
         changes = MessageChanges(repo, PostgresMessageChanges(pool), fanout, s.limits)
         api = self._api = ChatApi(
@@ -172,10 +189,17 @@ class App:
                 batch_max=s.subscriber_batch_max,
                 replay_max=s.limits.replay_max_messages,
                 heartbeat_seconds=s.heartbeat_seconds,
+                max_per_user=s.max_streams_per_user,
             ),
             presence,
         )
-        server.add_generic_rpc_handlers((generic_handler(api),))
+        attachments = self._attachments = await create_attachment_service(
+            pool, load_attachment_settings(), repo.role_of
+        )
+        attachments.start()
+        changes.use_attachments(attachments)
+        attachment_api = AttachmentApi(attachments, api._caller)
+        server.add_generic_rpc_handlers((generic_handler(api, attachment_api),))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (
@@ -249,6 +273,8 @@ class App:
                 await self._monitor
         if self._notifier is not None:
             await self._notifier.stop()
+        if self._attachments is not None:
+            await self._attachments.stop()
         if self._presence is not None:
             await self._presence.stop()
         if self._hub is not None:

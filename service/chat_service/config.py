@@ -104,6 +104,11 @@ class Settings:
     sweep_interval_seconds: float = 2.0
     presence_ttl_seconds: int = 30
     typing_ttl_seconds: float = 6.0
+    rate_user_send: str = "20/5 seconds"
+    rate_group_send: str = "200/5 seconds"
+    rate_groups_created: str = "30/hour"
+    rate_typing: str = "30/10 seconds"
+    max_streams_per_user: int = 20
     notify_webhook_url: str = ""
     notify_webhook_secret: str = ""
     notify_claim_idle_ms: int = 30_000
@@ -119,6 +124,20 @@ class Settings:
         return (
             f"postgresql://{self.db_username}@{self.db_host}:{self.db_port}/{self.db_database}"
         )
+
+
+def _rate(env: Mapping[str, str], name: str, default: str) -> str:
+    """A rate in `limits` notation ("20/5 seconds", "100 per minute"); "off" disables it."""
+    raw = env.get(name, default).strip()
+    if raw.lower() in {"", "off", "none", "0"}:
+        return ""
+    from limits import parse
+
+    try:
+        parse(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must look like '20/5 seconds', got {raw!r}") from exc
+    return raw
 
 
 def _csv(raw: str) -> tuple[str, ...]:
@@ -197,6 +216,11 @@ def load_settings(env: Mapping[str, str] | None = None, *, for_serving: bool = T
         sweep_interval_seconds=_float(e, "SWEEP_INTERVAL_SECONDS", 2.0),
         presence_ttl_seconds=_int(e, "PRESENCE_TTL_SECONDS", 30),
         typing_ttl_seconds=_float(e, "TYPING_TTL_SECONDS", 6.0),
+        rate_user_send=_rate(e, "RATE_LIMIT_USER_SEND", "20/5 seconds"),
+        rate_group_send=_rate(e, "RATE_LIMIT_GROUP_SEND", "200/5 seconds"),
+        rate_groups_created=_rate(e, "RATE_LIMIT_GROUPS_CREATED", "30/hour"),
+        rate_typing=_rate(e, "RATE_LIMIT_TYPING", "30/10 seconds"),
+        max_streams_per_user=_int(e, "MAX_STREAMS_PER_USER", 20),
         notify_webhook_url=_str(e, "NOTIFY_WEBHOOK_URL", ""),
         notify_webhook_secret=_str(e, "NOTIFY_WEBHOOK_SECRET", ""),
         notify_claim_idle_ms=_int(e, "NOTIFY_CLAIM_IDLE_MS", 30_000),

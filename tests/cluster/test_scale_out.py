@@ -340,6 +340,7 @@ def test_sigterm_drain_moves_streams_to_other_pods(own: Cluster) -> None:
             client = ChatClient(channel, tok, uid)
             group = await client.create_group()
             sub = ResilientSubscriber(own.gateway, tok, [group.id])
+            sub.positions[group.id] = group.last_seq  # it has seen the group's creation
             await sub.start()
             for svc in own.services:
                 svc.signal(signal.SIGTERM)

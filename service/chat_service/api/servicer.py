@@ -17,7 +17,13 @@ from chat_service.api import convert
 from chat_service.api.auth import Authenticator, bearer_from_metadata
 from chat_service.api.errors import status_of
 from chat_service.domain.chat import ChatService
-from chat_service.domain.errors import ChatError, InvalidArgument, PermissionDenied, Unavailable
+from chat_service.domain.errors import (
+    ChatError,
+    InvalidArgument,
+    PermissionDenied,
+    ResourceExhausted,
+    Unavailable,
+)
 from chat_service.domain.message_changes import MessageChanges
 from chat_service.domain.models import Role, UserProfile
 from chat_service.domain.ports import PresenceTracker
@@ -43,6 +49,7 @@ class StreamSettings:
     batch_max: int
     replay_max: int
     heartbeat_seconds: float
+    max_per_user: int = 20
 
 
 def unary(
@@ -61,6 +68,9 @@ def unary(
             return await fn(self, request, context)
         except ChatError as exc:
             code = status_of(exc)
+            retry = getattr(exc, "retry_after", None)
+            if retry is not None:
+                context.set_trailing_metadata((("retry-after-ms", str(int(retry * 1000))),))
             await context.abort(code, str(exc))
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
@@ -302,6 +312,11 @@ class ChatApi:
 
     def _session(self, user_id: int) -> Session:
         s = self._streams
+        if len(self._hub.by_user.get(user_id, ())) >= s.max_per_user:
+            raise ResourceExhausted(
+                f"at most {s.max_per_user} open streams per user on one server; "
+                "close one before opening another"
+            )
         return Session(
             self._hub,
             self._store,
@@ -343,10 +358,10 @@ class ChatApi:
                 positions[p.group_id] = p.last_seq
                 if p.last_seq > 0:
                     update_positions[p.group_id] = p.last_update_seq
+            session = self._session(caller.id)
         except ChatError as exc:
             await self._stream_error(context, "Subscribe", exc)
             return
-        session = self._session(caller.id)
         metrics.OPEN_STREAMS.labels("Subscribe").inc()
         await self._presence.connected(caller.id)
         try:
@@ -387,10 +402,10 @@ class ChatApi:
                 token = first.jwt_token
             caller = self._auth.caller(context.invocation_metadata(), token)
             await self._chat.remember(caller)
+            session = self._session(caller.id)
         except ChatError as exc:
             await self._stream_error(context, "StreamMessages", exc)
             return
-        session = self._session(caller.id)
         failure: list[BaseException] = []
         metrics.OPEN_STREAMS.labels("StreamMessages").inc()
 

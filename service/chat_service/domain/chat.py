@@ -29,7 +29,12 @@ from chat_service.domain.models import (
     TypingChanged,
     UserProfile,
 )
-from chat_service.domain.ports import ChatRepository, EventPublisher, PresenceTracker
+from chat_service.domain.ports import (
+    ChatRepository,
+    EventPublisher,
+    PresenceTracker,
+    RateLimits,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +46,13 @@ class ChatService:
         events: EventPublisher,
         presence: PresenceTracker,
         limits: Limits,
+        rate: RateLimits | None = None,
     ) -> None:
         self._repo = repo
         self._events = events
         self._presence = presence
         self._limits = limits
+        self._rate = rate
         self._known_profiles: dict[int, UserProfile] = {}
         self._typing_sent: dict[tuple[int, int], float] = {}
         self.typing_throttle_seconds = 2.0
@@ -84,6 +91,7 @@ class ChatService:
         clean_name = validation.group_name(name, self._limits)
         clean_description = validation.group_description(description, self._limits)
         others = [m for m in validation.member_ids(member_ids, self._limits) if m != caller.id]
+        await self._check_rate("user_groups_created", caller.id)
         await self.remember(caller)
         group, created = await self._repo.create_group(
             name=clean_name,
@@ -205,6 +213,8 @@ class ChatService:
             raise InvalidArgument("attachments go in IMAGE or FILE messages")
         if reply_to_id < 0:
             raise InvalidArgument("reply_to_id must not be negative")
+        await self._check_rate("user_send", caller.id)
+        await self._check_rate("group_send", group_id)
         if reply_to_id:
             original = await self._repo.get_message(reply_to_id)
             if original is None or original.group_id != group_id:
@@ -269,6 +279,7 @@ class ChatService:
         if is_typing and now - self._typing_sent.get(key, -1e9) < self.typing_throttle_seconds:
             return
         await self._require_member(group_id, caller.id)
+        await self._check_rate("user_typing", caller.id)
         if is_typing:
             if len(self._typing_sent) > 50_000:
                 self._typing_sent.clear()
@@ -282,6 +293,10 @@ class ChatService:
         return await self._repo.role_of(group_id, caller.id)
 
     # ---- helpers ----
+
+    async def _check_rate(self, rule: str, *identifiers: int) -> None:
+        if self._rate is not None:
+            await self._rate.check(rule, *identifiers)
 
     async def require_member(self, group_id: int, user_id: int) -> Role:
         return await self._require_member(group_id, user_id)

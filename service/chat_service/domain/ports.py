@@ -145,3 +145,9 @@ class MessageChangeStore(Protocol):
 
 class AttachmentPurger(Protocol):
     async def purge(self, attachment_id: str) -> None: ...
+
+
+class RateLimits(Protocol):
+    """Raises ResourceExhausted (naming the limit and when to retry) when over a rule."""
+
+    async def check(self, rule: str, *identifiers: int) -> None: ...

@@ -42,3 +42,4 @@ DB_POOL_IDLE = Gauge("chat_db_pool_idle", "Idle connections in the PostgreSQL po
 WEBHOOK_CALLS = Counter(
     "chat_webhook_calls", "Calls to the app's notification webhook, by result", ["result"]
 )
+RATE_LIMITED = Counter("chat_rate_limited", "Calls refused by a rate limit", ["rule"])

@@ -1,0 +1,1 @@
+"""File and image sharing: chunked, resumable uploads checked from the bytes, downloads."""
