@@ -2,7 +2,8 @@
 
   python -m chat_devstack dev       PostgreSQL + Redis on throwaway dirs, migrations, and the
                                     service in the foreground on 127.0.0.1:$GRPC_PORT (50051)
-  python -m chat_devstack cluster   PostgreSQL, Redis, 3 service processes and Envoy
+  python -m chat_devstack cluster   PostgreSQL, Redis, 3 service processes and Envoy (which
+                                    also serves the web demo, clients/web/dist, when built)
   python -m chat_devstack token     print a dev JWT (HS256 with $JWT_SECRET)
 """
 
@@ -72,8 +73,15 @@ def dev() -> int:
         pg.destroy()
 
 
-def cluster(pods: int) -> int:
-    c = Cluster(pods=pods, jwt_secret=_secret(), with_metrics=True, rate_limits=True)
+WEB_DIST = Path(__file__).resolve().parents[2] / "clients" / "web" / "dist"
+
+
+def cluster(pods: int, web: Path | None = None) -> int:
+    if web is None and (WEB_DIST / "index.html").is_file():
+        web = WEB_DIST
+    c = Cluster(
+        pods=pods, jwt_secret=_secret(), with_metrics=True, rate_limits=True, web_root=web
+    )
     if os.environ.get("ENVOY_PORT"):
         c.envoy_port = int(os.environ["ENVOY_PORT"])
     c.start()
@@ -96,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("dev")
     c = sub.add_parser("cluster")
     c.add_argument("--pods", type=int, default=3)
+    c.add_argument("--web", type=Path, default=None,
+                   help="static files served through Envoy (default: clients/web/dist if built)")
     t = sub.add_parser("token")
     t.add_argument("--user", type=int, required=True)
     t.add_argument("--name", default="")
@@ -104,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "dev":
         return dev()
     if args.command == "cluster":
-        return cluster(args.pods)
+        return cluster(args.pods, args.web)
     print(mint(_secret(), args.user, name=args.name, ttl=args.ttl))
     return 0
 

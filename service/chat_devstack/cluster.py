@@ -48,6 +48,11 @@ class Cluster:
     redis: RedisServer | None = None
     services: list[ServiceProcess] = field(default_factory=list)
     envoy: subprocess.Popen[bytes] | None = None
+    # Static files Envoy serves for every non-gRPC request (e.g. clients/web/dist, the web
+    # demo), from a small Python file server; the page and gRPC-Web then share one origin.
+    web_root: Path | None = None
+    web_port: int = 0
+    web_server: subprocess.Popen[bytes] | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -98,14 +103,36 @@ class Cluster:
     def restart_pod(self, svc: ServiceProcess) -> None:
         svc.start()
 
+    def start_web_server(self) -> None:
+        assert self.web_root is not None
+        if not (self.web_root / "index.html").is_file():
+            raise RuntimeError(
+                f"{self.web_root}/index.html not found (cd clients/web && npm run build)"
+            )
+        self.web_port = free_port()
+        log = open(self.base_dir / "web.log", "ab")  # noqa: SIM115 - owned by the process
+        self.web_server = subprocess.Popen(
+            [sys.executable, "-m", "http.server", str(self.web_port), "--bind", "127.0.0.1",
+             "--directory", str(self.web_root)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        wait_for_port(self.web_port)
+
     def start_envoy(self) -> None:
         self.envoy_port = self.envoy_port or free_port()
         self.envoy_admin_port = self.envoy_admin_port or free_port()
+        if self.web_root is not None and self.web_server is None:
+            self.start_web_server()
         config = envoy_config.render(
             listen_host="127.0.0.1",
             listen_port=self.envoy_port,
             admin_port=self.envoy_admin_port,
             upstreams=[envoy_config.Upstream("127.0.0.1", s.grpc_port) for s in self.services],
+            static_upstream=(
+                envoy_config.Upstream("127.0.0.1", self.web_port) if self.web_server else None
+            ),
         )
         path = self.base_dir / "envoy.json"
         path.write_text(config)
@@ -127,13 +154,21 @@ class Cluster:
             return f"127.0.0.1:{self.envoy_port}"
         return self.services[0].address
 
+    @property
+    def web_url(self) -> str:
+        """The web demo through Envoy (same origin as gRPC-Web)."""
+        if not (self.with_envoy and self.web_server is not None):
+            raise RuntimeError("no web demo: start the cluster with web_root and Envoy")
+        return f"http://127.0.0.1:{self.envoy_port}/"
+
     def stop(self) -> None:
-        if self.envoy is not None and self.envoy.poll() is None:
-            self.envoy.terminate()
-            try:
-                self.envoy.wait(10)
-            except subprocess.TimeoutExpired:
-                self.envoy.kill()
+        for proc in (self.envoy, self.web_server):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
         for svc in self.services:  # drain all pods at once, then wait for each
             if svc.alive:
                 svc.signal(signal.SIGTERM)
@@ -160,4 +195,6 @@ class Cluster:
         if self.with_envoy:
             lines.append(f"Envoy       http://127.0.0.1:{self.envoy_port}  "
                          f"(gRPC + gRPC-Web; admin http://127.0.0.1:{self.envoy_admin_port})")
+            if self.web_server is not None:
+                lines.append(f"Web demo    {self.web_url}  (files from {self.web_root})")
         return "\n".join(lines)

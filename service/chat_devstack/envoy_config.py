@@ -16,7 +16,10 @@ What the gateway does:
   streams stick to one pod;
 * HTTP/2 (h2c, or h2 over TLS) to the pods, active gRPC health checks, outlier detection,
   circuit breakers raised for many concurrent streams;
-* admin interface (``/stats/prometheus``, ``/clusters``, ...) on ``admin_host:admin_port``.
+* admin interface (``/stats/prometheus``, ``/clusters``, ...) on ``admin_host:admin_port``;
+* optionally (``static_upstream``) a plain HTTP/1.1 upstream for everything that is not gRPC
+  (requests without an ``application/grpc*`` content type), e.g. the web demo's static files,
+  so the page and its gRPC-Web calls share one origin. gRPC routes are unchanged.
 
 Regenerate the compose config with::
 
@@ -39,6 +42,7 @@ from typing import Any
 __all__ = [
     "ALLOW_HEADERS",
     "EXPOSE_HEADERS",
+    "STATIC_CLUSTER",
     "STREAMING_METHODS",
     "STREAMS_CLUSTER",
     "UNARY_CLUSTER",
@@ -56,6 +60,7 @@ SERVICE = "chat.ChatService"
 STREAMING_METHODS: tuple[str, ...] = ("Subscribe", "StreamMessages")
 UNARY_CLUSTER = "chat_unary"
 STREAMS_CLUSTER = "chat_streams"
+STATIC_CLUSTER = "web_static"
 UNARY_TIMEOUT = "30s"
 
 ALLOW_HEADERS: tuple[str, ...] = (
@@ -71,7 +76,14 @@ ALLOW_HEADERS: tuple[str, ...] = (
     "x-accept-content-transfer-encoding",
     "x-accept-response-streaming",
 )
-EXPOSE_HEADERS: tuple[str, ...] = ("grpc-status", "grpc-message", "grpc-status-details-bin")
+# chat-subscribed: initial metadata of Subscribe ("the stream is registered, live from here");
+# browsers only show a cross-origin response header to scripts when it is exposed.
+EXPOSE_HEADERS: tuple[str, ...] = (
+    "grpc-status",
+    "grpc-message",
+    "grpc-status-details-bin",
+    "chat-subscribed",
+)
 
 _TYPE = "type.googleapis.com/"
 _HCM_TYPE = _TYPE + "envoy.extensions.filters.network.http_connection_manager.v3"
@@ -134,7 +146,26 @@ def _cors_policy(allowed_origins: Sequence[str]) -> JSON:
     }
 
 
-def _routes() -> list[JSON]:
+def _static_route() -> JSON:
+    """Non-gRPC requests (no ``application/grpc*`` content type: page loads, assets)."""
+    return {
+        "name": "web_static",
+        "match": {
+            "prefix": "/",
+            # A missing content-type also counts as "not gRPC" (inverted string match).
+            "headers": [
+                {
+                    "name": "content-type",
+                    "string_match": {"prefix": "application/grpc"},
+                    "invert_match": True,
+                }
+            ],
+        },
+        "route": {"cluster": STATIC_CLUSTER, "timeout": UNARY_TIMEOUT},
+    }
+
+
+def _routes(with_static: bool = False) -> list[JSON]:
     routes: list[JSON] = []
     for method in STREAMING_METHODS:
         routes.append(
@@ -158,6 +189,8 @@ def _routes() -> list[JSON]:
                 },
             }
         )
+    if with_static:
+        routes.append(_static_route())
     routes.append(
         {
             "name": "unary",
@@ -193,7 +226,7 @@ def _routes() -> list[JSON]:
     return routes
 
 
-def _http_connection_manager(allowed_origins: Sequence[str]) -> JSON:
+def _http_connection_manager(allowed_origins: Sequence[str], with_static: bool = False) -> JSON:
     return {
         "@type": _HCM_TYPE,
         "stat_prefix": "chat_gateway",
@@ -220,7 +253,7 @@ def _http_connection_manager(allowed_origins: Sequence[str]) -> JSON:
                 {
                     "name": "chat",
                     "domains": ["*"],
-                    "routes": _routes(),
+                    "routes": _routes(with_static),
                     "typed_per_filter_config": {
                         "envoy.filters.http.cors": _cors_policy(allowed_origins)
                     },
@@ -252,12 +285,13 @@ def _listener(
     allowed_origins: Sequence[str],
     tls_cert_file: str | None,
     tls_key_file: str | None,
+    with_static: bool = False,
 ) -> JSON:
     chain: JSON = {
         "filters": [
             {
                 "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": _http_connection_manager(allowed_origins),
+                "typed_config": _http_connection_manager(allowed_origins, with_static),
             }
         ]
     }
@@ -390,6 +424,26 @@ def _cluster(
     return cluster
 
 
+def _static_cluster(upstream: Upstream) -> JSON:
+    """Plain HTTP/1.1 file server (the web demo); no health checks."""
+    return {
+        "name": STATIC_CLUSTER,
+        "type": "STATIC" if _is_ip(upstream.host) else "STRICT_DNS",
+        "connect_timeout": "1s",
+        "lb_policy": "ROUND_ROBIN",
+        "load_assignment": {
+            "cluster_name": STATIC_CLUSTER,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": _socket_address(upstream.host, upstream.port)}}
+                    ]
+                }
+            ],
+        },
+    }
+
+
 def build_config(
     *,
     listen_host: str = "0.0.0.0",
@@ -404,6 +458,7 @@ def build_config(
     tls_key_file: str | None = None,
     upstream_tls: bool = False,
     upstream_ca_file: str | None = None,
+    static_upstream: Upstream | None = None,
 ) -> JSON:
     """The Envoy bootstrap as a dict (see :func:`render`)."""
     if (upstreams is None) == (dns_name is None):
@@ -419,22 +474,31 @@ def build_config(
     _check_port("dns_port", dns_port)
     for u in upstreams or ():
         _check_port(f"port of {u.host}", u.port)
+    if static_upstream is not None:
+        _check_port("static upstream port", static_upstream.port)
 
     def cluster(name: str, lb_policy: str) -> JSON:
         return _cluster(
             name, lb_policy, upstreams, dns_name, dns_port, upstream_tls, upstream_ca_file
         )
 
+    clusters = [cluster(UNARY_CLUSTER, "LEAST_REQUEST"), cluster(STREAMS_CLUSTER, "RING_HASH")]
+    if static_upstream is not None:
+        clusters.append(_static_cluster(static_upstream))
     return {
         "admin": {"address": _socket_address(admin_host, admin_port)},
         "static_resources": {
             "listeners": [
-                _listener(listen_host, listen_port, allowed_origins, tls_cert_file, tls_key_file)
+                _listener(
+                    listen_host,
+                    listen_port,
+                    allowed_origins,
+                    tls_cert_file,
+                    tls_key_file,
+                    with_static=static_upstream is not None,
+                )
             ],
-            "clusters": [
-                cluster(UNARY_CLUSTER, "LEAST_REQUEST"),
-                cluster(STREAMS_CLUSTER, "RING_HASH"),
-            ],
+            "clusters": clusters,
         },
         "overload_manager": {
             "resource_monitors": [
@@ -466,6 +530,7 @@ def render(
     tls_key_file: str | None = None,
     upstream_tls: bool = False,
     upstream_ca_file: str | None = None,
+    static_upstream: Upstream | None = None,
 ) -> str:
     """Render the Envoy bootstrap as JSON text (valid YAML, so Envoy loads it as ``.yaml``).
 
@@ -474,6 +539,7 @@ def render(
     be given. ``allowed_origins`` holds exact origins or ``"*"``. ``tls_cert_file`` and
     ``tls_key_file`` enable downstream TLS (ALPN h2, http/1.1); ``upstream_tls`` makes Envoy
     speak h2 over TLS to the pods, verified against ``upstream_ca_file`` when given.
+    ``static_upstream`` (HTTP/1.1) receives every request that is not gRPC (e.g. the web demo).
     """
     config = build_config(
         listen_host=listen_host,
@@ -488,6 +554,7 @@ def render(
         tls_key_file=tls_key_file,
         upstream_tls=upstream_tls,
         upstream_ca_file=upstream_ca_file,
+        static_upstream=static_upstream,
     )
     return json.dumps(config, indent=2) + "\n"
 
@@ -557,6 +624,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key-file")
     p.add_argument("--upstream-tls", action="store_true")
     p.add_argument("--upstream-ca-file")
+    p.add_argument(
+        "--static-upstream",
+        type=_upstream_arg,
+        metavar="HOST:PORT",
+        help="HTTP/1.1 server for non-gRPC requests (e.g. the web demo's files)",
+    )
     return p
 
 
@@ -577,6 +650,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tls_key_file=args.tls_key_file,
             upstream_tls=args.upstream_tls,
             upstream_ca_file=args.upstream_ca_file,
+            static_upstream=args.static_upstream,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -22,6 +22,7 @@ _UNARY: dict[str, tuple[Any, Any]] = {
     "JoinGroup": (pb.JoinGroupRequest, pb.JoinGroupResponse),
     "LeaveGroup": (pb.LeaveGroupRequest, pb.LeaveGroupResponse),
     "GetGroupMembers": (pb.GetGroupMembersRequest, pb.GroupMembersResponse),
+    "SetMemberRole": (pb.SetMemberRoleRequest, pb.User),
     "GetMessageHistory": (pb.GetHistoryRequest, pb.MessageHistoryResponse),
     "SendTypingIndicator": (pb.TypingRequest, pb.TypingResponse),
     "SendMessage": (pb.SendMessageRequest, pb.MessageResponse),

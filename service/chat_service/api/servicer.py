@@ -181,6 +181,14 @@ class ChatApi:
         members = await self._chat.members(caller, request.group_id)
         return pb.GroupMembersResponse(members=[convert.member(m, on) for m, on in members])
 
+    @unary
+    async def SetMemberRole(self, request: pb.SetMemberRoleRequest, context: Ctx) -> pb.User:
+        caller = await self._caller(context, request.jwt_token)
+        member = await self._chat.set_role(
+            caller, request.group_id, request.user_id, request.role
+        )
+        return convert.member(member, online=False)
+
     # ---- messages ----
 
     @unary

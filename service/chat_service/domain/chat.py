@@ -184,6 +184,23 @@ class ChatService:
             await self._publish_membership(result, change, target, caller)
         return result
 
+    async def set_role(
+        self, caller: UserProfile, group_id: int, user_id: int, role: int
+    ) -> Member:
+        validation.group_id(group_id)
+        validation.user_id(user_id)
+        if role not in (Role.ADMIN, Role.MEMBER):
+            raise InvalidArgument("role must be ROLE_ADMIN or ROLE_MEMBER")
+        mine = await self._require_member(group_id, caller.id)
+        if mine != Role.OWNER:
+            raise PermissionDenied("only the owner can change roles")
+        if user_id == caller.id:
+            raise InvalidArgument("the owner cannot change their own role")
+        member = await self._repo.set_role(group_id, user_id, Role(role))
+        if member is None:
+            raise NotFound(f"user {user_id} is not a member of group {group_id}")
+        return member
+
     async def members(self, caller: UserProfile, group_id: int) -> list[tuple[Member, bool]]:
         await self._require_member(group_id, caller.id)
         members = await self._repo.list_members(group_id)

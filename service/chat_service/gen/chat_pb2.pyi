@@ -1603,3 +1603,32 @@ class DownloadChunk(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DownloadChunk: _TypeAlias = DownloadChunk  # noqa: Y015
+
+@_typing.final
+class SetMemberRoleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.int
+    user_id: _builtins.int
+    role: Global___MemberRole.ValueType
+    """ROLE_ADMIN or ROLE_MEMBER"""
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.int = ...,
+        user_id: _builtins.int = ...,
+        role: Global___MemberRole.ValueType = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_id", b"group_id", "jwt_token", b"jwt_token", "role", b"role", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetMemberRoleRequest: _TypeAlias = SetMemberRoleRequest  # noqa: Y015

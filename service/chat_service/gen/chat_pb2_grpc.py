@@ -55,6 +55,11 @@ class ChatServiceStub:
                 request_serializer=chat__service_dot_gen_dot_chat__pb2.GetGroupMembersRequest.SerializeToString,
                 response_deserializer=chat__service_dot_gen_dot_chat__pb2.GroupMembersResponse.FromString,
                 _registered_method=True)
+        self.SetMemberRole = channel.unary_unary(
+                '/chat.ChatService/SetMemberRole',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.SetMemberRoleRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.User.FromString,
+                _registered_method=True)
         self.StreamMessages = channel.stream_stream(
                 '/chat.ChatService/StreamMessages',
                 request_serializer=chat__service_dot_gen_dot_chat__pb2.MessageRequest.SerializeToString,
@@ -190,6 +195,13 @@ class ChatServiceServicer:
 
     def GetGroupMembers(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetMemberRole(self, request, context):
+        """Added: the owner makes members admins or plain members again.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -362,6 +374,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.GetGroupMembers,
                     request_deserializer=chat__service_dot_gen_dot_chat__pb2.GetGroupMembersRequest.FromString,
                     response_serializer=chat__service_dot_gen_dot_chat__pb2.GroupMembersResponse.SerializeToString,
+            ),
+            'SetMemberRole': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetMemberRole,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.SetMemberRoleRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.User.SerializeToString,
             ),
             'StreamMessages': grpc.stream_stream_rpc_method_handler(
                     servicer.StreamMessages,
@@ -578,6 +595,33 @@ class ChatService:
             '/chat.ChatService/GetGroupMembers',
             chat__service_dot_gen_dot_chat__pb2.GetGroupMembersRequest.SerializeToString,
             chat__service_dot_gen_dot_chat__pb2.GroupMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetMemberRole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/SetMemberRole',
+            chat__service_dot_gen_dot_chat__pb2.SetMemberRoleRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.User.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,8 @@ class ChatServiceStub:
     LeaveGroup: _grpc.UnaryUnaryMultiCallable[_chat_pb2.LeaveGroupRequest, _chat_pb2.LeaveGroupResponse]
     """Removes `user_id` (0 = the caller). Anyone may leave; owners/admins remove others."""
     GetGroupMembers: _grpc.UnaryUnaryMultiCallable[_chat_pb2.GetGroupMembersRequest, _chat_pb2.GroupMembersResponse]
+    SetMemberRole: _grpc.UnaryUnaryMultiCallable[_chat_pb2.SetMemberRoleRequest, _chat_pb2.User]
+    """Added: the owner makes members admins or plain members again."""
     StreamMessages: _grpc.StreamStreamMultiCallable[_chat_pb2.MessageRequest, _chat_pb2.MessageResponse]
     """Messaging - Bidirectional Streaming. Each MessageRequest written is posted; the server
     writes a MessageResponse for every new message in the caller's groups (their own too).
@@ -112,6 +114,8 @@ class ChatServiceAsyncStub(ChatServiceStub):
     LeaveGroup: _aio.UnaryUnaryMultiCallable[_chat_pb2.LeaveGroupRequest, _chat_pb2.LeaveGroupResponse]  # type: ignore[assignment]
     """Removes `user_id` (0 = the caller). Anyone may leave; owners/admins remove others."""
     GetGroupMembers: _aio.UnaryUnaryMultiCallable[_chat_pb2.GetGroupMembersRequest, _chat_pb2.GroupMembersResponse]  # type: ignore[assignment]
+    SetMemberRole: _aio.UnaryUnaryMultiCallable[_chat_pb2.SetMemberRoleRequest, _chat_pb2.User]  # type: ignore[assignment]
+    """Added: the owner makes members admins or plain members again."""
     StreamMessages: _aio.StreamStreamMultiCallable[_chat_pb2.MessageRequest, _chat_pb2.MessageResponse]  # type: ignore[assignment]
     """Messaging - Bidirectional Streaming. Each MessageRequest written is posted; the server
     writes a MessageResponse for every new message in the caller's groups (their own too).
@@ -193,6 +197,14 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_pb2.GetGroupMembersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.GroupMembersResponse, _abc.Awaitable[_chat_pb2.GroupMembersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetMemberRole(
+        self,
+        request: _chat_pb2.SetMemberRoleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.User, _abc.Awaitable[_chat_pb2.User]]:
+        """Added: the owner makes members admins or plain members again."""
 
     @_abc_1.abstractmethod
     def StreamMessages(

@@ -417,6 +417,29 @@ class PostgresChatRepository:
         return [r["user_id"] for r in rows]
 
     @_storage_errors
+    async def set_role(self, group_id: int, user_id: int, role: Role) -> Member | None:
+        row = await self._pool.fetchrow(
+            """UPDATE group_members m SET role = $3 FROM (SELECT 1) AS one
+               WHERE m.group_id = $1 AND m.user_id = $2 AND m.role <> 3
+               RETURNING m.user_id, m.role, m.joined_at""",
+            group_id,
+            user_id,
+            int(role),
+        )
+        if row is None:
+            return None
+        name = await self._pool.fetchrow(
+            "SELECT name, email, avatar FROM users WHERE id = $1", user_id
+        )
+        profile = UserProfile(
+            user_id,
+            (name["name"] if name else "") or "",
+            (name["email"] if name else "") or "",
+            (name["avatar"] if name else "") or "",
+        )
+        return Member(user=profile, role=Role(row["role"]), joined_at_ms=_ms(row["joined_at"]))
+
+    @_storage_errors
     async def member_names(self, group_id: int) -> list[tuple[int, str]]:
         rows = await self._pool.fetch(
             """SELECT m.user_id, u.name FROM group_members m
