@@ -21,7 +21,12 @@ from chat_service.gen import chat_pb2_grpc as pb_grpc
 
 
 class ResilientSubscriber:
-    def __init__(self, address: str, token: str, groups: list[int]) -> None:
+    def __init__(
+        self, address: str, token: str, groups: list[int], idle_timeout: float | None = None
+    ) -> None:
+        """`idle_timeout`: reconnect when nothing (not even a heartbeat) arrived for this long,
+        which is how a client notices a server that holds the connection but stopped."""
+        self.idle_timeout = idle_timeout
         self.address = address
         self.metadata = (("authorization", f"Bearer {token}"),)
         self.positions: dict[int, int] = {}
@@ -47,10 +52,29 @@ class ResilientSubscriber:
                                    for g, s in self.positions.items()]
                     )
                     call = stub.Subscribe(request, metadata=self.metadata)
-                    await call.initial_metadata()
+                    try:  # a stopped server accepts the call but never answers
+                        await asyncio.wait_for(call.initial_metadata(), self.idle_timeout or 15)
+                    except TimeoutError:
+                        call.cancel()
+                        self.errors["IDLE_TIMEOUT"] += 1
+                        raise grpc.aio.AioRpcError(
+                            grpc.StatusCode.DEADLINE_EXCEEDED,
+                            grpc.aio.Metadata(), grpc.aio.Metadata(), "no answer"
+                        ) from None
                     self._ready.set()
                     backoff = 0.05
-                    async for response in call:
+                    iterator = call.__aiter__()
+                    while True:
+                        try:
+                            response = await asyncio.wait_for(
+                                iterator.__anext__(), self.idle_timeout
+                            )
+                        except StopAsyncIteration:
+                            break
+                        except TimeoutError:
+                            call.cancel()
+                            self.errors["IDLE_TIMEOUT"] += 1
+                            break
                         for event in response.events:
                             self._handle(event)
             except grpc.aio.AioRpcError as exc:
