@@ -17,9 +17,7 @@ install: $(STAMP)
 
 ## Generate the protobuf/gRPC stubs from proto/ (committed; a test fails when they are stale).
 proto: install
-	$(PY) -m grpc_tools.protoc -Ichat_service/gen=proto --python_out=service \
-	  --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy \
-	  --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc \
+	PATH="$(VENV)/bin:$$PATH" $(PY) -m grpc_tools.protoc -Ichat_service/gen=proto --python_out=service \
 	  --grpc_python_out=service --mypy_out=service --mypy_grpc_out=service proto/chat.proto
 
 ## PostgreSQL + Redis on throwaway dirs, migrations, the service on 127.0.0.1:$${GRPC_PORT:-50051}.
@@ -40,3 +38,17 @@ test: lint
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+.PHONY: image-test
+## Build the image with podman on a debootstrap base (cached) and run the chart's workloads with
+## `podman kube play` (slow, needs root; not part of `make test`). Output: scripts/podman/last-run.txt.
+image-test: install
+	PY=$(abspath $(PY)) bash scripts/podman/run.sh
+
+## Benchmark a local cluster (3 pods, Envoy, PostgreSQL, Redis) under load: ~6 min, results in
+## loadtest/results/ (see BENCHMARKS.md). BENCH_ARGS="--quick" for a 30 s smoke run.
+.PHONY: bench
+bench: install
+	@$(PY) -c "import locust" 2>/dev/null || $(PY) -m pip install -q locust
+	@$(PY) -c "import psutil" 2>/dev/null || $(PY) -m pip install -q psutil
+	$(PY) -m loadtest.bench $(BENCH_ARGS)

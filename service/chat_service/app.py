@@ -216,6 +216,9 @@ class App:
         await self._health.set("liveness", SERVING)
         self._monitor = asyncio.create_task(self._watch_dependencies(repo), name="health")
         if s.metrics_port:
+            metrics.initialise(
+                [m.name for m in chat_pb2.DESCRIPTOR.services_by_name["ChatService"].methods]
+            )
             start_http_server(s.metrics_port, addr=s.grpc_host)
         log.info("serving chat.ChatService on %s:%s (broker=%s)", s.grpc_host, self.port, s.broker)
         return self.port

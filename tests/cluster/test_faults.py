@@ -86,10 +86,10 @@ async def test_postgres_restart_under_load(cluster: Cluster) -> None:
         await asyncio.sleep(0.05)
     first_ack_after = time.monotonic() - up_at
     await asyncio.sleep(2)
-    for s in senders:
-        s.stop()
+    for sender in senders:
+        sender.stop()
     await asyncio.gather(*tasks)
-    acked = sorted(m.seq for s in senders for m in s.acknowledged)
+    acked = sorted(m.seq for x in senders for m in x.acknowledged)
     assert acked == list(range(2, 2 + len(acked))), "acknowledged seqs have holes/duplicates"
     recovery = await caught_up(subs, group.id, acked[-1], 30)
     check_delivery(subs, group.id, acked[-1])
@@ -120,11 +120,11 @@ async def test_a_paused_pod_sigstop_loses_nothing(cluster: Cluster) -> None:
     os.kill(victim.proc.pid, signal.SIGSTOP)
     paused_at = time.monotonic()
     await asyncio.sleep(8)
-    for s in senders:
-        s.stop()
+    for sender in senders:
+        sender.stop()
     await asyncio.gather(*tasks)
-    acked = sorted(m.seq for s in senders for m in s.acknowledged)
-    recovery = await caught_up(subs, group.id, acked[-1], 30)
+    acked = sorted(m.seq for x in senders for m in x.acknowledged)
+    await caught_up(subs, group.id, acked[-1], 30)
     os.kill(victim.proc.pid, signal.SIGCONT)
     await asyncio.sleep(1)
     assert len(set(acked)) == len(acked)

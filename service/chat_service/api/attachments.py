@@ -8,6 +8,7 @@ Errors are the domain's, mapped to statuses by the same table as every other RPC
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -126,9 +127,10 @@ class AttachmentApi:
             caller = await self._caller(context, request.jwt_token)
             att, pieces = await self._service.download(caller, request.attachment_id)
             first: pb.Attachment | None = attachment_pb(att)
-            async for data in pieces:
-                yield pb.DownloadChunk(attachment=first, data=data)
-                first = None
+            async with contextlib.aclosing(pieces):
+                async for data in pieces:
+                    yield pb.DownloadChunk(attachment=first, data=data)
+                    first = None
         except ChatError as exc:
             code = status_of(exc)
             await context.abort(code, str(exc))

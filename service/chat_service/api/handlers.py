@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 
+from chat_service.api.attachments import AttachmentApi
 from chat_service.api.servicer import ChatApi
 from chat_service.gen import chat_pb2 as pb
 
@@ -51,7 +52,7 @@ def _passthrough(data: bytes) -> bytes:
     return data
 
 
-def generic_handler(api: ChatApi, attachments: Any = None) -> grpc.GenericRpcHandler:
+def generic_handler(api: ChatApi, attachments: AttachmentApi) -> grpc.GenericRpcHandler:
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         name: grpc.unary_unary_rpc_method_handler(
             getattr(api, name),
@@ -70,27 +71,25 @@ def generic_handler(api: ChatApi, attachments: Any = None) -> grpc.GenericRpcHan
         request_deserializer=pb.MessageRequest.FromString,
         response_serializer=_passthrough,
     )
-    if attachments is not None:
-        for name, (req, resp) in _ATTACHMENT_UNARY.items():
-            handlers[name] = grpc.unary_unary_rpc_method_handler(
-                getattr(attachments, name),
-                request_deserializer=req.FromString,
-                response_serializer=resp.SerializeToString,
-            )
-        handlers["UploadFile"] = grpc.stream_unary_rpc_method_handler(
-            attachments.UploadFile,
-            request_deserializer=pb.UploadChunkRequest.FromString,
-            response_serializer=pb.UploadStatus.SerializeToString,
+    # file sharing: api/attachments.py
+    for name, (req, resp) in _ATTACHMENT_UNARY.items():
+        handlers[name] = grpc.unary_unary_rpc_method_handler(
+            getattr(attachments, name),
+            request_deserializer=req.FromString,
+            response_serializer=resp.SerializeToString,
         )
-        handlers["DownloadFile"] = grpc.unary_stream_rpc_method_handler(
-            attachments.DownloadFile,
-            request_deserializer=pb.DownloadFileRequest.FromString,
-            response_serializer=pb.DownloadChunk.SerializeToString,
-        )
+    handlers["UploadFile"] = grpc.stream_unary_rpc_method_handler(
+        attachments.UploadFile,
+        request_deserializer=pb.UploadChunkRequest.FromString,
+        response_serializer=pb.UploadStatus.SerializeToString,
+    )
+    handlers["DownloadFile"] = grpc.unary_stream_rpc_method_handler(
+        attachments.DownloadFile,
+        request_deserializer=pb.DownloadFileRequest.FromString,
+        response_serializer=pb.DownloadChunk.SerializeToString,
+    )
     declared = {m.name for m in pb.DESCRIPTOR.services_by_name["ChatService"].methods}
     missing = declared - set(handlers)
-    if attachments is None:  # INTEGRATION: attachments become mandatory once wired in app.py
-        missing -= {*_ATTACHMENT_UNARY, "UploadFile", "DownloadFile"}
     if missing:
         raise RuntimeError(f"RPCs declared in chat.proto without a handler: {sorted(missing)}")
     return grpc.method_handlers_generic_handler(SERVICE, handlers)

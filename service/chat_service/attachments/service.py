@@ -21,7 +21,7 @@ import random
 import re
 import secrets
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 
 import asyncpg
 
@@ -203,15 +203,16 @@ class AttachmentService:
         prefix = bytearray()
         refused: sniff.Refused | None = None
         try:
-            async for piece in self._store(att.store).read(att.id, att.size):
-                hasher.update(piece)
-                if text is not None and refused is None:
-                    try:
-                        text.feed(piece)
-                    except sniff.Refused as exc:
-                        refused = exc
-                if image and len(prefix) < sniff.IMAGE_PREFIX_BYTES:
-                    prefix += piece[: sniff.IMAGE_PREFIX_BYTES - len(prefix)]
+            async with contextlib.aclosing(self._store(att.store).read(att.id, att.size)) as parts:
+                async for piece in parts:
+                    hasher.update(piece)
+                    if text is not None and refused is None:
+                        try:
+                            text.feed(piece)
+                        except sniff.Refused as exc:
+                            refused = exc
+                    if image and len(prefix) < sniff.IMAGE_PREFIX_BYTES:
+                        prefix += piece[: sniff.IMAGE_PREFIX_BYTES - len(prefix)]
         except BlobCorrupt as exc:
             log.warning("upload %s: stored bytes inconsistent (%s); reset", att.id, exc)
             await self._reset(att)
@@ -262,7 +263,7 @@ class AttachmentService:
 
     async def download(
         self, caller: UserProfile, attachment_id: str
-    ) -> tuple[Attachment, AsyncIterator[bytes]]:
+    ) -> tuple[Attachment, AsyncGenerator[bytes, None]]:
         """The attachment and its bytes in pieces of at most download_chunk_bytes."""
         if not attachment_id:
             raise InvalidArgument("attachment_id is required")
@@ -273,12 +274,13 @@ class AttachmentService:
             raise PermissionDenied(f"you are not a member of group {att.group_id}")
         return att, self._pieces(att)
 
-    async def _pieces(self, att: Attachment) -> AsyncIterator[bytes]:
+    async def _pieces(self, att: Attachment) -> AsyncGenerator[bytes, None]:
         step = self._settings.download_chunk_bytes
         try:
-            async for part in self._store(att.store).read(att.id, att.size):
-                for i in range(0, len(part), step):
-                    yield part[i : i + step]
+            async with contextlib.aclosing(self._store(att.store).read(att.id, att.size)) as parts:
+                async for part in parts:
+                    for i in range(0, len(part), step):
+                        yield part[i : i + step]
         except BlobCorrupt:
             raise NotFound(f"attachment {att.id} was deleted") from None
 

@@ -48,6 +48,11 @@ _MARKUP = (
 )
 
 
+# Formats whose files may be plain text from the first byte on: the signature decides.
+_TEXT_FORMATS = frozenset({"application/pdf", "application/postscript", "application/rtf"})
+_TEXT_CONTROLS = frozenset(b"\t\n\r\x0c\x1b")
+
+
 class Refused(Exception):
     """The bytes are not acceptable; the message says why (shown to the client)."""
 
@@ -88,11 +93,22 @@ def _utf8_prefix_ok(head: bytes, complete: bool) -> bool:
     return True
 
 
+def _clean_text(head: bytes, complete: bool) -> bool:
+    """UTF-8 with no control characters but whitespace: what no binary header looks like."""
+    if not _utf8_prefix_ok(head, complete):
+        return False
+    return not any(b < 0x20 and b not in _TEXT_CONTROLS for b in head) and 0x7F not in head
+
+
 def detect(head: bytes, complete: bool) -> str:
     """The content type of a file from its first bytes (`complete`: head is the whole file)."""
     kind = filetype.guess(head)
     if kind is not None:
-        return normalize(str(kind.mime))
+        mime = normalize(str(kind.mime))
+        # Some signatures are two or three letters ("BM" bitmap, "MZ" executable, "ID3"
+        # audio): a clean text that happens to start with them is text, not that format.
+        if mime in _TEXT_FORMATS or not _clean_text(head, complete):
+            return mime
     if b"\x00" not in head and _utf8_prefix_ok(head, complete):
         start = head[:1024].decode("utf-8", "ignore").lstrip("\ufeff \t\r\n").lower()
         for prefix, markup in _MARKUP:

@@ -6,7 +6,8 @@ in order. Stores are stateless clients (PostgreSQL, S3): any pod can continue an
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 
@@ -24,7 +25,7 @@ class BlobStore(Protocol):
         """Store one part; writing the same offset again replaces it."""
         ...
 
-    def read(self, blob_id: str, size: int) -> AsyncIterator[bytes]:
+    def read(self, blob_id: str, size: int) -> AsyncGenerator[bytes, None]:
         """Exactly `size` bytes in order, in pieces; BlobCorrupt when the parts don't fit."""
         ...
 
@@ -35,13 +36,16 @@ class BlobStore(Protocol):
     async def close(self) -> None: ...
 
 
-async def contiguous(parts: AsyncIterator[tuple[int, bytes]], size: int) -> AsyncIterator[bytes]:
+async def contiguous(
+    parts: AsyncGenerator[tuple[int, bytes], None], size: int
+) -> AsyncGenerator[bytes, None]:
     """Check that (offset, data) parts sorted by offset cover 0..size exactly once."""
     expected = 0
-    async for offset, data in parts:
-        if offset != expected or expected + len(data) > size:
-            raise BlobCorrupt(f"stored part at offset {offset} does not follow {expected}")
-        expected += len(data)
-        yield data
+    async with contextlib.aclosing(parts):
+        async for offset, data in parts:
+            if offset != expected or expected + len(data) > size:
+                raise BlobCorrupt(f"stored part at offset {offset} does not follow {expected}")
+            expected += len(data)
+            yield data
     if expected != size:
         raise BlobCorrupt(f"stored parts end at {expected} of {size} bytes")

@@ -6,7 +6,7 @@ uncompressed out of line (most uploads are compressed formats already).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import asyncpg
 
@@ -38,7 +38,7 @@ class PostgresBlobStore:
         except asyncpg.ForeignKeyViolationError:
             raise NotFound(f"upload {blob_id} does not exist") from None
 
-    async def _parts(self, blob_id: str) -> AsyncIterator[tuple[int, bytes]]:
+    async def _parts(self, blob_id: str) -> AsyncGenerator[tuple[int, bytes], None]:
         pos = 0
         while True:
             try:
@@ -57,7 +57,7 @@ class PostgresBlobStore:
                 return
             pos = rows[-1]["pos"] + 1
 
-    def read(self, blob_id: str, size: int) -> AsyncIterator[bytes]:
+    def read(self, blob_id: str, size: int) -> AsyncGenerator[bytes, None]:
         return contiguous(self._parts(blob_id), size)
 
     @_storage_errors

@@ -7,8 +7,10 @@ kept on the pod. aiobotocore keeps the event loop free.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
 from aiobotocore.config import AioConfig
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
 _UNREACHABLE = "the attachment store (S3) is unreachable; retry shortly"
 _NETWORK_ERRORS = (BotoCoreError, ClientError, OSError, TimeoutError)
+READ_AHEAD = 4  # part objects fetched concurrently when reading (each at most 1 MiB)
 
 
 class S3BlobStore:
@@ -87,29 +90,44 @@ class S3BlobStore:
         except _NETWORK_ERRORS as exc:
             raise Unavailable(_UNREACHABLE) from exc
 
-    async def _keys(self, blob_id: str) -> AsyncIterator[str]:
+    async def _keys(self, blob_id: str) -> AsyncGenerator[str, None]:
         paginator = self.client.get_paginator("list_objects_v2")
         async for page in paginator.paginate(Bucket=self._bucket, Prefix=self._folder(blob_id)):
             for item in page.get("Contents", []):
                 yield item["Key"]
 
-    async def _parts(self, blob_id: str) -> AsyncIterator[tuple[int, bytes]]:
+    async def _get(self, key: str) -> bytes:
+        try:
+            reply = await self.client.get_object(Bucket=self._bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+                raise BlobCorrupt(f"part {key} disappeared") from exc
+            raise
+        async with reply["Body"] as body:
+            return await body.read()
+
+    async def _parts(self, blob_id: str) -> AsyncGenerator[tuple[int, bytes], None]:
+        """Parts in order, READ_AHEAD objects fetched concurrently (a file is many parts)."""
+        pending: collections.deque[tuple[int, asyncio.Task[bytes]]] = collections.deque()
         try:
             async for key in self._keys(blob_id):
                 offset = int(key.rsplit("/", 1)[1])
-                try:
-                    reply = await self.client.get_object(Bucket=self._bucket, Key=key)
-                except ClientError as exc:
-                    if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
-                        raise BlobCorrupt(f"part {key} disappeared") from exc
-                    raise
-                async with reply["Body"] as body:
-                    data = await body.read()
-                yield offset, data
+                pending.append((offset, asyncio.create_task(self._get(key))))
+                if len(pending) >= READ_AHEAD:
+                    first, task = pending.popleft()
+                    yield first, await task
+            while pending:
+                first, task = pending.popleft()
+                yield first, await task
         except _NETWORK_ERRORS as exc:
             raise Unavailable(_UNREACHABLE) from exc
+        finally:  # the reader stopped early (client went away) or failed
+            for _, task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*(t for _, t in pending), return_exceptions=True)
 
-    def read(self, blob_id: str, size: int) -> AsyncIterator[bytes]:
+    def read(self, blob_id: str, size: int) -> AsyncGenerator[bytes, None]:
         return contiguous(self._parts(blob_id), size)
 
     async def delete(self, blob_id: str) -> None:

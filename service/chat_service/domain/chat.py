@@ -230,6 +230,13 @@ class ChatService:
             raise InvalidArgument("attachments go in IMAGE or FILE messages")
         if reply_to_id < 0:
             raise InvalidArgument("reply_to_id must not be negative")
+        if attachment_id and not await self._repo.attachment_usable(
+            attachment_id, caller.id, group_id
+        ):
+            raise InvalidArgument(
+                f"attachment {attachment_id} is not a finished, unsent upload of yours "
+                f"in group {group_id}"
+            )
         await self._check_rate("user_send", caller.id)
         await self._check_rate("group_send", group_id)
         if reply_to_id:
@@ -259,10 +266,6 @@ class ChatService:
             raise PermissionDenied(f"you are not a member of group {group_id}")
         if not result.duplicate:
             m = result.message
-            if attachment_id and m.attachment is None:
-                raise InvalidArgument(
-                    f"attachment {attachment_id} is not a finished upload of yours in this group"
-                )
             events: list[ChatEvent] = [MessagePosted(m)]
             events.extend(
                 Mentioned(m.group_id, m.id, m.seq, caller.id, uid)

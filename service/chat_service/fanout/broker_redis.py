@@ -15,6 +15,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from chat_service.fanout.broker import PayloadSink
@@ -56,7 +58,12 @@ class RedisStreamsBroker:
             "password": password or None,
             "socket_connect_timeout": 1.0,
         }
-        self._writer = aioredis.Redis(**common, socket_timeout=2.0)
+        # Publishing happens after the commit, before the acknowledgement: never let a Redis
+        # outage hold the ack for long. No retries, a short timeout, and while the tail reader
+        # knows Redis is down publishing is skipped outright (the storage sweep delivers).
+        self._writer = aioredis.Redis(
+            **common, socket_timeout=0.5, retry=Retry(NoBackoff(), 0), retry_on_timeout=False
+        )
         self._reader = aioredis.Redis(**common, socket_timeout=10.0)
         self._keys = [f"{prefix}:{i}" for i in range(shards)]
         self._task: asyncio.Task[None] | None = None
@@ -77,6 +84,9 @@ class RedisStreamsBroker:
         return list(self._keys)
 
     async def publish(self, items: Sequence[tuple[int, bytes]]) -> None:
+        if not self._healthy:
+            metrics.REDIS_ERRORS.labels("publish_skipped").inc()
+            return
         traceparent = tracing.current_traceparent()
         try:
             async with self._writer.pipeline(transaction=False) as pipe:

@@ -43,3 +43,16 @@ WEBHOOK_CALLS = Counter(
     "chat_webhook_calls", "Calls to the app's notification webhook, by result", ["result"]
 )
 RATE_LIMITED = Counter("chat_rate_limited", "Calls refused by a rate limit", ["rule"])
+
+
+def initialise(methods: list[str]) -> None:
+    """Create the labelled series a dashboard reads, so they exist (at 0) before first use."""
+    for method in methods:
+        RPC_REQUESTS.labels(method, "OK")
+        RPC_DURATION.labels(method)
+    for op in ("publish", "read", "presence", "notifier", "ratelimit", "publish_skipped"):
+        REDIS_ERRORS.labels(op)
+    for reason in ("lagged", "closed"):
+        SUBSCRIBERS_DROPPED.labels(reason)
+    for rpc in ("Subscribe", "StreamMessages"):
+        OPEN_STREAMS.labels(rpc)

@@ -18,6 +18,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from chat_service.domain.errors import InvalidArgument, NotFound, Unavailable
 from chat_service.domain.models import (
+    AttachmentInfo,
     Group,
     HistoryPage,
     Member,
@@ -78,6 +79,8 @@ def select_messages(where: str, viewer: str = "0") -> str:
         u.name AS user_name, u.email AS user_email, u.avatar AS user_avatar,
         r.user_id AS r_user, ru.name AS r_name, left(r.content, 120) AS r_content,
         (r.deleted_at IS NOT NULL) AS r_deleted,
+        a.id AS a_id, a.file_name AS a_name, a.content_type AS a_type, a.size AS a_size,
+        a.width AS a_width, a.height AS a_height, a.sha256 AS a_sha256,
         (SELECT json_agg(json_build_array(x.emoji, x.n, x.mine) ORDER BY x.first)
            FROM (SELECT emoji, count(*) AS n, bool_or(user_id = {viewer}) AS mine,
                         min(created_at) AS first
@@ -86,6 +89,7 @@ def select_messages(where: str, viewer: str = "0") -> str:
       LEFT JOIN users u ON u.id = m.user_id
       LEFT JOIN messages r ON r.id = m.reply_to_id
       LEFT JOIN users ru ON ru.id = r.user_id
+      LEFT JOIN attachments a ON a.id = m.attachment_id
       {where}"""
 
 
@@ -125,6 +129,17 @@ def _message(row: asyncpg.Record) -> Message:
         edited_at_ms=_ms(row["edited_at"]) if row["edited_at"] else 0,
         deleted=row["deleted_at"] is not None,
         update_seq=row["update_seq"],
+        attachment=None
+        if row["a_id"] is None
+        else AttachmentInfo(
+            id=row["a_id"],
+            file_name=row["a_name"],
+            content_type=row["a_type"],
+            size=row["a_size"],
+            width=row["a_width"],
+            height=row["a_height"],
+            sha256=row["a_sha256"],
+        ),
     )
 
 
@@ -438,6 +453,17 @@ class PostgresChatRepository:
             (name["avatar"] if name else "") or "",
         )
         return Member(user=profile, role=Role(row["role"]), joined_at_ms=_ms(row["joined_at"]))
+
+    @_storage_errors
+    async def attachment_usable(self, attachment_id: str, owner_id: int, group_id: int) -> bool:
+        found = await self._pool.fetchval(
+            """SELECT 1 FROM attachments WHERE id = $1 AND owner_id = $2 AND group_id = $3
+               AND completed_at IS NOT NULL AND message_id IS NULL""",
+            attachment_id,
+            owner_id,
+            group_id,
+        )
+        return found is not None
 
     @_storage_errors
     async def member_names(self, group_id: int) -> list[tuple[int, str]]:
