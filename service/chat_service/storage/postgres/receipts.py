@@ -31,9 +31,10 @@ class PostgresReceipts:
                    WHERE m.group_id = $1 AND m.user_id = $2
                ), moved AS (
                    UPDATE group_members m
-                   SET read_seq = GREATEST(m.read_seq,
-                                           LEAST(CASE WHEN $3 = 0 THEN g.last_seq ELSE $3 END,
-                                                 g.last_seq))
+                   SET read_seq = GREATEST(
+                       m.read_seq,
+                       LEAST(CASE WHEN $3::bigint = 0 THEN g.last_seq ELSE $3::bigint END,
+                             g.last_seq))
                    FROM groups g
                    WHERE m.group_id = $1 AND m.user_id = $2 AND g.id = m.group_id
                    RETURNING m.read_seq

@@ -483,7 +483,7 @@ class PostgresChatRepository:
                        SELECT mm.message_id FROM message_mentions mm
                        JOIN group_members gm ON gm.group_id = mm.group_id AND gm.user_id = $1
                        WHERE mm.user_id IN ($1, 0) AND mm.from_user <> $1
-                         AND ($2 = 0 OR mm.message_id < $2)
+                         AND ($2::bigint = 0 OR mm.message_id < $2::bigint)
                        ORDER BY mm.message_id DESC LIMIT $3)
                    AND m.deleted_at IS NULL
                    ORDER BY m.id DESC""",
