@@ -28,7 +28,7 @@ ACCEPTABLE = {
 
 _next_id = iter(range(9_000_000, 9_900_000))
 
-text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60)
+text = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=60)
 ops = st.lists(
     st.tuples(
         st.sampled_from(["send", "edit", "delete", "react", "unreact", "leave", "join", "read",
@@ -81,9 +81,9 @@ async def _run_interleaving(stack: Cluster, steps: list[tuple[str, int, int, str
                 elif op == "join":
                     await owner.join(group.id, actor.user_id)
                 elif op == "read":
-                    r = await actor.stub.MarkRead(pb.MarkReadRequest(group_id=group.id, seq=pick),
-                                                  metadata=actor.metadata)
-                    assert r.unread_count >= 0
+                    read = await actor.stub.MarkRead(
+                        pb.MarkReadRequest(group_id=group.id, seq=pick), metadata=actor.metadata)
+                    assert read.unread_count >= 0
                 elif op == "typing":
                     await actor.typing(group.id, bool(pick % 2))
             except grpc.aio.AioRpcError as exc:
