@@ -14,10 +14,18 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
-def wait_serving(address: str, timeout: float = 30.0, service: str = "") -> None:
+def wait_serving(
+    address: str, timeout: float = 30.0, service: str = "", root_cert: bytes | None = None
+) -> None:
+    """Poll the standard health service until SERVING (over TLS when `root_cert` is given)."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
-    with grpc.insecure_channel(address) as channel:
+    channel = (
+        grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=root_cert))
+        if root_cert
+        else grpc.insecure_channel(address)
+    )
+    with channel:
         stub: Any = health_pb2_grpc.HealthStub(channel)  # the stubs package omits methods
         while time.monotonic() < deadline:
             try:
@@ -63,8 +71,10 @@ class ServiceProcess:
                 stderr=subprocess.STDOUT,
             )
         if wait:
+            cert_file = self.env.get("TLS_CERT_FILE")
+            root = Path(cert_file).read_bytes() if cert_file else None
             try:
-                wait_serving(self.address)
+                wait_serving(self.address, root_cert=root)
             except TimeoutError:
                 self.kill()
                 raise RuntimeError(
