@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 	@bash scripts/install-system-deps.sh
+	@bash clients/web/scripts/ensure-deps.sh
 
 ## Generate the protobuf/gRPC stubs from proto/ (committed; a test fails when they are stale).
 proto: install

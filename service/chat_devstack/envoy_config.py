@@ -76,14 +76,7 @@ ALLOW_HEADERS: tuple[str, ...] = (
     "x-accept-content-transfer-encoding",
     "x-accept-response-streaming",
 )
-# chat-subscribed: initial metadata of Subscribe ("the stream is registered, live from here");
-# browsers only show a cross-origin response header to scripts when it is exposed.
-EXPOSE_HEADERS: tuple[str, ...] = (
-    "grpc-status",
-    "grpc-message",
-    "grpc-status-details-bin",
-    "chat-subscribed",
-)
+EXPOSE_HEADERS: tuple[str, ...] = ("grpc-status", "grpc-message", "grpc-status-details-bin")
 
 _TYPE = "type.googleapis.com/"
 _HCM_TYPE = _TYPE + "envoy.extensions.filters.network.http_connection_manager.v3"
@@ -152,12 +145,13 @@ def _static_route() -> JSON:
         "name": "web_static",
         "match": {
             "prefix": "/",
-            # A missing content-type also counts as "not gRPC" (inverted string match).
+            # A missing content-type (GET) counts as "" and so as "not gRPC".
             "headers": [
                 {
                     "name": "content-type",
                     "string_match": {"prefix": "application/grpc"},
                     "invert_match": True,
+                    "treat_missing_header_as_empty": True,
                 }
             ],
         },

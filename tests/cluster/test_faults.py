@@ -176,3 +176,36 @@ async def test_a_subscriber_that_never_reads_is_cut_off_and_others_are_unaffecte
         await fast_stream.close()
     print(f"\nNEVER-READING SUBSCRIBER: 800 x 2 KB messages; the reading subscriber got all in "
           f"{fast_done:.1f}s; the stuck one was cut off with UNAVAILABLE")
+
+
+async def test_rolling_restart_under_load_loses_nothing(cluster: Cluster) -> None:
+    group, members = await setup_group(cluster, 9)
+    subs = [ResilientSubscriber(cluster.gateway, tok, [group.id], idle_timeout=5)
+            for _, tok in members]
+    for s in subs:
+        await s.start()
+    senders = [SteadySender(cluster.gateway, tok, group.id, rate=20) for _, tok in members[:3]]
+    tasks = [asyncio.create_task(s.run()) for s in senders]
+    await asyncio.sleep(1)
+    started = time.monotonic()
+    for pod in cluster.services:  # SIGTERM one pod at a time, as a Deployment rollout does
+        code = await asyncio.to_thread(pod.stop, 20)
+        assert code == 0, f"{pod.name} exited with {code}"
+        await asyncio.to_thread(pod.start)
+        await asyncio.sleep(1)
+    rollout = time.monotonic() - started
+    await asyncio.sleep(1)
+    for sender in senders:
+        sender.stop()
+    await asyncio.gather(*tasks)
+    acked = sorted(m.seq for x in senders for m in x.acknowledged)
+    assert acked == list(range(2, 2 + len(acked)))
+    back = await caught_up(subs, group.id, acked[-1], 30)
+    check_delivery(subs, group.id, acked[-1])
+    errors = sum((x.errors for x in senders), Counter())
+    assert set(errors) <= {"UNAVAILABLE", "CANCELLED", "DEADLINE_EXCEEDED"}, errors
+    print(f"\nROLLING RESTART: 3 pods in {rollout:.1f}s, {len(acked)} acked, send errors "
+          f"{dict(errors)}, subscriber reconnects {sum(s.reconnects for s in subs)}, all "
+          f"caught up {back:.1f}s after the last pod was back")
+    for s in subs:
+        await s.stop()

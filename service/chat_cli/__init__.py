@@ -1,0 +1,1 @@
+"""`chat`: a terminal client for chat.ChatService (operators, demos, scripts)."""
