@@ -1,0 +1,38 @@
+"""compose.yaml renders with podman-compose (the seed's `docker-compose up` promise)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def rendered() -> dict[str, Any]:
+    tool = Path(sys.executable).parent / "podman-compose"
+    assert tool.exists(), "podman-compose missing: pip install -e '.[dev]'"
+    # --dry-run: render only, no podman needed
+    result = subprocess.run(
+        [str(tool), "--dry-run", "-f", str(ROOT / "compose.yaml"), "config"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    data: dict[str, Any] = yaml.safe_load(result.stdout)
+    return data
+
+
+def test_compose_renders_with_the_services_of_the_plan() -> None:
+    services = rendered()["services"]
+    assert {"chat", "envoy", "postgres", "redis", "migrate"} <= set(services)
+    chat = services["chat"]
+    env = chat["environment"]
+    assert env["DB_HOST"] == "postgres" and env["REDIS_HOST"] == "redis"
+    assert env["GRPC_PORT"] == "50051"
+    assert services["migrate"]["build"] == chat["build"] or services["migrate"].get(
+        "image") == chat.get("image"), "migrations must run from the same image"
+    volumes = " ".join(str(v) for v in services["envoy"].get("volumes", []))
+    assert "deploy/envoy/envoy.yaml" in volumes
