@@ -8,6 +8,8 @@ token signed with the RS256 public key as secret) are refused.
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from typing import Any
 
 import jwt
@@ -20,8 +22,14 @@ MAX_TOKEN_BYTES = 8192
 
 
 class TokenVerifier:
+    """Verifies signatures once per token: clients send the same token with every call, so a
+    verified token is remembered (bounded, by the exact token string) until it expires."""
+
+    CACHE_SIZE = 50_000
+
     def __init__(self, settings: JwtSettings) -> None:
         self._settings = settings
+        self._verified: OrderedDict[str, tuple[UserProfile, float, float]] = OrderedDict()
         self._keys: dict[str, Any] = {}
         for alg in settings.algorithms:
             if alg.startswith("HS"):
@@ -33,6 +41,20 @@ class TokenVerifier:
 
     def verify(self, token: str) -> UserProfile:
         """Return who the token speaks for, or raise Unauthenticated with the reason."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            user, not_before, expires = cached
+            now = time.time()
+            if not_before <= now <= expires:
+                return user
+            del self._verified[token]  # expired now: verify again for the precise reason
+        user, not_before, expires = self._verify(token)
+        self._verified[token] = (user, not_before, expires)
+        if len(self._verified) > self.CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return user
+
+    def _verify(self, token: str) -> tuple[UserProfile, float, float]:
         if not token:
             raise Unauthenticated(
                 "missing token: send metadata 'authorization: Bearer <jwt>'"
@@ -79,12 +101,16 @@ class TokenVerifier:
             raise Unauthenticated(f"token lacks the required claim {exc.claim!r}") from exc
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"invalid token: {exc}") from exc
-        return UserProfile(
+        user = UserProfile(
             id=_subject(claims),
             name=_first_str(claims, self._settings.name_claims),
             email=_first_str(claims, self._settings.email_claims),
             avatar=_first_str(claims, self._settings.avatar_claims),
         )
+        leeway = self._settings.leeway_seconds
+        not_before = float(claims.get("nbf", 0) or 0) - leeway
+        expires = float(claims["exp"]) + leeway
+        return user, not_before, expires
 
 
 def _subject(claims: dict[str, Any]) -> int:

@@ -682,6 +682,13 @@ class PostgresChatRepository:
         return {r["id"]: r["last_seq"] for r in rows}
 
 
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Release without a server round trip (see create_pool), unless a transaction was left
+    open (a cancelled call): then roll it back."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for kind in ("json", "jsonb"):
         await conn.set_type_codec(
@@ -699,6 +706,9 @@ async def create_pool(
         max_size=max_size,
         command_timeout=10,
         init=_init_connection,
+        # Connections carry no session state (no SET, LISTEN or held locks), so skip the
+        # RESET ALL round trip asyncpg would make on every release.
+        reset=_no_reset,
         **kwargs,
     )
     assert pool is not None
