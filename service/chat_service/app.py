@@ -93,6 +93,7 @@ class App:
         self._stopping = False
         self._server_started = False
         self._api: ChatApi | None = None
+        self._repo: PostgresChatRepository | None = None
         self._presence: LocalPresence | RedisPresence | None = None
         self._notifier: WebhookNotifier | None = None
         self._attachments: AttachmentService | None = None
@@ -115,7 +116,8 @@ class App:
         if s.migrate_on_start:
             async with pool.acquire() as conn:
                 await migrate(conn)
-        repo = PostgresChatRepository(pool)
+        repo = self._repo = PostgresChatRepository(pool, batch_sends=s.batch_sends)
+        repo.start()
         hub = self._hub = Hub(
             repo.messages_after,
             repo.group_heads,
@@ -284,6 +286,8 @@ class App:
             await self._hub.stop()
         if self._broker is not None:
             await self._broker.close()
+        if self._repo is not None:
+            await self._repo.stop()
         if self._pool is not None:
             await self._pool.close()
         log.info("stopped")

@@ -109,6 +109,7 @@ class Settings:
     rate_groups_created: str = "30/hour"
     rate_typing: str = "30/10 seconds"
     max_streams_per_user: int = 20
+    batch_sends: bool = True
     notify_webhook_url: str = ""
     notify_webhook_secret: str = ""
     notify_claim_idle_ms: int = 30_000
@@ -221,6 +222,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, for_serving: bool = T
         rate_groups_created=_rate(e, "RATE_LIMIT_GROUPS_CREATED", "30/hour"),
         rate_typing=_rate(e, "RATE_LIMIT_TYPING", "30/10 seconds"),
         max_streams_per_user=_int(e, "MAX_STREAMS_PER_USER", 20),
+        batch_sends=_bool(e, "BATCH_SENDS", True),
         notify_webhook_url=_str(e, "NOTIFY_WEBHOOK_URL", ""),
         notify_webhook_secret=_str(e, "NOTIFY_WEBHOOK_SECRET", ""),
         notify_claim_idle_ms=_int(e, "NOTIFY_CLAIM_IDLE_MS", 30_000),

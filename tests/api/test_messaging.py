@@ -167,3 +167,36 @@ async def test_message_not_found_for_unknown_before_id(user: UserFactory) -> Non
     alice = user()
     group = await alice.create_group()
     await expect_status(grpc.StatusCode.NOT_FOUND, alice.history(group.id, before_id=1 << 60))
+
+
+async def test_sends_committed_together_stay_exact(user: UserFactory) -> None:
+    """Concurrent sends share commits (group commit); each still gets its own answer:
+    gap-free seqs per group, one message per idempotency key, refusals for outsiders."""
+    people = [user() for _ in range(6)]
+    outsider = user()
+    groups = [await people[0].create_group(members=[p.user_id for p in people[1:]])
+              for _ in range(3)]
+    calls = []
+    for i in range(240):
+        sender = people[i % 6]
+        group = groups[i % 3]
+        key = f"dup-{i // 2}" if i % 10 in (0, 1) else None  # some keys sent twice at once
+        if key is not None:
+            sender, group = people[0], groups[0]
+        calls.append(sender.send(group.id, f"m{i}", key=key))
+    calls.extend(outsider.send(groups[1].id, "let me in") for _ in range(5))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(refused) == 5
+    assert all(r.code() == grpc.StatusCode.PERMISSION_DENIED for r in refused)
+    acked = [r for r in results if isinstance(r, pb.MessageResponse)]
+    by_key: dict[str, set[int]] = {}
+    for r in acked:
+        if r.client_msg_id.startswith("dup-"):
+            by_key.setdefault(r.client_msg_id, set()).add(r.id)
+    assert by_key and all(len(ids) == 1 for ids in by_key.values())
+    for group in groups:
+        seqs = sorted({r.seq for r in acked if r.group_id == group.id})
+        assert seqs == list(range(2, 2 + len(seqs)))
+        history = await people[0].all_history(group.id)
+        assert [m.seq for m in history] == list(range(1, len(seqs) + 2))

@@ -33,6 +33,7 @@ from chat_service.domain.models import (
     Role,
     UserProfile,
 )
+from chat_service.storage.postgres.send_batcher import PendingSend, SendBatcher
 
 P = ParamSpec("P")
 _Conn = asyncpg.Connection | PoolConnectionProxy
@@ -171,8 +172,28 @@ def _opt(row: asyncpg.Record, key: str) -> int:
 
 
 class PostgresChatRepository:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, batch_sends: bool = True) -> None:
         self._pool = pool
+        self._batcher: SendBatcher | None = None
+        if batch_sends:
+            self._batcher = SendBatcher(pool, self._post_plain)
+
+    def start(self) -> None:
+        if self._batcher is not None:
+            self._batcher.start()
+
+    async def stop(self) -> None:
+        if self._batcher is not None:
+            await self._batcher.stop()
+
+    async def _post_plain(self, item: PendingSend) -> PostResult | None:
+        return await self._post_one(
+            group_id=item.group_id,
+            sender=item.sender,
+            content=item.content,
+            kind=item.kind,
+            client_msg_id=item.client_msg_id,
+        )
 
     @_storage_errors
     async def ping(self) -> None:
@@ -505,6 +526,33 @@ class PostgresChatRepository:
 
     @_storage_errors
     async def post_message(
+        self,
+        *,
+        group_id: int,
+        sender: UserProfile,
+        content: str,
+        kind: MessageKind,
+        client_msg_id: str,
+        reply_to_id: int = 0,
+        mentions: Sequence[Mention] = (),
+        attachment_id: str = "",
+    ) -> PostResult | None:
+        if self._batcher is not None and not (reply_to_id or mentions or attachment_id):
+            return await self._batcher.post(
+                PendingSend(group_id, sender, content, kind, client_msg_id)
+            )
+        return await self._post_one(
+            group_id=group_id,
+            sender=sender,
+            content=content,
+            kind=kind,
+            client_msg_id=client_msg_id,
+            reply_to_id=reply_to_id,
+            mentions=mentions,
+            attachment_id=attachment_id,
+        )
+
+    async def _post_one(
         self,
         *,
         group_id: int,
