@@ -70,6 +70,8 @@ class RedisStreamsBroker:
         self._on_recovered = on_recovered
         self._healthy = False
         self._recovery: asyncio.Task[None] | None = None
+        self._outbox: list[tuple[Sequence[tuple[int, bytes]], str, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @property
     def healthy(self) -> bool:
@@ -84,26 +86,44 @@ class RedisStreamsBroker:
         return list(self._keys)
 
     async def publish(self, items: Sequence[tuple[int, bytes]]) -> None:
+        """Queue the entries for the publisher, which sends everything queued meanwhile in
+        one pipeline (one round trip, one connection), and wait until Redis has them."""
         if not self._healthy:
             metrics.REDIS_ERRORS.labels("publish_skipped").inc()
             return
         traceparent = tracing.current_traceparent()
-        try:
-            async with self._writer.pipeline(transaction=False) as pipe:
-                for group_id, payload in items:
-                    fields: dict[Any, Any] = {_GROUP: group_id, _FIELD: payload}
-                    if traceparent:
-                        fields[_TRACE] = traceparent
-                    pipe.xadd(
-                        shard_key(self._prefix, group_id, self._shards),
-                        fields,
-                        maxlen=self._maxlen,
-                        approximate=True,
-                    )
-                await pipe.execute()
-        except (RedisError, OSError):
-            metrics.REDIS_ERRORS.labels("publish").inc()
-            raise
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outbox.append((items, traceparent, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="redis-publish")
+        await done
+
+    async def _flush(self) -> None:
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            try:
+                async with self._writer.pipeline(transaction=False) as pipe:
+                    for items, traceparent, _ in batch:
+                        for group_id, payload in items:
+                            fields: dict[Any, Any] = {_GROUP: group_id, _FIELD: payload}
+                            if traceparent:
+                                fields[_TRACE] = traceparent
+                            pipe.xadd(
+                                shard_key(self._prefix, group_id, self._shards),
+                                fields,
+                                maxlen=self._maxlen,
+                                approximate=True,
+                            )
+                    await pipe.execute()
+            except (RedisError, OSError) as exc:
+                metrics.REDIS_ERRORS.labels("publish").inc()
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for _, _, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
     async def start(self, sink: PayloadSink) -> None:
         ids = await self._tail_ids()
@@ -159,6 +179,9 @@ class RedisStreamsBroker:
                 )
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._flusher, 1.0)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

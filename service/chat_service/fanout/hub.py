@@ -27,6 +27,8 @@ FetchRange = Callable[[int, int, int, int], Awaitable[list[Message]]]
 FetchHeads = Callable[[Sequence[int]], Awaitable[dict[int, int]]]
 
 _PENDING_MAX = 10_000
+# First byte of a serialized ChatEvent whose oneof is `member` (field 3, length-delimited).
+_MEMBER_TAG = bytes([3 << 3 | 2])
 _FILL_PAGE = 1000
 
 
@@ -146,8 +148,15 @@ class Hub:
     # ---- dispatch ----
 
     def on_payloads(self, items: Iterable[tuple[int, bytes]]) -> None:
-        """Entry point for the broker: (group, serialized ChatEvent), in order per shard."""
+        """Entry point for the broker: (group, serialized ChatEvent), in order per shard.
+
+        Every pod reads every shard; events of groups with no local subscriber are skipped
+        without decoding. Member events are the exception: they may concern a local user who
+        is not yet subscribed to that group (their first byte is the `member` field's tag)."""
+        channels = self.channels
         for group_id, payload in items:
+            if group_id and group_id not in channels and payload[:1] != _MEMBER_TAG:
+                continue
             try:
                 delivery = Delivery.from_payload(payload, group_id)
             except Exception:  # a malformed entry must not stop the stream for everyone

@@ -84,7 +84,7 @@ class SendBatcher:
         single: SinglePost,
         *,
         max_batch: int = 256,
-        max_inflight: int = 4,
+        max_inflight: int = 2,
     ) -> None:
         self._pool = pool
         self._single = single
