@@ -35,6 +35,7 @@ import multiprocessing as mp
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -477,7 +478,11 @@ async def call_all(workers: Sequence[WorkerHandle], cmd: str, args: Sequence[Any
 
 
 class Sampler:
-    """CPU% (user+system, 100 = one core) and peak RSS of named process groups over a window."""
+    """CPU% (user+system, 100 = one core) and peak memory of named process groups over a window.
+
+    Memory is RSS, except for groups sampled with their children (PostgreSQL), where it is the
+    PSS summed over the processes (RSS would count shared buffers once per backend).
+    """
 
     def __init__(self, groups: dict[str, list[int]], include_children: set[str]) -> None:
         self._psutil: Any = importlib.import_module("psutil")
@@ -488,6 +493,7 @@ class Sampler:
         self._rss: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
         self._t0 = 0.0
+        self._m0 = (0.0, 0.0)
 
     def _procs(self, name: str) -> list[Any]:
         out: list[Any] = []
@@ -509,7 +515,11 @@ class Sampler:
                     with p.oneshot():
                         t = p.cpu_times()
                         self._latest[p.pid] = t.user + t.system
-                        rss += p.memory_info().rss
+                        if name in self.include_children:
+                            # Shared buffers are mapped by every backend: PSS, not RSS, sums.
+                            rss += p.memory_full_info().pss
+                        else:
+                            rss += p.memory_info().rss
                 except self._psutil.Error:
                     continue
                 self._base.setdefault(p.pid, self._latest[p.pid] if self._t0 == 0.0 else 0.0)
@@ -520,8 +530,14 @@ class Sampler:
             await asyncio.sleep(0.5)
             self._sample()
 
+    def _machine(self) -> tuple[float, float]:
+        t = self._psutil.cpu_times()
+        idle = t.idle + getattr(t, "iowait", 0.0)
+        return sum(t) - idle - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0), idle
+
     def start(self) -> None:
         self._base, self._latest, self._rss = {}, {}, {}
+        self._m0 = self._machine()
         self._t0 = 0.0
         self._sample()  # baseline: processes alive now count from here
         self._t0 = time.monotonic()
@@ -542,6 +558,13 @@ class Sampler:
                 "cpu_pct": round(100.0 * cpu / wall, 1),
                 "rss_mb": round(self._rss.get(name, 0.0) / 2**20, 1),
             }
+        # Everything else on the machine (kernel softirq for loopback, other people's jobs on
+        # a shared machine) and what was left idle, in the same unit (% of one core).
+        busy1, idle1 = self._machine()
+        busy = 100.0 * (busy1 - self._m0[0]) / wall
+        tracked = sum(v["cpu_pct"] for v in out.values())
+        out["other"] = {"cpu_pct": round(max(0.0, busy - tracked), 1), "rss_mb": 0.0}
+        out["idle"] = {"cpu_pct": round(100.0 * (idle1 - self._m0[1]) / wall, 1), "rss_mb": 0.0}
         return out
 
 
@@ -594,6 +617,9 @@ class Options:
     fanout_senders: int
     profile: bool
     uvloop: bool
+    profile_native: bool = False
+    report: Path | None = None
+    keep_logs: bool = False
     output: Path | None = None
 
 
@@ -604,6 +630,7 @@ class Bench:
         self.secret: str = cluster.jwt_secret
         self.next_user = random.randint(1_000, 9_000) * 1_000_000
         self.profiles: list[dict[str, Any]] = []
+        self.stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
     def users(self, n: int) -> list[tuple[int, str]]:
         out = []
@@ -774,6 +801,15 @@ class Bench:
             "stream_errors": dict(stream_errors),
             "subscribers_down": sum(d["subscribers_down"] for d in delivers),
             "resources": resources,
+            # CPU cost normalised by work done: what a core buys, whatever the machine.
+            "cpu_ms_per_ack": {
+                k: round(v["cpu_pct"] * 10.0 / (acked / send_window), 3)
+                for k, v in resources.items()
+            } if acked else {},
+            "cpu_us_per_delivery": {
+                k: round(v["cpu_pct"] * 1e4 / (deliveries / deliver_window), 2)
+                for k, v in resources.items()
+            } if deliveries else {},
             "server_counters": counters,
         }
         for g in group_ids:
@@ -787,10 +823,12 @@ class Bench:
         if not exe.exists():
             return None
         pod = self.c.services[0]
-        out = RESULTS_DIR / f"profile-{name}-pod0.txt"
+        slug = "".join(ch if ch.isalnum() else "-" for ch in name).strip("-")
+        out = RESULTS_DIR / f"profile-{self.stamp}-{slug}-pod0.txt"
+        mode = ["--native"] if self.opts.profile_native else ["--nonblocking"]
         proc = await asyncio.create_subprocess_exec(
             str(exe), "record", "--pid", str(pod.proc.pid), "--duration",
-            str(max(1, int(duration))), "--rate", "100", "--format", "raw", "--nonblocking",
+            str(max(1, int(duration))), "--rate", "100", "--format", "raw", *mode,
             "--output", str(out),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )
@@ -841,7 +879,7 @@ class Bench:
             half = max(1.0, round(best / 2))
             steps.append(await self.step(f"half of max ({half:g}/s)", workers, gids, size,
                                          heads_before, mode="open", rate=half,
-                                         duration=o.duration, profile=o.profile))
+                                         duration=o.duration))
             steps[-1]["half_of_max"] = True
         finally:
             await self.stop_workers(workers)
@@ -893,6 +931,7 @@ class Bench:
 def summarize_raw(path: Path, top: int = 25) -> dict[str, Any]:
     """py-spy raw (collapsed) stacks: the frames where most samples were taken (own time)."""
     own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
     total = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -900,15 +939,19 @@ def summarize_raw(path: Path, top: int = 25) -> dict[str, Any]:
             continue
         n = int(count)
         total += n
-        leaf = stack.rsplit(";", 1)[-1]
-        own[leaf] += n
-    return {
-        "samples": total,
-        "top_own": [
+        frames = stack.split(";")
+        own[frames[-1]] += n
+        for frame in set(frames):
+            if "chat_service/" in frame or "asyncpg/" in frame or "redis/" in frame:
+                inclusive[frame] += n
+
+    def pct(counter: Counter[str]) -> list[dict[str, Any]]:
+        return [
             {"frame": frame, "pct": round(100.0 * n / total, 1)}
-            for frame, n in own.most_common(top)
-        ] if total else [],
-    }
+            for frame, n in counter.most_common(top)
+        ] if total else []
+
+    return {"samples": total, "top_own": pct(own), "top_inclusive": pct(inclusive)}
 
 
 def one_line(r: dict[str, Any]) -> str:
@@ -925,6 +968,12 @@ def one_line(r: dict[str, Any]) -> str:
     )
 
 
+def _cpu(resources: dict[str, Any], name: str) -> str:
+    """CPU% of a process group, '-' when the run did not record it."""
+    entry = resources.get(name)
+    return "-" if entry is None else f"{entry['cpu_pct']:.0f}"
+
+
 def fmt(v: float | None) -> str:
     if v is None:
         return "-"
@@ -936,19 +985,21 @@ def markdown(result: dict[str, Any]) -> str:
         f"# Benchmark results ({result['started']})",
         "",
         f"Machine: {result['machine']['cpus']} cores ({result['machine']['cpu_model']}), "
-        f"Python {result['machine']['python']}, grpcio {result['machine']['grpcio']}; "
+        f"Python {result['machine']['python']}, grpcio {result['machine']['grpcio']}, "
+        f"commit {result['machine'].get('commit') or '?'}; "
         "everything on loopback on this one machine (3 pods, Envoy, PostgreSQL, Redis and the "
         f"load generator: {result['options']['workers']} worker processes). Command: "
         f"`{result['command']}`. Latencies in ms; CPU in % of one core, averaged over the "
-        "step; send→deliver = subscriber clock at arrival - the message's `timestamp_ms`.",
+        "step (`other`: the rest of the machine - kernel, other jobs; `idle`: unused); "
+        "send→deliver = subscriber clock at arrival - the message's `timestamp_ms`.",
         "",
     ]
     header = (
         "| step | offered/s | acked/s | ack p50 | ack p99 | deliveries/s | deliver p50 "
         "| deliver p95 | deliver p99 | errors | dup/gap/missing | CPU pods | envoy | pg | "
-        "redis | loadgen |"
+        "redis | loadgen | other | idle |"
     )
-    sep = "|" + "---|" * 16
+    sep = "|" + "---|" * 18
     for key, title in (("groups", "Scenario groups"), ("fanout", "Scenario fanout")):
         runs = result["scenarios"].get(key)
         if not runs:
@@ -978,17 +1029,21 @@ def markdown(result: dict[str, Any]) -> str:
                     f"{r['duplicates']}/{r['gaps']}/{r['missing']} | {pods} | "
                     f"{res['envoy']['cpu_pct']:.0f} | {res['postgres']['cpu_pct']:.0f} | "
                     f"{res.get('redis', {}).get('cpu_pct', 0):.0f} | "
-                    f"{res['loadgen']['cpu_pct']:.0f} |"
+                    f"{res['loadgen']['cpu_pct']:.0f} | "
+                    f"{_cpu(res, 'other')} | {_cpu(res, 'idle')} |"
                 )
             lines.append("")
             rss = run["steps"][-1]["resources"] if run["steps"] else {}
             if rss:
-                lines.append("Peak RSS in the last step (MB): " + ", ".join(
-                    f"{k} {v['rss_mb']:.0f}" for k, v in rss.items()) + "")
+                lines.append("Peak memory in the last step (MB; RSS, PostgreSQL: PSS of all "
+                             "its processes): " + ", ".join(
+                    f"{k} {v['rss_mb']:.0f}" for k, v in rss.items()
+                    if k not in ("other", "idle")))
                 lines.append("")
     for p in result.get("profiles", []):
         lines.append(f"py-spy, pod0, step `{p['step']}` ({p['samples']} samples, own time; "
-                     f"raw stacks: `{p['file']}`):")
+                     f"raw stacks: `{p['file']}`; without --native, time in C code under the "
+                     "event loop - grpc core, uvloop, protobuf - shows as `Runner.run`):")
         lines.append("")
         for f in p["top_own"][:12]:
             lines.append(f"- {f['pct']}% {f['frame']}")
@@ -1022,8 +1077,17 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, list[str]]:
     p.add_argument("--fanout-rates", help="offered msg/s steps of scenario fanout")
     p.add_argument("--profile", action="store_true",
                    help="py-spy pod0 during the max-rate and largest fan-out steps")
+    p.add_argument("--profile-native", action="store_true",
+                   help="with --profile: include native frames (grpc core, uvloop); pauses "
+                   "the pod at each sample, so it slows it down")
+    p.add_argument("--keep-logs", action="store_true",
+                   help="copy the pods' and Envoy's logs to results/logs-<timestamp>/")
     p.add_argument("--no-uvloop", action="store_true", help="plain asyncio in the workers")
-    p.add_argument("--output", type=Path, help="result JSON (default results/<timestamp>.json)")
+    p.add_argument("--output", type=Path,
+                   help="result JSON (default results/<timestamp>.json; latest.md is then "
+                   "left alone)")
+    p.add_argument("--report", type=Path, metavar="JSON",
+                   help="no run: rewrite results/latest.md from a result JSON")
     args = p.parse_args(argv)
 
     def floats(text: str | None, default: list[float]) -> list[float]:
@@ -1047,6 +1111,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, list[str]]:
             profile=args.profile, uvloop=not args.no_uvloop,
         )
     opts.output = args.output
+    opts.profile_native = args.profile_native
+    opts.report = args.report
+    opts.keep_logs = args.keep_logs
     scenarios = ["groups", "fanout"] if args.scenario == "all" else [args.scenario]
     return opts, scenarios
 
@@ -1058,13 +1125,26 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
+    commit = ""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
+            text=True, timeout=10,
+        ).stdout.strip()
     return {
+        "commit": commit,
         "cpus": os.cpu_count(),
         "cpu_model": model,
         "python": platform.python_version(),
         "grpcio": grpc.__version__,
         "platform": platform.platform(),
     }
+
+
+def copy_logs(source: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for path in source.glob("*.log"):
+        shutil.copy(path, target / path.name)
 
 
 def is_correct(result: dict[str, Any]) -> bool:
@@ -1082,10 +1162,24 @@ async def amain(opts: Options, scenarios: list[str], command: str) -> dict[str, 
     from chat_devstack.cluster import Cluster
 
     started = dt.datetime.now(dt.UTC)
+    psutil: Any = importlib.import_module("psutil")
+    busy_before = await asyncio.to_thread(psutil.cpu_percent, 3.0)
+    if busy_before > 25.0:
+        print(f"warning: the machine is already {busy_before:.0f}% busy before the benchmark "
+              "starts; figures will be low (see the `other` column)", flush=True)
     t0 = time.monotonic()
     cluster = Cluster(
         pods=3, with_envoy=True, with_metrics=True, jwt_secret=DEV_JWT_SECRET,
-        extra_env={"LOG_LEVEL": "WARNING"},
+        # Capacity is what is measured: per-user/per-group send limits and the streams-per-user
+        # cap off (unknown settings are ignored by older versions of the service).
+        extra_env={
+            "LOG_LEVEL": "WARNING",
+            "RATE_LIMIT_USER_SEND": "off",
+            "RATE_LIMIT_GROUP_SEND": "off",
+            "RATE_LIMIT_GROUPS_CREATED": "off",
+            "RATE_LIMIT_TYPING": "off",
+            "MAX_STREAMS_PER_USER": "100000",
+        },
     )
     await asyncio.to_thread(cluster.start)
     print(f"cluster up in {time.monotonic() - t0:.1f}s:\n{cluster.describe()}", flush=True)
@@ -1093,7 +1187,7 @@ async def amain(opts: Options, scenarios: list[str], command: str) -> dict[str, 
     result: dict[str, Any] = {
         "started": started.strftime("%Y-%m-%d %H:%M:%SZ"),
         "command": command,
-        "machine": machine(),
+        "machine": {**machine(), "busy_before_pct": busy_before},
         "options": {k: (str(v) if isinstance(v, Path) else v)
                     for k, v in opts.__dict__.items()},
         "scenarios": {},
@@ -1106,6 +1200,10 @@ async def amain(opts: Options, scenarios: list[str], command: str) -> dict[str, 
                 await bench.scenario_fanout(size) for size in opts.fanout_sizes
             ]
     finally:
+        if opts.keep_logs:
+            logs = RESULTS_DIR / f"logs-{bench.stamp}"
+            await asyncio.to_thread(copy_logs, Path(cluster.base_dir), logs)
+            result["logs"] = str(logs.relative_to(ROOT))
         await asyncio.to_thread(cluster.stop)
     result["profiles"] = bench.profiles
     result["correct"] = is_correct(result)
@@ -1114,8 +1212,13 @@ async def amain(opts: Options, scenarios: list[str], command: str) -> dict[str, 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ensure_packages()
     opts, scenarios = parse_args(argv)
+    if opts.report is not None:
+        md = markdown(json.loads(opts.report.read_text()))
+        (RESULTS_DIR / "latest.md").write_text(md)
+        print(md)
+        return 0
+    ensure_packages()
     command = "python -m loadtest.bench " + " ".join(sys.argv[1:] if argv is None else argv)
     result = asyncio.run(amain(opts, scenarios, command.strip()))
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -1123,10 +1226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = opts.output or RESULTS_DIR / f"{stamp}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     md = markdown(result)
-    if not opts.quick:
+    write_latest = not opts.quick and opts.output is None
+    if write_latest:
         (RESULTS_DIR / "latest.md").write_text(md)
     print("\n" + md)
-    print(f"results: {out}" + ("" if opts.quick else f" and {RESULTS_DIR / 'latest.md'}"))
+    print(f"results: {out}" + (f" and {RESULTS_DIR / 'latest.md'}" if write_latest else ""))
     print(f"elapsed {result['elapsed_s']}s")
     return 0 if result["correct"] else 1
 

@@ -40,7 +40,7 @@ def rule_groups(
     """`spec.groups` of the chart's PrometheusRule rendered with `values_file`."""
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
-        import helm  # scripts/helm.py
+        import helm  # type: ignore[import-not-found]  # scripts/helm.py
 
         values = helm.collect_values([str(values_file)], [], [])
         manifests = helm.render(str(CHART), values, name=name, namespace=namespace)

@@ -3,6 +3,7 @@
 # debootstrap, because no container registry is reachable here. Cached: does nothing when the
 # image already exists (REBUILD_BASE=1 forces a rebuild). Takes ~100 s the first time.
 set -euo pipefail
+# shellcheck source=scripts/podman/env.sh
 . "$(dirname "$0")/env.sh"
 
 if [ "${REBUILD_BASE:-0}" != 1 ] && podman image exists "$BASE_IMAGE"; then
