@@ -30,7 +30,7 @@ cluster: install
 	$(PY) -m chat_devstack cluster
 
 lint: install
-	$(VENV)/bin/ruff check service tests scripts
+	$(VENV)/bin/ruff check service tests scripts loadtest deploy
 	$(VENV)/bin/mypy
 
 ## Lint, type-check and run the whole test suite.
