@@ -103,7 +103,12 @@ class App:
         tracing.setup(os.environ.get("OTEL_SERVICE_NAME", "chat-service"), s.pod_name,
                       self._span_processor)
         # Bind first: a port already taken fails start-up before anything else is touched.
-        server = self._server = grpc.aio.server(options=SERVER_OPTIONS)
+        options = list(SERVER_OPTIONS)
+        if s.grpc_compression == "gzip":
+            # Responses are gzipped for clients that accept gzip (grpc-accept-encoding);
+            # clients that do not (browsers through gRPC-Web) get them uncompressed.
+            options.append(("grpc.default_compression_algorithm", grpc.Compression.Gzip.value))
+        server = self._server = grpc.aio.server(options=options)
         address = f"{s.grpc_host}:{s.grpc_port}"
         if s.tls_cert_file and s.tls_key_file:
             key = await asyncio.to_thread(Path(s.tls_key_file).read_bytes)

@@ -47,6 +47,13 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name, default).strip().lower() or default
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
 def _str(env: Mapping[str, str], name: str, default: str) -> str:
     return env.get(name, default)
 
@@ -110,6 +117,7 @@ class Settings:
     rate_typing: str = "30/10 seconds"
     max_streams_per_user: int = 20
     batch_sends: bool = True
+    grpc_compression: str = "none"
     notify_webhook_url: str = ""
     notify_webhook_secret: str = ""
     notify_claim_idle_ms: int = 30_000
@@ -223,6 +231,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, for_serving: bool = T
         rate_typing=_rate(e, "RATE_LIMIT_TYPING", "30/10 seconds"),
         max_streams_per_user=_int(e, "MAX_STREAMS_PER_USER", 20),
         batch_sends=_bool(e, "BATCH_SENDS", True),
+        grpc_compression=_choice(e, "GRPC_COMPRESSION", "none", ("none", "gzip")),
         notify_webhook_url=_str(e, "NOTIFY_WEBHOOK_URL", ""),
         notify_webhook_secret=_str(e, "NOTIFY_WEBHOOK_SECRET", ""),
         notify_claim_idle_ms=_int(e, "NOTIFY_CLAIM_IDLE_MS", 30_000),

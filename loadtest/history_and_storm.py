@@ -1,0 +1,147 @@
+"""Two targets of the load-test issue, measured against one pod (PostgreSQL + Redis local):
+
+- history: a page of 50 (`GetMessageHistory`) on a group of 1,000,000 messages, at random
+  positions; client-side latency percentiles (includes gRPC on loopback).
+- reconnect storm: N subscribers (groups of 100) resume from positions 100 messages behind, all
+  at once; time until every one has its 100 missed messages, each exactly once.
+
+    python -m loadtest.history_and_storm --messages 1000000 --subscribers 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import time
+
+import asyncpg
+import grpc
+
+from chat_devstack.cluster import Cluster
+from chat_devstack.tokens import mint
+from chat_service.gen import chat_pb2 as pb
+from chat_service.gen import chat_pb2_grpc as pb_grpc
+from chat_service.storage.postgres.repository import PostgresChatRepository, create_pool
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000, 3)
+
+
+async def history(cluster: Cluster, messages: int, pages: int) -> dict[str, object]:
+    uid = 70_000_001
+    md = (("authorization", f"Bearer {mint(cluster.jwt_secret, uid)}"),)
+    async with grpc.aio.insecure_channel(cluster.gateway) as channel:
+        stub = pb_grpc.ChatServiceStub(channel)
+        group = await stub.CreateGroup(pb.CreateGroupRequest(name="big"), metadata=md)
+        assert cluster.postgres is not None
+        conn = await asyncpg.connect(host="127.0.0.1", port=cluster.postgres.port,
+                                     user="chat", password="chat", database="chat")
+        started = time.monotonic()
+        await conn.execute(
+            """INSERT INTO messages (group_id, seq, user_id, kind, content)
+               SELECT $1, s, $2, 0, 'message number ' || s FROM generate_series(2, $3) AS s""",
+            group.id, uid, messages + 1)
+        await conn.execute("UPDATE groups SET last_seq = $2 WHERE id = $1", group.id,
+                           messages + 1)
+        await conn.execute("ANALYZE messages")
+        loaded = time.monotonic() - started
+        ids = [r["id"] for r in await conn.fetch(
+            "SELECT id FROM messages WHERE group_id = $1 AND seq % 997 = 0", group.id)]
+        await conn.close()
+        # the storage query alone (the repository the service uses, one connection)
+        pool = await create_pool(
+            f"postgresql://chat@127.0.0.1:{cluster.postgres.port}/chat", "chat", 1, 2)
+        repo = PostgresChatRepository(pool, batch_sends=False)
+        db_latencies: list[float] = []
+        for i in range(pages):
+            before = 0 if i % 10 == 0 else random.choice(ids)
+            t = time.perf_counter()
+            await repo.history(group.id, before, 50, uid)
+            db_latencies.append(time.perf_counter() - t)
+        await pool.close()
+        latencies: list[float] = []
+        for i in range(pages):
+            before = 0 if i % 10 == 0 else random.choice(ids)
+            t = time.perf_counter()
+            page = await stub.GetMessageHistory(
+                pb.GetHistoryRequest(group_id=group.id, before_id=before, limit=50), metadata=md)
+            latencies.append(time.perf_counter() - t)
+            assert len(page.messages) == 50 or not page.has_more
+    return {"messages": messages, "load_s": round(loaded, 1), "pages": pages,
+            "grpc_p50_ms": pct(latencies, 0.5), "grpc_p99_ms": pct(latencies, 0.99),
+            "storage_p50_ms": pct(db_latencies, 0.5), "storage_p99_ms": pct(db_latencies, 0.99)}
+
+
+async def storm(cluster: Cluster, subscribers: int, behind: int) -> dict[str, object]:
+    per_group = 100
+    base = 71_000_000
+    channels = [grpc.aio.insecure_channel(cluster.gateway) for _ in range(subscribers // 250 + 1)]
+    group_of: dict[int, int] = {}
+    heads: dict[int, int] = {}
+    stub = pb_grpc.ChatServiceStub(channels[0])
+    for g in range(0, subscribers, per_group):
+        owner = base + g
+        uids = list(range(owner, min(owner + per_group, base + subscribers)))
+        md = (("authorization", f"Bearer {mint(cluster.jwt_secret, owner)}"),)
+        group = await stub.CreateGroup(pb.CreateGroupRequest(name=f"storm {g}",
+                                                             member_ids=uids[1:]), metadata=md)
+        for _ in range(behind):
+            reply = await stub.SendMessage(pb.SendMessageRequest(group_id=group.id,
+                                                                 content="missed"), metadata=md)
+        heads[group.id] = reply.seq
+        for u in uids:
+            group_of[u] = group.id
+    counts: dict[int, list[int]] = {u: [] for u in group_of}
+
+    async def resume(u: int, channel: grpc.aio.Channel) -> None:
+        gid = group_of[u]
+        position = pb.GroupPosition(group_id=gid, last_seq=heads[gid] - behind)
+        call = pb_grpc.ChatServiceStub(channel).Subscribe(
+            pb.SubscribeRequest(positions=[position]),
+            metadata=(("authorization", f"Bearer {mint(cluster.jwt_secret, u)}"),))
+        async for response in call:
+            counts[u].extend(e.message.seq for e in response.events
+                             if e.WhichOneof("event") == "message")
+            if len(counts[u]) >= behind:
+                call.cancel()
+                return
+
+    started = time.monotonic()
+    await asyncio.wait_for(asyncio.gather(*(
+        resume(u, channels[i // 250]) for i, u in enumerate(group_of))), 300)
+    elapsed = time.monotonic() - started
+    exact = all(seqs == list(range(heads[group_of[u]] - behind + 1, heads[group_of[u]] + 1))
+                for u, seqs in counts.items())
+    for ch in channels:
+        await ch.close()
+    return {"subscribers": subscribers, "behind": behind, "seconds": round(elapsed, 2),
+            "replayed_messages": sum(len(v) for v in counts.values()),
+            "every_message_once_in_order": exact}
+
+
+async def main_async(messages: int, pages: int, subscribers: int) -> dict[str, object]:
+    cluster = Cluster(pods=1, with_envoy=False, extra_env={"DB_POOL_MAX": "20"}).start()
+    try:
+        return {"history": await history(cluster, messages, pages),
+                "reconnect_storm": await storm(cluster, subscribers, 100)}
+    finally:
+        cluster.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--pages", type=int, default=2000)
+    parser.add_argument("--subscribers", type=int, default=5000)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(main_async(args.messages, args.pages, args.subscribers)),
+                     indent=2))
+
+
+if __name__ == "__main__":
+    main()
