@@ -8,7 +8,6 @@ import asyncio
 import os
 import signal
 import time
-from collections import Counter
 from collections.abc import Iterator
 
 import grpc
@@ -18,7 +17,7 @@ from chat_devstack.cluster import Cluster
 from chat_devstack.tokens import mint
 from chat_service.gen import chat_pb2 as pb
 from tests.support.chat_client import ChatClient
-from tests.support.resilient import ResilientSubscriber, SteadySender, exactly_once_in_order
+from tests.support.resilient import SteadyLoad
 
 ENV = {
     "SWEEP_INTERVAL_SECONDS": "1",
@@ -48,51 +47,27 @@ async def setup_group(c: Cluster, n: int) -> tuple[pb.Group, list[tuple[int, str
     return group, members
 
 
-async def caught_up(subs: list[ResilientSubscriber], group_id: int, head: int, timeout: float
-                    ) -> float:
-    started = time.monotonic()
-    while not all(s.positions.get(group_id, 0) >= head for s in subs):
-        if time.monotonic() - started > timeout:
-            raise AssertionError(
-                f"not caught up: {[s.positions.get(group_id) for s in subs]} < {head}")
-        await asyncio.sleep(0.05)
-    return time.monotonic() - started
-
-
-def check_delivery(subs: list[ResilientSubscriber], group_id: int, head: int) -> None:
-    for s in subs:
-        ok, why = exactly_once_in_order(s.received[group_id], list(range(2, head + 1)))
-        assert ok, why
-
-
 async def test_postgres_restart_under_load(cluster: Cluster) -> None:
     group, members = await setup_group(cluster, 6)
-    subs = [ResilientSubscriber(cluster.gateway, tok, [group.id], idle_timeout=5)
-            for _, tok in members]
-    for s in subs:
-        await s.start()
-    senders = [SteadySender(cluster.gateway, tok, group.id, rate=25) for _, tok in members[:3]]
-    tasks = [asyncio.create_task(s.run()) for s in senders]
+    load = await SteadyLoad.start(cluster.gateway, group.id, [t for _, t in members],
+                                  senders=3, rate=25, idle_timeout=5)
     await asyncio.sleep(1.5)
     assert cluster.postgres is not None
     cluster.postgres.stop()
     down_at = time.monotonic()
     await asyncio.sleep(3)
-    errors_during = sum((s.errors for s in senders), Counter())
+    errors_during = load.send_errors
     cluster.postgres.start()
     up_at = time.monotonic()
-    acked_at_restart = sum(len(s.acknowledged) for s in senders)
-    while sum(len(s.acknowledged) for s in senders) == acked_at_restart:
+    acked_at_restart = load.acknowledged()
+    while load.acknowledged() == acked_at_restart:
         await asyncio.sleep(0.05)
     first_ack_after = time.monotonic() - up_at
     await asyncio.sleep(2)
-    for sender in senders:
-        sender.stop()
-    await asyncio.gather(*tasks)
-    acked = sorted(m.seq for x in senders for m in x.acknowledged)
+    acked = await load.stop_sending()
     assert acked == list(range(2, 2 + len(acked))), "acknowledged seqs have holes/duplicates"
-    recovery = await caught_up(subs, group.id, acked[-1], 30)
-    check_delivery(subs, group.id, acked[-1])
+    recovery = await load.caught_up(acked[-1])
+    load.assert_exactly_once(acked[-1])
     async with grpc.aio.insecure_channel(cluster.gateway) as channel:
         reader = ChatClient(channel, members[0][1], members[0][0])
         history = await reader.all_history(group.id)
@@ -102,40 +77,32 @@ async def test_postgres_restart_under_load(cluster: Cluster) -> None:
     print(f"\nPOSTGRES RESTART: {len(acked)} acked, outage {up_at - down_at:.1f}s, errors "
           f"{dict(errors_during)}, first ack {first_ack_after:.2f}s after restart, all "
           f"subscribers caught up {recovery:.2f}s later")
-    for s in subs:
-        await s.stop()
+    await load.stop()
 
 
 async def test_a_paused_pod_sigstop_loses_nothing(cluster: Cluster) -> None:
     group, members = await setup_group(cluster, 9)
-    subs = [ResilientSubscriber(cluster.gateway, tok, [group.id], idle_timeout=3)
-            for _, tok in members]
-    for s in subs:
-        await s.start()
-    senders = [SteadySender(cluster.gateway, tok, group.id, rate=25) for _, tok in members[:3]]
-    tasks = [asyncio.create_task(s.run()) for s in senders]
+    load = await SteadyLoad.start(cluster.gateway, group.id, [t for _, t in members],
+                                  senders=3, rate=25, idle_timeout=3)
     await asyncio.sleep(1.5)
     victim = cluster.services[1]
     assert victim.proc is not None
     os.kill(victim.proc.pid, signal.SIGSTOP)
     paused_at = time.monotonic()
     await asyncio.sleep(8)
-    for sender in senders:
-        sender.stop()
-    await asyncio.gather(*tasks)
-    acked = sorted(m.seq for x in senders for m in x.acknowledged)
-    await caught_up(subs, group.id, acked[-1], 30)
+    acked = await load.stop_sending()
+    await load.caught_up(acked[-1])
     os.kill(victim.proc.pid, signal.SIGCONT)
     await asyncio.sleep(1)
     assert len(set(acked)) == len(acked)
-    check_delivery(subs, group.id, acked[-1])
-    errors = sum((s.errors for s in senders), Counter())
+    load.assert_exactly_once(acked[-1])
+    errors = load.send_errors
     assert set(errors) <= {"UNAVAILABLE", "DEADLINE_EXCEEDED"}, errors
     print(f"\nSIGSTOP: {len(acked)} acked, send errors {dict(errors)}, subscriber reconnects "
-          f"{sum(s.reconnects for s in subs)}, every subscriber had every acknowledged message "
-          f"{time.monotonic() - paused_at:.1f}s after the pause (8 s of it under load)")
-    for s in subs:
-        await s.stop()
+          f"{sum(s.reconnects for s in load.subscribers)}, every subscriber had every "
+          f"acknowledged message {time.monotonic() - paused_at:.1f}s after the pause "
+          "(8 s of it under load)")
+    await load.stop()
 
 
 async def test_a_subscriber_that_never_reads_is_cut_off_and_others_are_unaffected(
@@ -180,12 +147,8 @@ async def test_a_subscriber_that_never_reads_is_cut_off_and_others_are_unaffecte
 
 async def test_rolling_restart_under_load_loses_nothing(cluster: Cluster) -> None:
     group, members = await setup_group(cluster, 9)
-    subs = [ResilientSubscriber(cluster.gateway, tok, [group.id], idle_timeout=5)
-            for _, tok in members]
-    for s in subs:
-        await s.start()
-    senders = [SteadySender(cluster.gateway, tok, group.id, rate=20) for _, tok in members[:3]]
-    tasks = [asyncio.create_task(s.run()) for s in senders]
+    load = await SteadyLoad.start(cluster.gateway, group.id, [t for _, t in members],
+                                  senders=3, rate=20, idle_timeout=5)
     await asyncio.sleep(1)
     started = time.monotonic()
     for pod in cluster.services:  # SIGTERM one pod at a time, as a Deployment rollout does
@@ -195,17 +158,14 @@ async def test_rolling_restart_under_load_loses_nothing(cluster: Cluster) -> Non
         await asyncio.sleep(1)
     rollout = time.monotonic() - started
     await asyncio.sleep(1)
-    for sender in senders:
-        sender.stop()
-    await asyncio.gather(*tasks)
-    acked = sorted(m.seq for x in senders for m in x.acknowledged)
+    acked = await load.stop_sending()
     assert acked == list(range(2, 2 + len(acked)))
-    back = await caught_up(subs, group.id, acked[-1], 30)
-    check_delivery(subs, group.id, acked[-1])
-    errors = sum((x.errors for x in senders), Counter())
+    back = await load.caught_up(acked[-1])
+    load.assert_exactly_once(acked[-1])
+    errors = load.send_errors
     assert set(errors) <= {"UNAVAILABLE", "CANCELLED", "DEADLINE_EXCEEDED"}, errors
     print(f"\nROLLING RESTART: 3 pods in {rollout:.1f}s, {len(acked)} acked, send errors "
-          f"{dict(errors)}, subscriber reconnects {sum(s.reconnects for s in subs)}, all "
-          f"caught up {back:.1f}s after the last pod was back")
-    for s in subs:
-        await s.stop()
+          f"{dict(errors)}, subscriber reconnects "
+          f"{sum(s.reconnects for s in load.subscribers)}, all caught up {back:.1f}s after the "
+          "last pod was back")
+    await load.stop()

@@ -21,7 +21,7 @@ from chat_devstack.cluster import Cluster
 from chat_devstack.tokens import mint
 from chat_service.gen import chat_pb2 as pb
 from tests.support.chat_client import ChatClient
-from tests.support.resilient import ResilientSubscriber, SteadySender, exactly_once_in_order
+from tests.support.resilient import ResilientSubscriber, SteadyLoad, exactly_once_in_order
 
 CLUSTER_ENV = {
     "PRESENCE_TTL_SECONDS": "3",
@@ -214,40 +214,26 @@ async def test_kill_9_of_a_pod_under_load_loses_no_acknowledged_message(own: Clu
     async with grpc.aio.insecure_channel(own.gateway) as channel:
         owner = ChatClient(channel, owner_token, owner_id)
         group = await owner.create_group(members=[m for m, _ in members])
-    subs = [ResilientSubscriber(own.gateway, tok, [group.id]) for _, tok in members]
-    for s in subs:
-        await s.start()
-    senders = [SteadySender(own.gateway, tok, group.id, rate=40) for _, tok in members[:3]]
-    tasks = [asyncio.create_task(s.run()) for s in senders]
+    load = await SteadyLoad.start(own.gateway, group.id, [t for _, t in members],
+                                  senders=3, rate=40)
     await asyncio.sleep(1.5)
     victim = own.services[1]
     victim.kill()  # SIGKILL: no drain, no goodbye
     killed_at = time.monotonic()
     await asyncio.sleep(4)
-    for sender in senders:
-        sender.stop()
-    await asyncio.gather(*tasks)
-    acked = sorted(m.seq for x in senders for m in x.acknowledged)
+    acked = await load.stop_sending()
     assert acked == list(range(2, 2 + len(acked))), "acknowledged seqs have holes"
-    head = acked[-1]
-
-    async def everyone_caught_up() -> None:
-        while not all(s.positions.get(group.id, 0) >= head for s in subs):
-            await asyncio.sleep(0.05)
-
-    await asyncio.wait_for(everyone_caught_up(), 30)
+    await load.caught_up(acked[-1])
     recovered_in = time.monotonic() - killed_at
-    for s in subs:
-        ok, why = exactly_once_in_order(s.received[group.id], list(range(2, head + 1)))
-        assert ok, why
+    load.assert_exactly_once(acked[-1])
+    for s in load.subscribers:
         assert set(s.errors) <= {"UNAVAILABLE", "CANCELLED", "INTERNAL"}, s.errors
-    send_errors = sum((x.errors for x in senders), start=type(senders[0].errors)())
+    send_errors = load.send_errors
     assert set(send_errors) <= {"UNAVAILABLE", "CANCELLED", "DEADLINE_EXCEEDED"}, send_errors
     print(f"kill -9: {len(acked)} acked, send errors {dict(send_errors)}, "
-          f"reconnects {sum(s.reconnects for s in subs)}, all caught up {recovered_in:.1f}s "
-          "after the kill")
-    for s in subs:
-        await s.stop()
+          f"reconnects {sum(s.reconnects for s in load.subscribers)}, all caught up "
+          f"{recovered_in:.1f}s after the kill")
+    await load.stop()
 
 
 async def test_redis_restart_under_load_every_acknowledged_message_is_delivered(
@@ -258,39 +244,23 @@ async def test_redis_restart_under_load_every_acknowledged_message_is_delivered(
     async with grpc.aio.insecure_channel(own.gateway) as channel:
         owner = ChatClient(channel, owner_token, owner_id)
         group = await owner.create_group(members=[m for m, _ in members])
-    subs = [ResilientSubscriber(own.gateway, tok, [group.id]) for _, tok in members]
-    for s in subs:
-        await s.start()
-    senders = [SteadySender(own.gateway, tok, group.id, rate=30) for _, tok in members[:2]]
-    tasks = [asyncio.create_task(s.run()) for s in senders]
+    load = await SteadyLoad.start(own.gateway, group.id, [t for _, t in members],
+                                  senders=2, rate=30)
     await asyncio.sleep(1)
     assert own.redis is not None
     own.redis.stop()
-    acked_before_outage = sum(len(s.acknowledged) for s in senders)
+    acked_before_outage = load.acknowledged()
     await asyncio.sleep(3)
-    acked_during_outage = sum(len(s.acknowledged) for s in senders) - acked_before_outage
+    acked_during_outage = load.acknowledged() - acked_before_outage
     own.redis.start()
     await asyncio.sleep(2)
-    for sender in senders:
-        sender.stop()
-    await asyncio.gather(*tasks)
+    acked = await load.stop_sending()
     # PostgreSQL is the acknowledgement: sends keep succeeding while Redis is away.
     assert acked_during_outage > 0
-    acked = sorted(m.seq for x in senders for m in x.acknowledged)
-    head = acked[-1]
-
-    async def everyone_caught_up() -> None:
-        while not all(s.positions.get(group.id, 0) >= head for s in subs):
-            await asyncio.sleep(0.05)
-
-    await asyncio.wait_for(everyone_caught_up(), 30)
-    for s in subs:
-        ok, why = exactly_once_in_order(s.received[group.id], list(range(2, head + 1)))
-        assert ok, why
-    for sender in senders:
-        assert set(sender.errors) <= {"UNAVAILABLE"}, sender.errors
-    for s in subs:
-        await s.stop()
+    await load.caught_up(acked[-1])
+    load.assert_exactly_once(acked[-1])
+    assert set(load.send_errors) <= {"UNAVAILABLE"}, load.send_errors
+    await load.stop()
 
 
 async def test_presence_goes_offline_after_the_pod_is_killed(own: Cluster) -> None:

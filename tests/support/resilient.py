@@ -142,3 +142,67 @@ def exactly_once_in_order(seqs: list[int], expected: list[int]) -> tuple[bool, s
     in_order = seqs == sorted(seqs)
     ok = not dupes and not missing and in_order
     return ok, f"duplicates={dupes[:10]} missing={missing[:10]} in_order={in_order}"
+
+
+@dataclass
+class SteadyLoad:
+    """The load the fault tests run under: every member of a group subscribed through a
+    resuming client, and some of them sending at a steady rate with retries."""
+
+    group_id: int
+    subscribers: list[ResilientSubscriber]
+    senders: list[SteadySender]
+    tasks: list[asyncio.Task[None]]
+
+    @classmethod
+    async def start(
+        cls,
+        address: str,
+        group_id: int,
+        tokens: list[str],
+        *,
+        senders: int,
+        rate: float,
+        idle_timeout: float | None = None,
+    ) -> SteadyLoad:
+        subs = [ResilientSubscriber(address, tok, [group_id], idle_timeout) for tok in tokens]
+        for s in subs:
+            await s.start()
+        sending = [SteadySender(address, tok, group_id, rate=rate) for tok in tokens[:senders]]
+        tasks = [asyncio.create_task(s.run()) for s in sending]
+        return cls(group_id, subs, sending, tasks)
+
+    def acknowledged(self) -> int:
+        return sum(len(s.acknowledged) for s in self.senders)
+
+    async def stop_sending(self) -> list[int]:
+        """Stop the senders; the acknowledged seqs, sorted."""
+        for sender in self.senders:
+            sender.stop()
+        await asyncio.gather(*self.tasks)
+        return sorted(m.seq for s in self.senders for m in s.acknowledged)
+
+    @property
+    def send_errors(self) -> Counter[str]:
+        return sum((s.errors for s in self.senders), Counter())
+
+    async def caught_up(self, head: int, timeout: float = 30) -> float:
+        """Seconds until every subscriber has seen `head`."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while not all(s.positions.get(self.group_id, 0) >= head for s in self.subscribers):
+            if loop.time() - started > timeout:
+                seen = [s.positions.get(self.group_id) for s in self.subscribers]
+                raise AssertionError(f"not caught up: {seen} < {head}")
+            await asyncio.sleep(0.05)
+        return loop.time() - started
+
+    def assert_exactly_once(self, head: int, first: int = 2) -> None:
+        for s in self.subscribers:
+            ok, why = exactly_once_in_order(s.received[self.group_id],
+                                            list(range(first, head + 1)))
+            assert ok, why
+
+    async def stop(self) -> None:
+        for s in self.subscribers:
+            await s.stop()
