@@ -4,8 +4,10 @@ A Cluster (PostgreSQL, Redis, two service processes, Envoy that also serves clie
 runs clients/web/e2e/chat.e2e.mjs (playwright-core driving Debian's chromium):
 
 * test_two_users_chat_in_the_browser: @mention autocomplete, live unread counts, read
-  receipts ("Seen by"), typing, reactions, infinite scroll back, a page reload, and a dropped
-  stream while every pod restarts (resume from positions: nothing lost, nothing twice);
+  receipts ("Seen by"), typing, reactions, infinite scroll back, a page reload, a dropped
+  stream while every pod restarts (resume from positions: nothing lost, nothing twice), editing
+  and deleting (Bob sees "(edited)" and the tombstone live) and presence (Alice online; Carol
+  signs in and out in a third context and Bob's member list follows);
 * test_image_upload_in_the_browser: preview, chunked UploadChunk, IMAGE message, both users
   see the picture (DownloadFile).
 
@@ -115,6 +117,8 @@ def _run_e2e(cluster: Cluster, users: Users, group_id: int, tmp: Path, **extra: 
         "TOKEN_B": users.token_b,
         "NAME_A": "Alice",
         "NAME_B": "Bob",
+        "TOKEN_C": users.token_c,
+        "NAME_C": "Carol",
         "GROUP_ID": str(group_id),
         "SCREENSHOT_DIR": str(SCREENSHOTS),
         "FAILURE_DIR": str(failures),
@@ -171,7 +175,19 @@ def test_two_users_chat_in_the_browser(web_cluster: Cluster, tmp_path: Path) -> 
         "sent while Bob's stream was down",
     ):
         assert contents.count(sent) == 1, (sent, contents[-12:])
-    for shot in ("03-alice-seen-by-bob", "04-alice-sees-bob-typing", "06-bob-after-reload"):
+    messages = history(web_cluster.gateway, users.token_a, group_id)
+    edited = [m for m in messages if m.content == "this message has no typo"]
+    assert len(edited) == 1 and edited[0].edited_at_ms > 0, edited
+    assert not any(m.content in ("this message has a tpyo", "never saved") for m in messages)
+    deleted = [m for m in messages if m.deleted and m.user_id == users.alice]
+    assert len(deleted) == 1 and deleted[0].content == "", deleted
+    for shot in (
+        "03-alice-seen-by-bob",
+        "04-alice-sees-bob-typing",
+        "06-bob-after-reload",
+        "12-bob-sees-edit-and-delete",
+        "13-presence",
+    ):
         assert (SCREENSHOTS / f"{shot}.png").stat().st_size > 1000
 
 

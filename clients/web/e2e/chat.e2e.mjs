@@ -3,7 +3,8 @@
 // Run by tests/clients/test_browser_chat.py, which starts the cluster, seeds a group and
 // passes (env): WEB_URL, TOKEN_A, TOKEN_B, NAME_A, NAME_B, GROUP_ID, SEED_COUNT,
 // SCREENSHOT_DIR, IMAGE_FILE, [FAILURE_DIR], [CHROMIUM], [SCENARIO=all|chat|upload],
-// [UPLOAD=required|optional|skip], [CONTROL=1].
+// [UPLOAD=required|optional|skip], [CONTROL=1], [TOKEN_C, NAME_C] (a third member who is offline
+// until the presence step signs her in and out again).
 //
 // With CONTROL=1 the script asks its parent to restart the service pods by printing
 // "CONTROL restart-pods" and waits for a line on stdin (the parent answers "ok").
@@ -25,6 +26,8 @@ const TOKEN_A = env("TOKEN_A");
 const TOKEN_B = env("TOKEN_B");
 const NAME_A = env("NAME_A", "Alice");
 const NAME_B = env("NAME_B", "Bob");
+const TOKEN_C = env("TOKEN_C", "");
+const NAME_C = env("NAME_C", "Carol");
 const GROUP_ID = env("GROUP_ID");
 const SEED_COUNT = Number(env("SEED_COUNT", "0"));
 const SHOTS = env("SCREENSHOT_DIR");
@@ -114,6 +117,21 @@ async function send(page, text) {
   const box = page.locator('[data-testid="composer"]');
   await box.fill(text);
   await box.press("Enter");
+}
+
+function messageById(page, id) {
+  return page.locator(`[data-testid="message"][data-id="${id}"]`);
+}
+
+async function textOf(page, id) {
+  const text = messageById(page, id).locator('[data-testid="message-text"]');
+  return (await text.count()) === 1 ? (await text.innerText()).trim() : null;
+}
+
+/** "true"/"false" from the member list in the group header, null when not listed. */
+async function onlineAttr(page, name) {
+  const member = page.locator(`[data-testid="member"][data-name="${name}"]`);
+  return (await member.count()) === 1 ? member.getAttribute("data-online") : null;
 }
 
 async function shot(page, name) {
@@ -297,6 +315,73 @@ try {
         summary.reconnects = reconnects;
       });
     }
+
+    const typo = "this message has a tpyo";
+    const fixed = "this message has no typo";
+    const doomed = "this message will be deleted";
+    await step("Alice edits and deletes her messages; Bob sees both live", async () => {
+      await send(alice, typo);
+      await send(alice, doomed);
+      await waitText(bob, typo, NAME_B);
+      await waitText(bob, doomed, NAME_B);
+      const editId = await messageByText(alice, typo).getAttribute("data-id");
+      const deleteId = await messageByText(alice, doomed).getAttribute("data-id");
+      // Bob is a plain member: no Edit or Delete on Alice's messages; Alice has both on hers.
+      const bobActions = messageById(bob, editId).locator('[data-testid="edit-message"], [data-testid="delete-message"]');
+      if ((await bobActions.count()) !== 0) throw new Error("Bob is offered Edit/Delete on Alice's message");
+      const mineA = messageById(alice, editId);
+      await mineA.hover();
+      // Esc cancels without saving.
+      await mineA.locator('[data-testid="edit-message"]').click();
+      const box = mineA.locator('[data-testid="edit-box"]');
+      await box.fill("never saved");
+      await box.press("Escape");
+      await until("the edit box to close", async () => (await box.count()) === 0);
+      if ((await textOf(alice, editId)) !== typo) throw new Error("Esc did not cancel the edit");
+      // Enter saves through EditMessage; Bob gets the `updated` event.
+      await mineA.locator('[data-testid="edit-message"]').click();
+      if ((await box.inputValue()) !== typo) throw new Error("the edit box does not start with the text");
+      await box.fill(fixed);
+      await box.press("Enter");
+      for (const [page, who] of [[alice, NAME_A], [bob, NAME_B]]) {
+        await until(`${who} to see the edit with "(edited)"`, async () =>
+          (await textOf(page, editId)) === fixed &&
+          (await messageById(page, editId).locator('[data-testid="edited"]').count()) === 1,
+        );
+      }
+      // Delete asks first; Bob then sees a tombstone instead of the text.
+      alice.once("dialog", (dialog) => void dialog.accept());
+      await messageById(alice, deleteId).hover();
+      await messageById(alice, deleteId).locator('[data-testid="delete-message"]').click();
+      for (const [page, who] of [[alice, NAME_A], [bob, NAME_B]]) {
+        await until(`${who} to see the tombstone`, async () =>
+          (await messageById(page, deleteId).locator('[data-testid="message-deleted"]').count()) === 1 &&
+          (await textOf(page, deleteId)) === null,
+        );
+      }
+      if ((await countText(bob, doomed)) !== 0) throw new Error("Bob still sees the deleted text");
+      await bob.locator('[data-testid="messages"]').evaluate((el) => (el.scrollTop = el.scrollHeight));
+      await shot(bob, "12-bob-sees-edit-and-delete");
+    });
+
+    await step("presence: Bob sees who is online, live", async () => {
+      await until(`${NAME_B} to see ${NAME_A} online`, async () => (await onlineAttr(bob, NAME_A)) === "true");
+      // After the reload and the dropped stream Bob's own entry must be right too.
+      await until(`${NAME_B} to see himself online`, async () => (await onlineAttr(bob, NAME_B)) === "true");
+      if (TOKEN_C) {
+        // Carol has never subscribed: offline, then online and offline again through PresenceEvents.
+        if ((await onlineAttr(bob, NAME_C)) !== "false") throw new Error(`${NAME_C} should be listed offline`);
+        const ctxC = await browser.newContext({ viewport: { width: 800, height: 600 } });
+        const carol = await ctxC.newPage();
+        watchConsole(carol, NAME_C);
+        await carol.goto(`${WEB_URL}?token=${TOKEN_C}`);
+        await waitLive(carol, NAME_C);
+        await until(`${NAME_B} to see ${NAME_C} come online`, async () => (await onlineAttr(bob, NAME_C)) === "true");
+        await ctxC.close();
+        await until(`${NAME_B} to see ${NAME_C} go offline`, async () => (await onlineAttr(bob, NAME_C)) === "false");
+      }
+      await shot(bob, "13-presence");
+    });
 
   }
 

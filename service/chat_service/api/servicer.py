@@ -371,9 +371,12 @@ class ChatApi:
             await self._stream_error(context, "Subscribe", exc)
             return
         metrics.OPEN_STREAMS.labels("Subscribe").inc()
-        await self._presence.connected(caller.id)
+        online = False
         try:
             await session.start(positions, update_positions)
+            # After registering, so this stream also sees the user's own "online" event.
+            await self._presence.connected(caller.id)
+            online = True
             # Initial metadata tells the client it is registered: from here on nothing of its
             # groups can be missed (what the replay below does not cover arrives live).
             await context.send_initial_metadata((("chat-subscribed", "1"),))
@@ -390,7 +393,8 @@ class ChatApi:
         finally:
             session.close()
             metrics.OPEN_STREAMS.labels("Subscribe").dec()
-            await self._presence.disconnected(caller.id)
+            if online:
+                await self._presence.disconnected(caller.id)
 
     async def StreamMessages(
         self, request_iterator: AsyncIterator[pb.MessageRequest], context: Ctx
@@ -432,9 +436,11 @@ class ChatApi:
                 session.sub.close("request stream failed")
 
         poster: asyncio.Task[None] | None = None
-        await self._presence.connected(caller.id)
+        online = False
         try:
             await session.start({})  # live from now, as in the original plan
+            await self._presence.connected(caller.id)
+            online = True
             await context.send_initial_metadata((("chat-subscribed", "1"),))
             poster = asyncio.create_task(post_all())
             heartbeat = self._streams.heartbeat_seconds
@@ -457,7 +463,8 @@ class ChatApi:
                     await poster
             session.close()
             metrics.OPEN_STREAMS.labels("StreamMessages").dec()
-            await self._presence.disconnected(caller.id)
+            if online:
+                await self._presence.disconnected(caller.id)
 
     async def _post_from_stream(
         self, caller: UserProfile, token: str, req: pb.MessageRequest
