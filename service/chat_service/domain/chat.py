@@ -318,9 +318,6 @@ class ChatService:
         if self._rate is not None:
             await self._rate.check(rule, *identifiers)
 
-    async def require_member(self, group_id: int, user_id: int) -> Role:
-        return await self._require_member(group_id, user_id)
-
     async def _require_group(self, group_id: int) -> None:
         if not await self._repo.group_heads([group_id]):
             raise NotFound(f"group {group_id} does not exist")

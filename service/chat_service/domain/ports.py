@@ -52,8 +52,6 @@ class ChatRepository(Protocol):
 
     async def list_members(self, group_id: int) -> list[Member]: ...
 
-    async def count_members(self, group_id: int) -> int: ...
-
     async def post_message(
         self,
         *,

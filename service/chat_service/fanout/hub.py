@@ -99,10 +99,6 @@ class Hub:
             for sub in list(subs):
                 sub.close(reason)
 
-    @property
-    def subscriber_count(self) -> int:
-        return sum(len(s) for s in self.by_user.values())
-
     # ---- registration ----
 
     def add(self, sub: Subscriber, group_ids: Iterable[int]) -> None:

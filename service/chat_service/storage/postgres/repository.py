@@ -518,13 +518,6 @@ class PostgresChatRepository:
                            has_more=len(rows) > limit)
 
     @_storage_errors
-    async def count_members(self, group_id: int) -> int:
-        count = await self._pool.fetchval(
-            "SELECT member_count FROM groups WHERE id = $1", group_id
-        )
-        return int(count or 0)
-
-    @_storage_errors
     async def post_message(
         self,
         *,
