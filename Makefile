@@ -50,6 +50,4 @@ image-test: install
 ## loadtest/results/ (see BENCHMARKS.md). BENCH_ARGS="--quick" for a 30 s smoke run.
 .PHONY: bench
 bench: install
-	@$(PY) -c "import locust" 2>/dev/null || $(PY) -m pip install -q locust
-	@$(PY) -c "import psutil" 2>/dev/null || $(PY) -m pip install -q psutil
 	$(PY) -m loadtest.bench $(BENCH_ARGS)
