@@ -53,6 +53,11 @@ SERVER_OPTIONS = [
     # A port already in use must be an error, not two servers silently sharing it.
     ("grpc.so_reuseport", 0),
     ("grpc.max_metadata_size", 16 * 1024),
+    # grpc-core cancels (status CANCELLED) calls waiting to be handed to the application once
+    # more than 1,000 (hard limit 3,000) are pending: a reconnect storm or a burst of sends
+    # would get an unactionable CANCELLED. Allow bursts; our own limits shed real overload.
+    ("grpc.server.max_pending_requests", 20_000),
+    ("grpc.server.max_pending_requests_hard_limit", 40_000),
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
     ("grpc.keepalive_time_ms", 60_000),
