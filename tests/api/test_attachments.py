@@ -21,9 +21,11 @@ import random
 import shutil
 import struct
 import subprocess
+import sys
 import urllib.parse
 import zipfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -686,9 +688,9 @@ BUCKET = "chat-attachments"
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    binary = shutil.which("moto_server")
-    if binary is None:
-        pytest.skip("moto_server is not installed (pip install 'moto[server]'): S3 untested")
+    here = Path(sys.executable).parent / "moto_server"  # the venv may not be on PATH
+    binary = str(here) if here.exists() else shutil.which("moto_server")
+    assert binary, "moto_server is missing: pip install -e '.[dev]' (moto[server])"
     port = free_port()
     proc = subprocess.Popen(
         [binary, "-H", "127.0.0.1", "-p", str(port)],
