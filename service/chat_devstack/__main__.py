@@ -41,6 +41,7 @@ def _token_help(secret: str, target: str) -> str:
 
 def dev() -> int:
     base = Path(tempfile.mkdtemp(prefix="chat-dev-"))
+    os.chmod(base, 0o755)  # the postgres user must be able to reach its data directory
     pg_port = int(os.environ.get("DB_PORT") or free_port())
     redis_port = int(os.environ.get("REDIS_PORT") or free_port())
     grpc_port = int(os.environ.get("GRPC_PORT") or 50051)

@@ -62,7 +62,9 @@ class PostgresServer:
         cmd = [str(self._bin / args[0]), *args[1:]]
         if self._as_root:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        result = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"{args[0]} failed ({result.returncode}): {result.stderr.strip()}")
 
     def init(self) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)
