@@ -412,8 +412,7 @@ class ChatApi:
                 except StopAsyncIteration:
                     return
                 token = first.jwt_token
-            caller = self._auth.caller(context.invocation_metadata(), token)
-            await self._chat.remember(caller)
+            caller = await self._caller(context, token)
             session = self._session(caller.id)
         except ChatError as exc:
             await self._stream_error(context, "StreamMessages", exc)

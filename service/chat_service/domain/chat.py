@@ -60,7 +60,8 @@ class ChatService:
     # ---- identity ----
 
     async def remember(self, user: UserProfile) -> None:
-        """Keep the caller's display data (from token claims) for member lists."""
+        """Keep the caller's display data (from token claims) for member lists. The API calls
+        this once per call, right after authenticating (ChatApi._caller)."""
         if self._known_profiles.get(user.id) == user:
             return
         await self._repo.upsert_user(user)
@@ -92,7 +93,6 @@ class ChatService:
         clean_description = validation.group_description(description, self._limits)
         others = [m for m in validation.member_ids(member_ids, self._limits) if m != caller.id]
         await self._check_rate("user_groups_created", caller.id)
-        await self.remember(caller)
         group, created = await self._repo.create_group(
             name=clean_name,
             description=clean_description,
@@ -134,7 +134,6 @@ class ChatService:
         validation.group_id(group_id)
         target = user_id or caller.id
         validation.user_id(target)
-        await self.remember(caller)
         group = await self._repo.get_group(group_id, caller.id)
         if group is None:
             raise NotFound(f"group {group_id} does not exist")
@@ -250,7 +249,6 @@ class ChatService:
             mentions = find_mentions(
                 text, members, allow_all=role.manages_members, author_id=caller.id
             )
-        await self.remember(caller)
         result = await self._repo.post_message(
             group_id=group_id,
             sender=caller,

@@ -29,7 +29,8 @@ _GROUP = b"g"
 _TRACE = b"t"
 
 
-def _text(value: Any) -> str:
+def decode_text(value: Any) -> str:
+    """A Redis reply field as text (hiredis gives bytes)."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
@@ -134,7 +135,7 @@ class RedisStreamsBroker:
         ids: dict[str, str] = {}
         for key in self._keys:
             last = await self._reader.xrevrange(key, count=1)
-            ids[key] = _text(last[0][0]) if last else "0-0"
+            ids[key] = decode_text(last[0][0]) if last else "0-0"
         return ids
 
     async def _read_loop(self, sink: PayloadSink, ids: dict[str, str]) -> None:
@@ -163,14 +164,14 @@ class RedisStreamsBroker:
     @staticmethod
     def _deliver(replies: Any, ids: dict[str, str], sink: PayloadSink) -> None:
         for key, entries in replies or ():
-            name = key.decode() if isinstance(key, bytes) else key
+            name = decode_text(key)
             if entries:
-                ids[name] = _text(entries[-1][0])
+                ids[name] = decode_text(entries[-1][0])
                 if tracing.enabled():
                     for _, fields in entries:
                         if _TRACE in fields:
                             tracing.record_delivery(
-                                _text(fields[_TRACE]), int(fields.get(_GROUP, 0))
+                                decode_text(fields[_TRACE]), int(fields.get(_GROUP, 0))
                             )
                 sink(
                     (int(fields.get(_GROUP, 0)), fields[_FIELD])

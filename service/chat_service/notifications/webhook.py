@@ -24,6 +24,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from chat_service.fanout.broker_redis import decode_text
 from chat_service.gen import chat_pb2 as pb
 from chat_service.telemetry import metrics
 
@@ -96,7 +97,7 @@ class WebhookNotifier:
                     GROUP, self._consumer, dict.fromkeys(self._keys, ">"), count=100, block=1000
                 )
                 for key, entries in replies or ():
-                    await self._handle(_text(key), entries)
+                    await self._handle(decode_text(key), entries)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError):
@@ -169,7 +170,3 @@ class WebhookNotifier:
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             log.warning("webhook call failed (%s); it will be retried", exc)
             return False
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
