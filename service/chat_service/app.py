@@ -133,6 +133,8 @@ class App:
             repo.group_heads,
             sweep_interval=s.sweep_interval_seconds,
             typing_ttl=s.typing_ttl_seconds,
+            recent_per_group=s.recent_per_group,
+            recent_total=s.recent_total,
         )
         broker: Broker
         if s.broker == "redis":

@@ -107,6 +107,8 @@ class Settings:
     shutdown_drain_seconds: float = 2.0
     subscriber_queue_max: int = 5000
     subscriber_batch_max: int = 500
+    recent_per_group: int = 500
+    recent_total: int = 50_000
     heartbeat_seconds: float = 25.0
     sweep_interval_seconds: float = 2.0
     presence_ttl_seconds: int = 30
@@ -221,6 +223,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, for_serving: bool = T
         shutdown_drain_seconds=_float(e, "SHUTDOWN_DRAIN_SECONDS", 2.0),
         subscriber_queue_max=_int(e, "SUBSCRIBER_QUEUE_MAX", 5000),
         subscriber_batch_max=_int(e, "SUBSCRIBER_BATCH_MAX", 500),
+        recent_per_group=_int(e, "RECENT_MESSAGES_PER_GROUP", 500),
+        recent_total=_int(e, "RECENT_MESSAGES_TOTAL", 50_000),
         heartbeat_seconds=_float(e, "HEARTBEAT_SECONDS", 25.0),
         sweep_interval_seconds=_float(e, "SWEEP_INTERVAL_SECONDS", 2.0),
         presence_ttl_seconds=_int(e, "PRESENCE_TTL_SECONDS", 30),

@@ -118,3 +118,44 @@ async def test_typing_reaches_other_members_and_is_not_stored(user: UserFactory)
     assert (event.group_id, event.user_id, event.is_typing) == (group.id, alice.user_id, True)
     history = await alice.all_history(group.id)
     assert [m.type for m in history] == [pb.SYSTEM]
+
+
+async def test_a_resume_after_an_edit_and_a_delete_gets_the_current_messages(
+    user: UserFactory,
+) -> None:
+    """The pod keeps recent messages in memory for resuming streams; a change evicts them."""
+    alice, bob = user(), user()
+    group = await alice.create_group(members=[bob.user_id])
+    listener = await bob.subscribe()  # this pod now holds the group's messages as delivered
+    sent = [await alice.send(group.id, f"original {i}") for i in range(5)]
+    await listener.wait_messages(5, group.id)
+    await alice.stub.EditMessage(
+        pb.EditMessageRequest(message_id=sent[1].id, content="edited"), metadata=alice.metadata)
+    await alice.stub.DeleteMessage(
+        pb.DeleteMessageRequest(message_id=sent[3].id), metadata=alice.metadata)
+    await listener.wait_until(lambda: len(listener.of_kind("updated")) >= 2)
+
+    resumed = await bob.subscribe(positions={group.id: sent[0].seq - 1})
+    got = await resumed.wait_messages(5, group.id)
+    assert [m.content for m in got] == ["original 0", "edited", "original 2", "", "original 4"]
+    assert got[1].edited_at_ms > 0
+    assert got[3].deleted
+
+
+async def test_a_wave_of_members_resuming_together_each_get_exactly_what_they_missed(
+    user: UserFactory,
+) -> None:
+    owner = user()
+    members = [user() for _ in range(30)]
+    group = await owner.create_group(members=[m.user_id for m in members])
+    sent = [await owner.send(group.id, f"m{i}") for i in range(40)]
+    positions = [sent[i % 20].seq for i in range(len(members))]  # 20 different positions
+    streams = await asyncio.gather(*(
+        m.subscribe(positions={group.id: p}) for m, p in zip(members, positions, strict=True)))
+    head = sent[-1].seq
+    for stream, p in zip(streams, positions, strict=True):
+        got = await stream.wait_messages(head - p, group.id)
+        assert [m.seq for m in got] == list(range(p + 1, head + 1))
+    await asyncio.sleep(0.3)
+    assert all(len(s.messages(group.id)) == head - p
+               for s, p in zip(streams, positions, strict=True))

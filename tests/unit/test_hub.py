@@ -44,8 +44,9 @@ class Store:
         known = self.messages.keys() | self.members.keys()
         return {g: len(self.messages.get(g, [])) for g in ids if g in known}
 
-    async def group_ids_for_user(self, user_id: int) -> list[int]:
-        return [g for g, users in self.members.items() if user_id in users]
+    async def heads_for_user(self, user_id: int) -> dict[int, int]:
+        mine = [g for g, users in self.members.items() if user_id in users]
+        return await self.group_heads(mine)
 
 
 def seqs(sub: Subscriber, group: int) -> list[int]:

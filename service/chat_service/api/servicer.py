@@ -375,7 +375,7 @@ class ChatApi:
         try:
             await session.start(positions, update_positions)
             # After registering, so this stream also sees the user's own "online" event.
-            await self._presence.connected(caller.id)
+            await self._presence.connected(caller.id, session.group_ids)
             online = True
             # Initial metadata tells the client it is registered: from here on nothing of its
             # groups can be missed (what the replay below does not cover arrives live).
@@ -438,7 +438,7 @@ class ChatApi:
         online = False
         try:
             await session.start({})  # live from now, as in the original plan
-            await self._presence.connected(caller.id)
+            await self._presence.connected(caller.id, session.group_ids)
             online = True
             await context.send_initial_metadata((("chat-subscribed", "1"),))
             poster = asyncio.create_task(post_all())

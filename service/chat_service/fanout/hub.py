@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from chat_service.domain.models import Message
 from chat_service.fanout.delivery import Delivery
+from chat_service.fanout.recent import RecentMessages
 from chat_service.fanout.subscriber import Subscriber
 from chat_service.gen import chat_pb2 as pb
 from chat_service.telemetry import metrics
@@ -64,8 +65,10 @@ class Hub:
         reorder_wait: float = 0.05,
         sweep_interval: float = 2.0,
         typing_ttl: float = 6.0,
+        recent_per_group: int = 500,
+        recent_total: int = 50_000,
     ) -> None:
-        self._fetch_range = fetch_range
+        self.recent = RecentMessages(fetch_range, per_group=recent_per_group, total=recent_total)
         self._fetch_heads = fetch_heads
         self._reorder_wait = reorder_wait
         self._sweep_interval = sweep_interval
@@ -112,6 +115,13 @@ class Hub:
             channel = self.channels[group_id] = Channel(group_id)
         channel.subs.add(sub)
         sub.groups.add(group_id)
+
+    def delivered_upto(self, group_id: int) -> int:
+        """The last seq this pod delivered live for a group (0 when unknown)."""
+        channel = self.channels.get(group_id)
+        if channel is None or channel.next_seq is None:
+            return 0
+        return channel.next_seq - 1
 
     def set_heads(self, heads: dict[int, int]) -> None:
         """Tell channels that never had a position where their group stands in storage."""
@@ -175,6 +185,9 @@ class Hub:
         elif d.kind == "typing":
             self._on_typing(d)
         else:
+            if d.kind == "updated":
+                changed = d.event.updated
+                self.recent.changed(changed.group_id, changed.seq, changed.id)
             channel = self.channels.get(d.group_id)
             if channel is not None:
                 self._deliver(channel, d)
@@ -272,11 +285,15 @@ class Hub:
             else:
                 self._schedule_fill(channel)
             return
+        remember = self.recent.remember
         self._deliver(channel, d)
+        remember(d)
         nxt += 1
         pending = channel.pending
         while pending and nxt in pending:
-            self._deliver(channel, pending.pop(nxt))
+            d = pending.pop(nxt)
+            self._deliver(channel, d)
+            remember(d)
             nxt += 1
         channel.next_seq = nxt
 
@@ -309,7 +326,7 @@ class Hub:
             ):
                 after = channel.next_seq - 1
                 try:
-                    messages = await self._fetch_range(
+                    messages = await self.recent.read(
                         channel.group_id, after, channel.fill_target, _FILL_PAGE
                     )
                 except Exception:
@@ -326,9 +343,9 @@ class Hub:
                         self._skip_ahead(channel)
                     return
                 metrics.GAP_FILLS.labels("hub").inc(len(messages))
-                for m in messages:
-                    if channel.next_seq is not None and m.seq >= channel.next_seq:
-                        self._offer(channel, Delivery.from_message(m))
+                for d in messages:
+                    if channel.next_seq is not None and d.seq >= channel.next_seq:
+                        self._offer(channel, d)
         finally:
             channel.filling = False
 
@@ -352,6 +369,8 @@ class Hub:
 
     async def resync(self) -> None:
         """Catch every channel up with storage now (after the broker lost events)."""
+        # Lost events may include changes to cached messages.
+        self.recent.clear()
         ids = [gid for gid, ch in self.channels.items() if ch.next_seq is not None]
         if not ids:
             return

@@ -9,7 +9,7 @@ before it, so the stream has no gap and no duplicate.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from chat_service.domain.models import Message
@@ -23,13 +23,9 @@ _REPLAY_PAGE = 500
 
 
 class SessionStore(Protocol):
-    async def group_ids_for_user(self, user_id: int) -> list[int]: ...
-
-    async def group_heads(self, group_ids: Sequence[int]) -> dict[int, int]: ...
-
-    async def messages_after(
-        self, group_id: int, after_seq: int, upto_seq: int, limit: int
-    ) -> list[Message]: ...
+    async def heads_for_user(self, user_id: int) -> dict[int, int]:
+        """The user's groups and the last seq of each, in one read."""
+        ...
 
     async def updates_after(
         self, group_id: int, after_update_seq: int, upto_seq: int, limit: int, viewer: int
@@ -66,6 +62,7 @@ class Session:
         self._replay_max = replay_max
         self.sub = Subscriber(user_id, queue_max)
         self.last: dict[int, int] = {}
+        self.group_ids: list[int] = []  # the user's groups when the stream started
         self._replay_plan: list[tuple[int, int, int]] = []
         self._update_plan: list[tuple[int, int, int]] = []
 
@@ -79,10 +76,15 @@ class Session:
         """
         hub = self._hub
         hub.add(self.sub, ())
-        group_ids = await self._store.group_ids_for_user(self.user_id)
+        # Known to the hub before the read, so a group joined meanwhile reaches the stream
+        # through its member event.
+        heads = await self._store.heads_for_user(self.user_id)
+        group_ids = self.group_ids = sorted(heads)
         for gid in group_ids:
             hub.attach(self.sub, gid)
-        heads = await self._store.group_heads(group_ids)
+            # The hub may have delivered messages committed after the read before the
+            # stream was attached: the replay covers them too.
+            heads[gid] = max(heads[gid], hub.delivered_upto(gid))
         hub.set_heads(heads)
         self._replay_plan = []
         self._update_plan = [
@@ -120,11 +122,10 @@ class Session:
 
     async def _read(self, gid: int, after: int, upto: int) -> AsyncIterator[list[Delivery]]:
         while after < upto:
-            page = await self._store.messages_after(gid, after, upto, _REPLAY_PAGE)
-            if not page:
+            batch = await self._hub.recent.read(gid, after, upto, _REPLAY_PAGE)
+            if not batch:
                 return
-            batch = [Delivery.from_message(m) for m in page]
-            after = page[-1].seq
+            after = batch[-1].seq
             self.last[gid] = after
             yield batch
 

@@ -14,7 +14,7 @@ class LocalPresence:
     async def online_users(self, user_ids: Sequence[int]) -> set[int]:
         return {u for u in user_ids if u in self._hub.by_user}
 
-    async def connected(self, user_id: int) -> None:
+    async def connected(self, user_id: int, group_ids: Sequence[int] | None = None) -> None:
         """Nothing to record: the hub already knows this pod's streams."""
 
     async def disconnected(self, user_id: int) -> None:

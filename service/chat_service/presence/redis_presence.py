@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from chat_service.domain.models import PresenceChanged
@@ -72,19 +73,24 @@ class RedisPresence:
 
     # ---- this pod's streams ----
 
-    async def connected(self, user_id: int) -> None:
+    async def connected(self, user_id: int, group_ids: Sequence[int] | None = None) -> None:
+        """`group_ids`, when the caller already knows them, saves reading them again."""
         count = self._local.get(user_id, 0)
         self._local[user_id] = count + 1
         if count:
             return
+        now = time.time()
         try:
-            was_online = bool(await self._redis.zcount(_key(user_id), time.time(), "+inf"))
-            await self._mark([user_id])
+            # One round trip: was the user online elsewhere, and mark them online here.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zcount(_key(user_id), now, "+inf")
+                self._queue_mark(pipe, user_id, now + self._ttl)
+                was_online = bool((await pipe.execute())[0])
         except (RedisError, OSError):
             metrics.REDIS_ERRORS.labels("presence").inc()
             return
         if not was_online:
-            await self._announce(user_id, True)
+            await self._announce(user_id, True, group_ids)
 
     async def disconnected(self, user_id: int) -> None:
         count = self._local.get(user_id, 0) - 1
@@ -107,14 +113,19 @@ class RedisPresence:
         expiry = time.time() + self._ttl
         async with self._redis.pipeline(transaction=False) as pipe:
             for uid in user_ids:
-                pipe.zadd(_key(uid), {self._pod: expiry})
-                pipe.expire(_key(uid), self._ttl * 2)
-                pipe.zadd(_INDEX, {str(uid): expiry}, gt=True)
+                self._queue_mark(pipe, uid, expiry)
             await pipe.execute()
 
-    async def _announce(self, user_id: int, online: bool) -> None:
+    def _queue_mark(self, pipe: Pipeline, user_id: int, expiry: float) -> None:
+        pipe.zadd(_key(user_id), {self._pod: expiry})
+        pipe.expire(_key(user_id), self._ttl * 2)
+        pipe.zadd(_INDEX, {str(user_id): expiry}, gt=True)
+
+    async def _announce(
+        self, user_id: int, online: bool, group_ids: Sequence[int] | None = None
+    ) -> None:
         try:
-            groups = await self._groups_of(user_id)
+            groups = await self._groups_of(user_id) if group_ids is None else group_ids
             await self._events.publish(
                 [PresenceChanged(user_id=user_id, online=online, group_ids=tuple(groups))]
             )

@@ -35,6 +35,12 @@ SUBSCRIBERS_DROPPED = Counter(
 GAP_FILLS = Counter(
     "chat_gap_fills", "Messages read back from storage to fill a live gap", ["where"]
 )
+REPLAY_READS = Counter(
+    "chat_replay_reads",
+    "Ranges of missed messages read for resuming streams and gap fills, by source "
+    "(memory: the pod's recent-messages cache; storage: PostgreSQL)",
+    ["source"],
+)
 DB_ERRORS = Counter("chat_db_errors", "PostgreSQL calls that failed for lack of a connection")
 REDIS_ERRORS = Counter("chat_redis_errors", "Redis calls that failed", ["op"])
 DB_POOL_SIZE = Gauge("chat_db_pool_size", "Connections in the PostgreSQL pool")
@@ -56,3 +62,5 @@ def initialise(methods: list[str]) -> None:
         SUBSCRIBERS_DROPPED.labels(reason)
     for rpc in ("Subscribe", "StreamMessages"):
         OPEN_STREAMS.labels(rpc)
+    for source in ("memory", "storage"):
+        REPLAY_READS.labels(source)

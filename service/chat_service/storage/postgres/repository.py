@@ -716,6 +716,15 @@ class PostgresChatRepository:
         return [r["group_id"] for r in rows]
 
     @_storage_errors
+    async def heads_for_user(self, user_id: int) -> dict[int, int]:
+        rows = await self._pool.fetch(
+            """SELECT g.id, g.last_seq FROM group_members m JOIN groups g ON g.id = m.group_id
+               WHERE m.user_id = $1""",
+            user_id,
+        )
+        return {r["id"]: r["last_seq"] for r in rows}
+
+    @_storage_errors
     async def group_heads(self, group_ids: Sequence[int]) -> dict[int, int]:
         rows = await self._pool.fetch(
             "SELECT id, last_seq FROM groups WHERE id = ANY($1::bigint[])", list(group_ids)
