@@ -13,8 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import asyncpg
 import grpc
@@ -24,6 +28,7 @@ from chat_devstack.tokens import mint
 from chat_service.gen import chat_pb2 as pb
 from chat_service.gen import chat_pb2_grpc as pb_grpc
 from chat_service.storage.postgres.repository import PostgresChatRepository, create_pool
+from loadtest.bench import RESULTS_DIR, ROOT, summarize_raw
 
 
 def pct(values: list[float], p: float) -> float:
@@ -76,7 +81,26 @@ async def history(cluster: Cluster, messages: int, pages: int) -> dict[str, obje
             "storage_p50_ms": pct(db_latencies, 0.5), "storage_p99_ms": pct(db_latencies, 0.99)}
 
 
-async def storm(cluster: Cluster, subscribers: int, behind: int) -> dict[str, object]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def py_spy(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes] | None:
+    exe = Path(sys.executable).parent / "py-spy"
+    if not exe.exists():
+        print("py-spy is not installed in this venv; no profile", flush=True)
+        return None
+    return subprocess.Popen(
+        [str(exe), "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "100",
+         "--format", "raw", "--nonblocking", "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def storm(
+    cluster: Cluster, subscribers: int, behind: int, profile: bool = False
+) -> dict[str, object]:
     per_group = 100
     base = 71_000_000
     channels = [grpc.aio.insecure_channel(cluster.gateway) for _ in range(subscribers // 100 + 1)]
@@ -120,25 +144,40 @@ async def storm(cluster: Cluster, subscribers: int, behind: int) -> dict[str, ob
                 retries[exc.code().name] = retries.get(exc.code().name, 0) + 1
                 await asyncio.sleep(0.2)
 
+    assert cluster.services[0].proc is not None
+    pod = cluster.services[0].proc.pid
+    profile_out = RESULTS_DIR / "profile-storm-pod.txt"
+    spy = py_spy(pod, 10, profile_out) if profile else None
+    pod_cpu, own_cpu = cpu_seconds(pod), time.process_time()
     started = time.monotonic()
     await asyncio.wait_for(asyncio.gather(*(
         resume(u, channels[i // 100]) for i, u in enumerate(group_of))), 300)
     elapsed = time.monotonic() - started
+    pod_cpu, own_cpu = cpu_seconds(pod) - pod_cpu, time.process_time() - own_cpu
+    profiled: dict[str, object] = {}
+    if spy is not None:
+        await asyncio.to_thread(spy.wait)
+        profiled = {"profile": str(profile_out.relative_to(ROOT)),
+                    "profile_top": summarize_raw(profile_out, top=15)["top_own"]}
     exact = all(seqs == list(range(heads[group_of[u]] - behind + 1, heads[group_of[u]] + 1))
                 for u, seqs in counts.items())
     for ch in channels:
         await ch.close()
     return {"subscribers": subscribers, "behind": behind, "seconds": round(elapsed, 2),
             "replayed_messages": sum(len(v) for v in counts.values()),
-            "every_message_once_in_order": exact, "stream_retries": retries}
+            "every_message_once_in_order": exact, "stream_retries": retries,
+            "cpu_seconds": {"pod": round(pod_cpu, 2), "load_generator": round(own_cpu, 2)},
+            **profiled}
 
 
-async def main_async(messages: int, pages: int, subscribers: int) -> dict[str, object]:
+async def main_async(
+    messages: int, pages: int, subscribers: int, profile: bool
+) -> dict[str, object]:
     cluster = Cluster(pods=1, with_envoy=False, extra_env={"DB_POOL_MAX": "20"}).start()
     try:
         result: dict[str, object] = {"history": await history(cluster, messages, pages)}
         print(json.dumps(result), flush=True)
-        result["reconnect_storm"] = await storm(cluster, subscribers, 100)
+        result["reconnect_storm"] = await storm(cluster, subscribers, 100, profile)
         return result
     finally:
         cluster.stop()
@@ -150,9 +189,12 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--pages", type=int, default=2000)
     parser.add_argument("--subscribers", type=int, default=5000)
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy the pod for the first 10 s of the storm "
+                             f"(raw stacks in {RESULTS_DIR.relative_to(ROOT)}/)")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(main_async(args.messages, args.pages, args.subscribers)),
-                     indent=2))
+    result = asyncio.run(main_async(args.messages, args.pages, args.subscribers, args.profile))
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

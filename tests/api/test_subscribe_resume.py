@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import grpc
 
@@ -159,3 +160,36 @@ async def test_a_wave_of_members_resuming_together_each_get_exactly_what_they_mi
     await asyncio.sleep(0.3)
     assert all(len(s.messages(group.id)) == head - p
                for s, p in zip(streams, positions, strict=True))
+
+
+async def test_a_resume_gets_the_changes_after_its_change_position_and_no_others(
+    user: UserFactory,
+) -> None:
+    alice, bob = user(), user()
+    group = await alice.create_group(members=[bob.user_id])
+    sent = [await alice.send(group.id, f"m{i}") for i in range(3)]
+    for i, m in enumerate(sent):  # update_seq 1, 2, 3
+        await alice.stub.EditMessage(
+            pb.EditMessageRequest(message_id=m.id, content=f"m{i} edited"),
+            metadata=alice.metadata)
+    await alice.send(group.id, "after the edits")
+
+    async def resume(update_position: int) -> list[pb.MessageResponse]:
+        call = bob.stub.Subscribe(pb.SubscribeRequest(positions=[pb.GroupPosition(
+            group_id=group.id, last_seq=sent[-1].seq, last_update_seq=update_position)]),
+            metadata=bob.metadata)
+        changes: list[pb.MessageResponse] = []
+
+        async def read() -> None:  # the missed messages up to the marker, then the changes
+            async for response in call:
+                changes.extend(e.updated for e in response.events
+                               if e.WhichOneof("event") == "updated")
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(read(), 1.0)
+        return changes
+
+    behind = await resume(1)
+    assert [(c.id, c.content, c.update_seq) for c in behind] == [
+        (sent[1].id, "m1 edited", 2), (sent[2].id, "m2 edited", 3)]
+    assert await resume(3) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from chat_service.domain.models import Message, MessageKind, UserProfile
+from chat_service.domain.models import GroupHead, Message, MessageKind, UserProfile
 from chat_service.fanout.delivery import Delivery
 from chat_service.fanout.hub import Hub
 from chat_service.fanout.session import Session, SubscriberLagged
@@ -44,9 +44,9 @@ class Store:
         known = self.messages.keys() | self.members.keys()
         return {g: len(self.messages.get(g, [])) for g in ids if g in known}
 
-    async def heads_for_user(self, user_id: int) -> dict[int, int]:
+    async def heads_for_user(self, user_id: int) -> dict[int, GroupHead]:
         mine = [g for g, users in self.members.items() if user_id in users]
-        return await self.group_heads(mine)
+        return {g: GroupHead(seq) for g, seq in (await self.group_heads(mine)).items()}
 
 
 def seqs(sub: Subscriber, group: int) -> list[int]:

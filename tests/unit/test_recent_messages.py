@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from chat_service.domain.models import Message
+from chat_service.domain.models import GroupHead, Message
 from chat_service.fanout.delivery import Delivery
 from chat_service.fanout.hub import Hub
 from chat_service.fanout.recent import RecentMessages
@@ -127,7 +127,7 @@ async def test_a_message_the_hub_delivered_before_the_stream_attached_is_replaye
     await listener.start({})
     stale_heads = store.heads_for_user
 
-    async def heads_then_more_arrive(user_id: int) -> dict[int, int]:
+    async def heads_then_more_arrive(user_id: int) -> dict[int, GroupHead]:
         heads = await stale_heads(user_id)
         # Two messages commit and reach the hub between the read and the attach.
         for m in store.commit(5, 2):

@@ -125,6 +125,14 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupHead:
+    """Where a group stands: its last message seq and its last change (update_seq)."""
+
+    seq: int
+    update_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryPage:
     messages: list[Message]
     has_more: bool

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from chat_service.domain.models import Message
+from chat_service.domain.models import GroupHead, Message
 from chat_service.fanout.delivery import Delivery
 from chat_service.fanout.hub import Hub
 from chat_service.fanout.subscriber import Subscriber
@@ -23,8 +23,8 @@ _REPLAY_PAGE = 500
 
 
 class SessionStore(Protocol):
-    async def heads_for_user(self, user_id: int) -> dict[int, int]:
-        """The user's groups and the last seq of each, in one read."""
+    async def heads_for_user(self, user_id: int) -> dict[int, GroupHead]:
+        """The user's groups and where each stands, in one read."""
         ...
 
     async def updates_after(
@@ -78,19 +78,22 @@ class Session:
         hub.add(self.sub, ())
         # Known to the hub before the read, so a group joined meanwhile reaches the stream
         # through its member event.
-        heads = await self._store.heads_for_user(self.user_id)
-        group_ids = self.group_ids = sorted(heads)
+        stored = await self._store.heads_for_user(self.user_id)
+        group_ids = self.group_ids = sorted(stored)
+        heads: dict[int, int] = {}
         for gid in group_ids:
             hub.attach(self.sub, gid)
             # The hub may have delivered messages committed after the read before the
             # stream was attached: the replay covers them too.
-            heads[gid] = max(heads[gid], hub.delivered_upto(gid))
+            heads[gid] = max(stored[gid].seq, hub.delivered_upto(gid))
         hub.set_heads(heads)
         self._replay_plan = []
+        # Changes since the client's position; a change committed after the read arrives
+        # live, so a group with none since then needs no query.
         self._update_plan = [
             (gid, after, positions.get(gid, 0))
             for gid, after in (update_positions or {}).items()
-            if gid in heads and positions.get(gid, 0) > 0
+            if gid in stored and positions.get(gid, 0) > 0 and stored[gid].update_seq > after
         ]
         for gid in group_ids:
             head = heads.get(gid)

@@ -20,6 +20,7 @@ from chat_service.domain.errors import InvalidArgument, NotFound, Unavailable
 from chat_service.domain.models import (
     AttachmentInfo,
     Group,
+    GroupHead,
     HistoryPage,
     Member,
     MemberChange,
@@ -716,13 +717,13 @@ class PostgresChatRepository:
         return [r["group_id"] for r in rows]
 
     @_storage_errors
-    async def heads_for_user(self, user_id: int) -> dict[int, int]:
+    async def heads_for_user(self, user_id: int) -> dict[int, GroupHead]:
         rows = await self._pool.fetch(
-            """SELECT g.id, g.last_seq FROM group_members m JOIN groups g ON g.id = m.group_id
-               WHERE m.user_id = $1""",
+            """SELECT g.id, g.last_seq, g.last_update_seq
+               FROM group_members m JOIN groups g ON g.id = m.group_id WHERE m.user_id = $1""",
             user_id,
         )
-        return {r["id"]: r["last_seq"] for r in rows}
+        return {r["id"]: GroupHead(r["last_seq"], r["last_update_seq"]) for r in rows}
 
     @_storage_errors
     async def group_heads(self, group_ids: Sequence[int]) -> dict[int, int]:
