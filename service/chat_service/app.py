@@ -135,6 +135,8 @@ class App:
             typing_ttl=s.typing_ttl_seconds,
             recent_per_group=s.recent_per_group,
             recent_total=s.recent_total,
+            large_group=s.large_group_subscribers,
+            large_group_flush=s.large_group_flush_ms / 1000,
         )
         broker: Broker
         if s.broker == "redis":

@@ -109,6 +109,8 @@ class Settings:
     subscriber_batch_max: int = 500
     recent_per_group: int = 500
     recent_total: int = 50_000
+    large_group_subscribers: int = 64
+    large_group_flush_ms: float = 100.0
     heartbeat_seconds: float = 25.0
     sweep_interval_seconds: float = 2.0
     presence_ttl_seconds: int = 30
@@ -225,6 +227,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, for_serving: bool = T
         subscriber_batch_max=_int(e, "SUBSCRIBER_BATCH_MAX", 500),
         recent_per_group=_int(e, "RECENT_MESSAGES_PER_GROUP", 500),
         recent_total=_int(e, "RECENT_MESSAGES_TOTAL", 50_000),
+        large_group_subscribers=_int(e, "LARGE_GROUP_SUBSCRIBERS", 64),
+        large_group_flush_ms=_float(e, "LARGE_GROUP_FLUSH_MS", 100.0),
         heartbeat_seconds=_float(e, "HEARTBEAT_SECONDS", 25.0),
         sweep_interval_seconds=_float(e, "SWEEP_INTERVAL_SECONDS", 2.0),
         presence_ttl_seconds=_int(e, "PRESENCE_TTL_SECONDS", 30),

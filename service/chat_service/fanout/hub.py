@@ -37,9 +37,12 @@ class Channel:
     __slots__ = (
         "fill_target",
         "filling",
+        "flush_handle",
         "group_id",
         "lag_seen",
+        "last_flush",
         "next_seq",
+        "outbox",
         "pending",
         "subs",
         "typers",
@@ -54,6 +57,10 @@ class Channel:
         self.fill_target = 0
         self.lag_seen: int | None = None
         self.typers: dict[int, float] = {}  # user -> when their typing state expires
+        # Large groups: events held for the next flush (see Hub._deliver)
+        self.outbox: list[Delivery] = []
+        self.flush_handle: asyncio.TimerHandle | None = None
+        self.last_flush = 0.0
 
 
 class Hub:
@@ -67,7 +74,11 @@ class Hub:
         typing_ttl: float = 6.0,
         recent_per_group: int = 500,
         recent_total: int = 50_000,
+        large_group: int = 64,
+        large_group_flush: float = 0.1,
     ) -> None:
+        self._large_group = large_group
+        self._flush_window = large_group_flush
         self.recent = RecentMessages(fetch_range, per_group=recent_per_group, total=recent_total)
         self._fetch_heads = fetch_heads
         self._reorder_wait = reorder_wait
@@ -88,6 +99,9 @@ class Hub:
             self._typing_task = asyncio.create_task(self._typing_loop(), name="hub-typing")
 
     async def stop(self) -> None:
+        for channel in self.channels.values():
+            if channel.flush_handle is not None:
+                channel.flush_handle.cancel()
         background = [t for t in (self._sweeper, self._typing_task) if t is not None]
         tasks = [*self._tasks, *background]
         for task in tasks:
@@ -140,6 +154,8 @@ class Hub:
         if channel is not None:
             channel.subs.discard(sub)
             if not channel.subs:
+                if channel.flush_handle is not None:
+                    channel.flush_handle.cancel()
                 del self.channels[group_id]
 
     def remove(self, sub: Subscriber) -> None:
@@ -193,8 +209,48 @@ class Hub:
                 self._deliver(channel, d)
 
     def _deliver(self, channel: Channel, d: Delivery) -> None:
+        """Queue an event for the channel's subscribers.
+
+        A large group (many subscribers on this pod) is flushed at most once per window: the
+        first event after a quiet window goes out at once, later ones are gathered and go
+        out together, so each stream gets one write per window instead of one per event.
+        Under a busy group this bounds the writes (the cost that grows with members x
+        messages) and adds at most one window of latency; quiet groups and small groups
+        are not delayed."""
+        if channel.flush_handle is None and (
+            len(channel.subs) < self._large_group or self._flush_window <= 0
+        ):
+            if channel.outbox:
+                self._flush(channel)
+            for sub in channel.subs:
+                sub.push(d)
+            return
+        channel.outbox.append(d)
+        if channel.flush_handle is None:
+            loop = asyncio.get_running_loop()
+            wait = channel.last_flush + self._flush_window - loop.time()
+            if wait <= 0:
+                self._flush(channel)
+            else:
+                channel.flush_handle = loop.call_later(wait, self._flush, channel)
+
+    def _deliver_now(self, channel: Channel, d: Delivery) -> None:
+        """Deliver before anything else happens to the channel (membership changes)."""
+        self._flush(channel)
         for sub in channel.subs:
             sub.push(d)
+
+    def _flush(self, channel: Channel) -> None:
+        if channel.flush_handle is not None:
+            channel.flush_handle.cancel()
+            channel.flush_handle = None
+        if not channel.outbox:
+            return
+        events = channel.outbox
+        channel.outbox = []
+        channel.last_flush = asyncio.get_running_loop().time()
+        for sub in channel.subs:
+            sub.push_many(events)
 
     def _on_member(self, d: Delivery) -> None:
         ev = d.event.member
@@ -207,11 +263,11 @@ class Hub:
                 if channel.next_seq is None:
                     # A brand-new channel: the join's SYSTEM message is the first to expect.
                     channel.next_seq = ev.seq
-                self._deliver(channel, d)
+                self._deliver_now(channel, d)
         else:
             channel = self.channels.get(ev.group_id)
             if channel is not None:
-                self._deliver(channel, d)
+                self._deliver_now(channel, d)
             # The departed user's streams see the event, then stop receiving the group.
             for sub in list(self.by_user.get(subject, ())):
                 self.detach(sub, ev.group_id)

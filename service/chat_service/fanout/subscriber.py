@@ -45,6 +45,16 @@ class Subscriber:
             self._queue.append(delivery)
         self._notify()
 
+    def push_many(self, deliveries: list[Delivery]) -> None:
+        if self.lagged or self.closed_reason is not None:
+            return
+        if len(self._queue) + len(deliveries) > self._max:
+            self.lagged = True
+            self._queue = []
+        else:
+            self._queue.extend(deliveries)
+        self._notify()
+
     def close(self, reason: str) -> None:
         if self.closed_reason is None:
             self.closed_reason = reason
