@@ -17,6 +17,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from chat_service.api.admission import Admission
 from chat_service.api.attachments import AttachmentApi
 from chat_service.api.auth import Authenticator
 from chat_service.api.handlers import SERVICE, generic_handler
@@ -98,6 +99,7 @@ class App:
         self._stopping = False
         self._server_started = False
         self._api: ChatApi | None = None
+        self._admission: Admission | None = None
         self._repo: PostgresChatRepository | None = None
         self._presence: LocalPresence | RedisPresence | None = None
         self._notifier: WebhookNotifier | None = None
@@ -193,6 +195,10 @@ class App:
         chat = ChatService(repo, fanout, presence, s.limits, rate)
         receipts = Receipts(PostgresReceipts(pool), fanout)
         changes = MessageChanges(repo, PostgresMessageChanges(pool), fanout, s.limits)
+        admission = self._admission = Admission(
+            s.max_inflight_calls, s.shed_loop_lag_ms / 1000
+        )
+        admission.start()
         api = self._api = ChatApi(
             chat,
             receipts,
@@ -208,6 +214,7 @@ class App:
                 max_per_user=s.max_streams_per_user,
             ),
             presence,
+            admission,
         )
         attachments = self._attachments = await create_attachment_service(
             pool, load_attachment_settings(), repo.role_of
@@ -298,6 +305,8 @@ class App:
             await self._presence.stop()
         if self._hub is not None:
             await self._hub.stop()
+        if self._admission is not None:
+            await self._admission.stop()
         if self._broker is not None:
             await self._broker.close()
         if self._repo is not None:

@@ -110,6 +110,8 @@ class Settings:
     recent_per_group: int = 500
     recent_total: int = 50_000
     large_group_subscribers: int = 64
+    max_inflight_calls: int = 500
+    shed_loop_lag_ms: float = 100.0
     large_group_flush_ms: float = 100.0
     heartbeat_seconds: float = 25.0
     sweep_interval_seconds: float = 2.0
@@ -228,6 +230,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, for_serving: bool = T
         recent_per_group=_int(e, "RECENT_MESSAGES_PER_GROUP", 500),
         recent_total=_int(e, "RECENT_MESSAGES_TOTAL", 50_000),
         large_group_subscribers=_int(e, "LARGE_GROUP_SUBSCRIBERS", 64),
+        max_inflight_calls=_int(e, "MAX_INFLIGHT_CALLS", 500),
+        shed_loop_lag_ms=_float(e, "SHED_LOOP_LAG_MS", 100.0),
         large_group_flush_ms=_float(e, "LARGE_GROUP_FLUSH_MS", 100.0),
         heartbeat_seconds=_float(e, "HEARTBEAT_SECONDS", 25.0),
         sweep_interval_seconds=_float(e, "SWEEP_INTERVAL_SECONDS", 2.0),

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
+from chat_service.api.admission import Admission
 from chat_service.api.errors import status_of
 from chat_service.api.servicer import Ctx, unary
 from chat_service.attachments.models import Attachment
@@ -65,6 +66,11 @@ class AttachmentApi:
     @draining.setter
     def draining(self, value: bool) -> None:
         self._draining = value
+
+    @property
+    def admission(self) -> Admission | None:
+        """The chat API's admission control: one budget for every unary call of the pod."""
+        return getattr(getattr(self._caller, "__self__", None), "admission", None)
 
     @unary
     async def StartUpload(self, request: pb.StartUploadRequest, context: Ctx) -> pb.UploadStatus:

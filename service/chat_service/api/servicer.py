@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import grpc
 
 from chat_service.api import convert
+from chat_service.api.admission import Admission
 from chat_service.api.auth import Authenticator, bearer_from_metadata
 from chat_service.api.errors import status_of
 from chat_service.domain.chat import ChatService
@@ -62,9 +63,14 @@ def unary(
     async def wrapper(self: Any, request: Req, context: Ctx) -> Resp:
         started = time.perf_counter()
         code = grpc.StatusCode.OK
+        admission: Admission | None = getattr(self, "admission", None)
+        admitted = False
         try:
             if self.draining:
                 raise Unavailable("server is shutting down; retry (another pod will answer)")
+            if admission is not None:
+                admission.admit()
+                admitted = True
             return await fn(self, request, context)
         except ChatError as exc:
             code = status_of(exc)
@@ -83,6 +89,8 @@ def unary(
             log.exception("unhandled error in %s", method)
             await context.abort(code, "internal error; it has been logged")
         finally:
+            if admitted:
+                admission.release()  # type: ignore[union-attr]
             metrics.RPC_REQUESTS.labels(method, code.name).inc()
             metrics.RPC_DURATION.labels(method).observe(time.perf_counter() - started)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -101,7 +109,9 @@ class ChatApi:
         store: SessionStore,
         streams: StreamSettings,
         presence: PresenceTracker,
+        admission: Admission | None = None,
     ) -> None:
+        self.admission = admission
         self._chat = chat
         self._receipts = receipts
         self._changes = changes

@@ -35,6 +35,13 @@ SUBSCRIBERS_DROPPED = Counter(
 GAP_FILLS = Counter(
     "chat_gap_fills", "Messages read back from storage to fill a live gap", ["where"]
 )
+CALLS_SHED = Counter(
+    "chat_calls_shed",
+    "Unary calls refused with RESOURCE_EXHAUSTED by admission control, by signal "
+    "(inflight: too many calls in progress; lag: the event loop is behind)",
+    ["signal"],
+)
+LOOP_LAG = Gauge("chat_event_loop_lag_seconds", "How late the event loop ran a timer (sampled)")
 REPLAY_READS = Counter(
     "chat_replay_reads",
     "Ranges of missed messages read for resuming streams and gap fills, by source "
@@ -64,3 +71,5 @@ def initialise(methods: list[str]) -> None:
         OPEN_STREAMS.labels(rpc)
     for source in ("memory", "storage"):
         REPLAY_READS.labels(source)
+    for signal in ("inflight", "lag"):
+        CALLS_SHED.labels(signal)
