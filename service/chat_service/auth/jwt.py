@@ -8,6 +8,7 @@ token signed with the RS256 public key as secret) are refused.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import OrderedDict
 from typing import Any
@@ -21,15 +22,22 @@ from chat_service.domain.models import UserProfile
 MAX_TOKEN_BYTES = 8192
 
 
+def token_key(token: str) -> bytes:
+    """What the cache remembers a token by: its SHA-256, 32 bytes instead of the token itself
+    (a few hundred bytes, one entry per connected user)."""
+    return hashlib.sha256(token.encode()).digest()
+
+
 class TokenVerifier:
     """Verifies signatures once per token: clients send the same token with every call, so a
-    verified token is remembered (bounded, by the exact token string) until it expires."""
+    verified token is remembered (bounded, by the SHA-256 of the exact token) until it
+    expires."""
 
     CACHE_SIZE = 50_000
 
     def __init__(self, settings: JwtSettings) -> None:
         self._settings = settings
-        self._verified: OrderedDict[str, tuple[UserProfile, float, float]] = OrderedDict()
+        self._verified: OrderedDict[bytes, tuple[UserProfile, float, float]] = OrderedDict()
         self._keys: dict[str, Any] = {}
         for alg in settings.algorithms:
             if alg.startswith("HS"):
@@ -41,15 +49,16 @@ class TokenVerifier:
 
     def verify(self, token: str) -> UserProfile:
         """Return who the token speaks for, or raise Unauthenticated with the reason."""
-        cached = self._verified.get(token)
+        key = token_key(token)
+        cached = self._verified.get(key)
         if cached is not None:
             user, not_before, expires = cached
             now = time.time()
             if not_before <= now <= expires:
                 return user
-            del self._verified[token]  # expired now: verify again for the precise reason
+            del self._verified[key]  # expired now: verify again for the precise reason
         user, not_before, expires = self._verify(token)
-        self._verified[token] = (user, not_before, expires)
+        self._verified[key] = (user, not_before, expires)
         if len(self._verified) > self.CACHE_SIZE:
             self._verified.popitem(last=False)
         return user
