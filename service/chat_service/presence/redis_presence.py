@@ -30,6 +30,9 @@ GroupsOf = Callable[[int], Awaitable[list[int]]]
 
 _INDEX = "chat:presence:index"
 _LOCK = "chat:presence:janitor"
+# Users refreshed per pipeline: a pod holding 10,000 streams would otherwise build (and keep
+# the heap grown to) one pipeline of 30,000 commands and replies every ttl/3.
+MARK_BATCH = 500
 
 
 def _key(user_id: int) -> str:
@@ -111,10 +114,11 @@ class RedisPresence:
 
     async def _mark(self, user_ids: Sequence[int]) -> None:
         expiry = time.time() + self._ttl
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for uid in user_ids:
-                self._queue_mark(pipe, uid, expiry)
-            await pipe.execute()
+        for start in range(0, len(user_ids), MARK_BATCH):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for uid in user_ids[start:start + MARK_BATCH]:
+                    self._queue_mark(pipe, uid, expiry)
+                await pipe.execute()
 
     def _queue_mark(self, pipe: Pipeline, user_id: int, expiry: float) -> None:
         pipe.zadd(_key(user_id), {self._pod: expiry})
