@@ -248,6 +248,15 @@ def _http_connection_manager(allowed_origins: Sequence[str], with_static: bool =
                     "name": "chat",
                     "domains": ["*"],
                     "routes": _routes(with_static),
+                    # When Envoy received the request (epoch ms): the pods refuse calls that
+                    # already queued too long (MAX_QUEUE_MS). Overwritten, never trusted
+                    # from the client.
+                    "request_headers_to_add": [
+                        {
+                            "header": {"key": "x-request-start", "value": "t=%START_TIME(%s%3f)%"},
+                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                        }
+                    ],
                     "typed_per_filter_config": {
                         "envoy.filters.http.cors": _cors_policy(allowed_origins)
                     },

@@ -196,7 +196,7 @@ class App:
         receipts = Receipts(PostgresReceipts(pool), fanout)
         changes = MessageChanges(repo, PostgresMessageChanges(pool), fanout, s.limits)
         admission = self._admission = Admission(
-            s.max_inflight_calls, s.shed_loop_lag_ms / 1000
+            s.max_inflight_calls, s.shed_loop_lag_ms / 1000, s.max_queue_ms / 1000
         )
         admission.start()
         api = self._api = ChatApi(

@@ -56,7 +56,7 @@ async def test_a_burst_beyond_the_budget_is_shed_and_retried_sends_land_exactly_
                     metadata=alice.metadata)
             except grpc.aio.AioRpcError as exc:
                 assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, exc
-                assert "busy" in (exc.details() or "")
+                assert "retry shortly" in (exc.details() or "")
                 hint = float(dict(exc.trailing_metadata() or ())["retry-after-ms"]) / 1000
                 shed.append(hint)
                 await asyncio.sleep(hint)
@@ -70,6 +70,7 @@ async def test_a_burst_beyond_the_budget_is_shed_and_retried_sends_land_exactly_
     assert sorted(m.seq for m in sent) == [m.seq for m in history if m.type != pb.SYSTEM]
     url = f"http://127.0.0.1:{small_pod.services[0].metrics_port}/metrics"
     metrics = await asyncio.to_thread(lambda: urllib.request.urlopen(url).read().decode())
-    counted = next(line for line in metrics.splitlines()
-                   if line.startswith('chat_calls_shed_total{signal="inflight"}'))
-    assert float(counted.split()[-1]) == len(shed)
+    counted = {line.split()[0]: float(line.split()[-1]) for line in metrics.splitlines()
+               if line.startswith("chat_calls_shed_total{")}
+    assert counted['chat_calls_shed_total{signal="inflight"}'] > 0  # the burst, mostly
+    assert sum(counted.values()) == len(shed)

@@ -20,6 +20,7 @@ import pytest
 from chat_devstack.cluster import Cluster
 from chat_devstack.tokens import mint
 from chat_service.gen import chat_pb2 as pb
+from chat_service.gen import chat_pb2_grpc as pb_grpc
 from tests.support.chat_client import ChatClient
 from tests.support.resilient import ResilientSubscriber, SteadyLoad, exactly_once_in_order
 
@@ -112,6 +113,26 @@ async def test_members_on_different_pods_get_every_message_once_in_order(
             assert ok, why
     for s in subs:
         await s.stop()
+
+
+async def test_envoy_stamps_when_it_received_a_call_and_pods_refuse_calls_that_queued_too_long(
+    shared: Cluster, gateway_channel: grpc.aio.Channel
+) -> None:
+    """Pods shed calls that waited longer than MAX_QUEUE_MS since Envoy received them; the
+    stamp is Envoy's own (a client cannot make its calls look old or new)."""
+    _, tok = token(shared)
+    stale = (("authorization", f"Bearer {tok}"),
+             ("x-request-start", f"t={int((time.time() - 60) * 1000)}"))
+    through_envoy = pb_grpc.ChatServiceStub(gateway_channel)
+    served = await through_envoy.ListMyGroups(pb.ListMyGroupsRequest(), metadata=stale)
+    assert list(served.groups) == []
+    async with grpc.aio.insecure_channel(shared.services[0].address) as direct:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await pb_grpc.ChatServiceStub(direct).ListMyGroups(
+                pb.ListMyGroupsRequest(), metadata=stale)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "waited 60" in (refused.value.details() or "")
+    assert dict(refused.value.trailing_metadata() or ())["retry-after-ms"] == "2000"
 
 
 def grpc_web_frame(message: bytes) -> bytes:

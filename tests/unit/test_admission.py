@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chat_service.api.admission import Admission
+from chat_service.api.admission import Admission, queued_for
 from chat_service.domain.errors import ResourceExhausted
 
 
@@ -41,3 +41,22 @@ def test_zero_limits_turn_admission_control_off() -> None:
     for _ in range(10_000):
         gate.admit()
     assert gate.inflight == 10_000
+
+
+def test_a_call_that_queued_too_long_is_refused_with_a_hint_of_its_wait() -> None:
+    gate = Admission(max_inflight=0, max_lag=0, max_queue=0.25)
+    gate.admit(queued=0.1)
+    gate.admit(queued=None)  # not behind the proxy: no queue signal
+    with pytest.raises(ResourceExhausted) as refused:
+        gate.admit(queued=0.6)
+    assert refused.value.retry_after == pytest.approx(0.6)
+    assert gate.inflight == 2
+
+
+def test_the_queue_time_is_read_from_the_proxys_request_start_header() -> None:
+    now = 1_700_000_000.0
+    assert queued_for([("x-request-start", "t=1699999999750")], now) == pytest.approx(0.25)
+    assert queued_for([("x-request-start", b"1699999999000")], now) == pytest.approx(1.0)
+    assert queued_for([("x-request-start", "t=1700000000500")], now) == 0.0  # clock skew
+    assert queued_for([("x-request-start", "yesterday")], now) is None
+    assert queued_for([("authorization", "Bearer x")], now) is None

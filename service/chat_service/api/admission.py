@@ -1,7 +1,11 @@
 """Admission control: shed unary calls early, with RESOURCE_EXHAUSTED and a retry hint,
 instead of queueing them until every caller times out.
 
-Two signals, both cheap:
+Three signals, all cheap:
+- how long the call waited before its handler ran, from the `x-request-start` header Envoy
+  adds (`t=<epoch ms>` when it received the request): above `max_queue` the caller has
+  waited long enough, and working on a backlog of stale calls is what makes a server
+  collapse (the queue sits in the proxy and in grpc-core, where nothing else can see it);
 - calls in flight on this pod above `max_inflight` (a burst larger than the pod can hold);
 - the event loop's lag (how late a timer fires) above `max_lag` on the last two samples:
   the pod is CPU-bound and every accepted call already waits that long before its first
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Iterable
 
 from chat_service.domain.errors import ResourceExhausted
 from chat_service.telemetry import metrics
@@ -24,10 +29,16 @@ from chat_service.telemetry import metrics
 
 class Admission:
     def __init__(
-        self, max_inflight: int, max_lag: float, *, sample_every: float = 0.025
+        self,
+        max_inflight: int,
+        max_lag: float,
+        max_queue: float = 0.0,
+        *,
+        sample_every: float = 0.025,
     ) -> None:
         self._max_inflight = max_inflight
         self._max_lag = max_lag
+        self._max_queue = max_queue
         self._every = sample_every
         self.inflight = 0
         self.lag = 0.0
@@ -38,8 +49,17 @@ class Admission:
     def overloaded(self) -> bool:
         return self._max_lag > 0 and self._over >= 2
 
-    def admit(self) -> None:
-        """Count a call in, or refuse it with RESOURCE_EXHAUSTED (and a retry-after hint)."""
+    def admit(self, queued: float | None = None) -> None:
+        """Count a call in, or refuse it with RESOURCE_EXHAUSTED (and a retry-after hint).
+
+        `queued`: seconds the call waited before reaching the handler, when known."""
+        if queued is not None and self._max_queue > 0 and queued > self._max_queue:
+            metrics.CALLS_SHED.labels("queue").inc()
+            raise ResourceExhausted(
+                f"server overloaded (the call waited {queued * 1000:.0f} ms in line); "
+                "retry shortly",
+                retry_after=max(0.1, min(2.0, queued)),
+            )
         if self._max_inflight > 0 and self.inflight >= self._max_inflight:
             metrics.CALLS_SHED.labels("inflight").inc()
             raise ResourceExhausted(
@@ -80,3 +100,18 @@ class Admission:
             before = time.perf_counter()
             await asyncio.sleep(self._every)
             self.observe_lag(max(0.0, time.perf_counter() - before - self._every))
+
+
+def queued_for(
+    metadata: Iterable[tuple[str, str | bytes]], now: float | None = None
+) -> float | None:
+    """Seconds since the proxy received the call (`x-request-start: t=<epoch ms>`), if known."""
+    for key, value in metadata:
+        if key == "x-request-start":
+            text = value.decode() if isinstance(value, bytes) else value
+            try:
+                started = float(text.removeprefix("t=")) / 1000
+            except ValueError:
+                return None
+            return max(0.0, (time.time() if now is None else now) - started)
+    return None

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import grpc
 
 from chat_service.api import convert
-from chat_service.api.admission import Admission
+from chat_service.api.admission import Admission, queued_for
 from chat_service.api.auth import Authenticator, bearer_from_metadata
 from chat_service.api.errors import status_of
 from chat_service.domain.chat import ChatService
@@ -69,7 +69,7 @@ def unary(
             if self.draining:
                 raise Unavailable("server is shutting down; retry (another pod will answer)")
             if admission is not None:
-                admission.admit()
+                admission.admit(queued_for(context.invocation_metadata() or ()))
                 admitted = True
             return await fn(self, request, context)
         except ChatError as exc:

@@ -38,7 +38,8 @@ GAP_FILLS = Counter(
 CALLS_SHED = Counter(
     "chat_calls_shed",
     "Unary calls refused with RESOURCE_EXHAUSTED by admission control, by signal "
-    "(inflight: too many calls in progress; lag: the event loop is behind)",
+    "(queue: the call waited too long before reaching the pod's handler; inflight: too many "
+    "calls in progress; lag: the event loop is behind)",
     ["signal"],
 )
 LOOP_LAG = Gauge("chat_event_loop_lag_seconds", "How late the event loop ran a timer (sampled)")
@@ -71,5 +72,5 @@ def initialise(methods: list[str]) -> None:
         OPEN_STREAMS.labels(rpc)
     for source in ("memory", "storage"):
         REPLAY_READS.labels(source)
-    for signal in ("inflight", "lag"):
+    for signal in ("queue", "inflight", "lag"):
         CALLS_SHED.labels(signal)
