@@ -112,7 +112,7 @@ class Settings:
     large_group_subscribers: int = 64
     max_inflight_calls: int = 500
     shed_loop_lag_ms: float = 100.0
-    max_queue_ms: float = 250.0
+    max_queue_ms: float = 0.0
     large_group_flush_ms: float = 100.0
     heartbeat_seconds: float = 25.0
     sweep_interval_seconds: float = 2.0
@@ -233,7 +233,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, for_serving: bool = T
         large_group_subscribers=_int(e, "LARGE_GROUP_SUBSCRIBERS", 64),
         max_inflight_calls=_int(e, "MAX_INFLIGHT_CALLS", 500),
         shed_loop_lag_ms=_float(e, "SHED_LOOP_LAG_MS", 100.0),
-        max_queue_ms=_float(e, "MAX_QUEUE_MS", 250.0),
+        max_queue_ms=_float(e, "MAX_QUEUE_MS", 0.0),
         large_group_flush_ms=_float(e, "LARGE_GROUP_FLUSH_MS", 100.0),
         heartbeat_seconds=_float(e, "HEARTBEAT_SECONDS", 25.0),
         sweep_interval_seconds=_float(e, "SWEEP_INTERVAL_SECONDS", 2.0),

@@ -29,6 +29,7 @@ CLUSTER_ENV = {
     "SWEEP_INTERVAL_SECONDS": "1",
     "HEARTBEAT_SECONDS": "5",
     "SHUTDOWN_GRACE_SECONDS": "3",
+    "MAX_QUEUE_MS": "1000",
 }
 
 
@@ -118,7 +119,7 @@ async def test_members_on_different_pods_get_every_message_once_in_order(
 async def test_envoy_stamps_when_it_received_a_call_and_pods_refuse_calls_that_queued_too_long(
     shared: Cluster, gateway_channel: grpc.aio.Channel
 ) -> None:
-    """Pods shed calls that waited longer than MAX_QUEUE_MS since Envoy received them; the
+    """With MAX_QUEUE_MS set, pods shed calls that waited longer since Envoy received them; the
     stamp is Envoy's own (a client cannot make its calls look old or new)."""
     _, tok = token(shared)
     stale = (("authorization", f"Bearer {tok}"),
