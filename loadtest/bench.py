@@ -1107,7 +1107,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, list[str]]:
             group_size=5, rates=floats(args.rates, [500.0, 1000.0, 2000.0, 4000.0]),
             closed_concurrency=128,
             fanout_sizes=[int(x) for x in floats(args.fanout_sizes, [500.0, 1000.0])],
-            fanout_rates=floats(args.fanout_rates, [50.0, 100.0, 200.0]), fanout_senders=4,
+            fanout_rates=floats(args.fanout_rates, [50.0, 100.0, 200.0, 250.0]), fanout_senders=4,
             profile=args.profile, uvloop=not args.no_uvloop,
         )
     opts.output = args.output
