@@ -63,7 +63,7 @@ class RedisStreamsBroker:
         # outage hold the ack for long. No retries, a short timeout, and while the tail reader
         # knows Redis is down publishing is skipped outright (the storage sweep delivers).
         self._writer = aioredis.Redis(
-            **common, socket_timeout=0.5, retry=Retry(NoBackoff(), 0), retry_on_timeout=False
+            **common, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)
         )
         self._reader = aioredis.Redis(**common, socket_timeout=10.0)
         self._keys = [f"{prefix}:{i}" for i in range(shards)]
