@@ -102,8 +102,10 @@ class RedisPresence:
             return
         self._local.pop(user_id, None)
         try:
-            await self._redis.zrem(_key(user_id), self._pod)
-            still = await self._redis.zcount(_key(user_id), time.time(), "+inf")
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(_key(user_id), self._pod)
+                pipe.zcount(_key(user_id), time.time(), "+inf")
+                still = (await pipe.execute())[1]
             if not still:
                 await self._redis.zrem(_INDEX, str(user_id))
         except (RedisError, OSError):
