@@ -89,8 +89,8 @@ def unary(
             log.exception("unhandled error in %s", method)
             await context.abort(code, "internal error; it has been logged")
         finally:
-            if admitted:
-                admission.release()  # type: ignore[union-attr]
+            if admitted and admission is not None:
+                admission.release()
             metrics.RPC_REQUESTS.labels(method, code.name).inc()
             metrics.RPC_DURATION.labels(method).observe(time.perf_counter() - started)
         raise AssertionError("unreachable")  # pragma: no cover

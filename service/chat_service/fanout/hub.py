@@ -15,16 +15,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
-from chat_service.domain.models import Message
 from chat_service.fanout.delivery import Delivery
-from chat_service.fanout.recent import RecentMessages
+from chat_service.fanout.recent import FetchRange, RecentMessages
 from chat_service.fanout.subscriber import Subscriber
 from chat_service.gen import chat_pb2 as pb
 from chat_service.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
-FetchRange = Callable[[int, int, int, int], Awaitable[list[Message]]]
 FetchHeads = Callable[[Sequence[int]], Awaitable[dict[int, int]]]
 
 _PENDING_MAX = 10_000
@@ -220,8 +218,7 @@ class Hub:
         if channel.flush_handle is None and (
             len(channel.subs) < self._large_group or self._flush_window <= 0
         ):
-            if channel.outbox:
-                self._flush(channel)
+            # (Nothing is held: the outbox is only ever non-empty while a flush is scheduled.)
             for sub in channel.subs:
                 sub.push(d)
             return

@@ -96,9 +96,7 @@ class Session:
             if gid in stored and positions.get(gid, 0) > 0 and stored[gid].update_seq > after
         ]
         for gid in group_ids:
-            head = heads.get(gid)
-            if head is None:
-                continue  # group deleted meanwhile
+            head = heads[gid]
             start = positions.get(gid)
             if start is None or start >= head:
                 self.last.setdefault(gid, head if start is None else max(start, 0))
