@@ -41,17 +41,24 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
                             stderr=subprocess.STDOUT, text=True)
 
 
-def wait_until_serving(proc: subprocess.Popen[str], address: str, timeout: float = 90) -> None:
+def wait_until_serving(proc: subprocess.Popen[str], address: str, timeout: float = 90,
+                       *, through_envoy: bool = False) -> None:
+    """Until the address answers: health checks on a pod; a chat call through Envoy, whose
+    public listener routes only chat.ChatService (no health, no reflection)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            wait_serving(address, timeout=3)
+            if through_envoy:
+                round_trip(address)
+            else:
+                wait_serving(address, timeout=3)
             return
-        except TimeoutError:
+        except (TimeoutError, grpc.RpcError):
             if proc.poll() is not None:
                 pytest.fail(f"exited with {proc.returncode}:\n{proc.stdout.read()[-3000:]}"
                             if proc.stdout else "exited")
             assert time.monotonic() < deadline, f"{address} did not start serving"
+            time.sleep(1)
 
 
 def stop(proc: subprocess.Popen[str]) -> str:
@@ -80,7 +87,7 @@ def test_cluster_starts_three_pods_behind_envoy() -> None:
     envoy = free_port()
     proc = run(["cluster"], {"ENVOY_PORT": str(envoy)})
     try:
-        wait_until_serving(proc, f"127.0.0.1:{envoy}")
+        wait_until_serving(proc, f"127.0.0.1:{envoy}", through_envoy=True)
         assert round_trip(f"127.0.0.1:{envoy}")[-1] == "hi"
     finally:
         out = stop(proc)

@@ -36,6 +36,7 @@ helm test "$RELEASE" --namespace "$NAMESPACE" --logs
 cat <<MSG
 Ready:
   gRPC-Web / gRPC via Envoy: http://localhost:8080
-  Envoy admin:               http://localhost:9901/clusters
+  Envoy admin (loopback in the pod only):
+    kubectl -n $NAMESPACE port-forward deploy/$RELEASE-envoy 9901 & then http://localhost:9901/clusters
   kubectl -n $NAMESPACE get pods
 MSG

@@ -503,17 +503,17 @@ class Run:
             self.envoy_ports[port["name"]] = port["hostPort"] = free_port()
             port["hostIP"] = "127.0.0.1"
         self.play("envoy", [find(self.docs, "ConfigMap", f"{RELEASE}-envoy"), deployment])
-        admin = self.envoy_ports["admin"]
-        wait_for("envoy /ready", lambda: http_get(admin, "/ready"), lambda r: r[0] == 200, 60)
+        stats = self.envoy_ports["stats"]  # the admin API itself is loopback-only
+        wait_for("envoy /ready", lambda: http_get(stats, "/ready"), lambda r: r[0] == 200, 60)
         want = len(self.chat_pods)
 
         def healthy() -> int:
-            text = http_get(admin, "/clusters")[1]
-            return sum(1 for ln in text.splitlines()
-                       if ln.startswith("chat_unary::") and ln.endswith("health_flags::healthy"))
+            text = http_get(stats, "/stats/prometheus")[1]
+            unary = [ln for ln in text.splitlines() if 'envoy_cluster_name="chat_unary"' in ln]
+            return int(metric_total("\n".join(unary), "envoy_cluster_membership_healthy"))
 
         wait_for("envoy upstream hosts healthy", healthy, lambda n: n == want, 60)
-        return (f"http 127.0.0.1:{self.envoy_ports['http']}, admin 127.0.0.1:{admin}; "
+        return (f"http 127.0.0.1:{self.envoy_ports['http']}, stats 127.0.0.1:{stats}; "
                 f"{want}/{want} chat pods healthy in chat_unary")
 
     def helm_test(self) -> str:
@@ -551,7 +551,7 @@ class Run:
             parts.append(f"{name} rpcs {metric_total(text, 'chat_rpc_requests_total'):.0f}")
         if accepted < 10:
             raise AssertionError(f"chat_messages_accepted_total {accepted} < 10 ({parts})")
-        stats = http_get(self.envoy_ports["admin"], "/stats/prometheus")[1]
+        stats = http_get(self.envoy_ports["stats"], "/stats/prometheus")[1]
         upstream = metric_total(stats, "envoy_cluster_upstream_rq_total")
         if upstream < 10:
             raise AssertionError(f"envoy_cluster_upstream_rq_total {upstream}")

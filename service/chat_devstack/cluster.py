@@ -6,19 +6,21 @@ same thing.
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from chat_devstack import envoy_config
 from chat_devstack.ports import free_port, wait_for_port
 from chat_devstack.postgres import PostgresServer
-from chat_devstack.processes import ServiceProcess, run_migrations, wait_serving
+from chat_devstack.processes import ServiceProcess, run_migrations
 from chat_devstack.redis import RedisServer
 from chat_devstack.tokens import DEV_JWT_SECRET
 
@@ -43,7 +45,13 @@ class Cluster:
     extra_env: dict[str, str] = field(default_factory=dict)
     base_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="chat-cluster-")))
     envoy_port: int = 0
-    envoy_admin_port: int = 0
+    envoy_admin_port: int = 0  # Envoy admin, always on 127.0.0.1
+    envoy_probes_port: int = 0  # only /ready and /stats/prometheus
+    # Public-listener switches (both off, as in every shipped config): gRPC health checks and
+    # server reflection. grpcurl with reflection works against a pod's own port.
+    envoy_public_health: bool = False
+    envoy_public_reflection: bool = False
+    envoy_max_concurrent_streams: int = envoy_config.LIMITS["max_concurrent_streams"]
     postgres: PostgresServer | None = None
     redis: RedisServer | None = None
     services: list[ServiceProcess] = field(default_factory=list)
@@ -70,9 +78,11 @@ class Cluster:
         if self.redis is not None:
             env.update(self.redis.env)
         if not self.rate_limits:
-            for name in ("USER_SEND", "GROUP_SEND", "GROUPS_CREATED", "TYPING"):
+            for name in ("USER_SEND", "GROUP_SEND", "GROUPS_CREATED", "TYPING", "EDITS",
+                         "DELETES", "REACTIONS", "MARK_READ", "READS"):
                 env[f"RATE_LIMIT_{name}"] = "off"
             env["MAX_STREAMS_PER_USER"] = "100000"
+            env["MAX_INFLIGHT_CALLS_PER_USER"] = "0"
         env.update(self.extra_env)
         return env
 
@@ -123,12 +133,17 @@ class Cluster:
     def start_envoy(self) -> None:
         self.envoy_port = self.envoy_port or free_port()
         self.envoy_admin_port = self.envoy_admin_port or free_port()
+        self.envoy_probes_port = self.envoy_probes_port or free_port()
         if self.web_root is not None and self.web_server is None:
             self.start_web_server()
         config = envoy_config.render(
             listen_host="127.0.0.1",
             listen_port=self.envoy_port,
             admin_port=self.envoy_admin_port,
+            probes_port=self.envoy_probes_port,
+            public_health=self.envoy_public_health,
+            public_reflection=self.envoy_public_reflection,
+            max_concurrent_streams=self.envoy_max_concurrent_streams,
             upstreams=[envoy_config.Upstream("127.0.0.1", s.grpc_port) for s in self.services],
             static_upstream=(
                 envoy_config.Upstream("127.0.0.1", self.web_port) if self.web_server else None
@@ -145,7 +160,38 @@ class Cluster:
         )
         log.close()
         wait_for_port(self.envoy_port)
-        wait_serving(self.gateway, timeout=30)
+        self.wait_envoy_upstreams_healthy(timeout=30)
+
+    def wait_envoy_upstreams_healthy(self, timeout: float = 30.0) -> None:
+        """Until Envoy's admin /clusters shows every pod healthy in every chat cluster.
+
+        (Health checks are not routed through the public listener, so this asks the admin
+        interface on loopback.)
+        """
+        wanted = {
+            f"{cluster}::127.0.0.1:{s.grpc_port}::health_flags::healthy"
+            for cluster in (envoy_config.UNARY_CLUSTER, envoy_config.STREAMS_CLUSTER)
+            for s in self.services
+            if s.alive
+        }
+        deadline = time.monotonic() + timeout
+        seen: set[str] = set()
+        while time.monotonic() < deadline:
+            if self.envoy is not None and self.envoy.poll() is not None:
+                raise RuntimeError(f"envoy exited with {self.envoy.returncode}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.envoy_admin_port, timeout=2)
+                try:
+                    conn.request("GET", "/clusters")
+                    seen = set(conn.getresponse().read().decode().splitlines())
+                finally:
+                    conn.close()
+                if wanted <= seen:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"Envoy upstreams not healthy within {timeout}s: {wanted - seen}")
 
     @property
     def gateway(self) -> str:
@@ -194,7 +240,10 @@ class Cluster:
             lines.append(f"{s.name:<11} {s.address}  (log {s.log_path}{metrics})")
         if self.with_envoy:
             lines.append(f"Envoy       http://127.0.0.1:{self.envoy_port}  "
-                         f"(gRPC + gRPC-Web; admin http://127.0.0.1:{self.envoy_admin_port})")
+                         f"(gRPC + gRPC-Web; admin http://127.0.0.1:{self.envoy_admin_port}, "
+                         f"probes/stats http://127.0.0.1:{self.envoy_probes_port})")
+            lines.append("            (reflection and health are not routed through Envoy: "
+                         "use grpcurl on a pod's address)")
             if self.web_server is not None:
                 lines.append(f"Web demo    {self.web_url}  (files from {self.web_root})")
         return "\n".join(lines)

@@ -16,7 +16,15 @@ What the gateway does:
   streams stick to one pod;
 * HTTP/2 (h2c, or h2 over TLS) to the pods, active gRPC health checks, outlier detection,
   circuit breakers raised for many concurrent streams;
-* admin interface (``/stats/prometheus``, ``/clusters``, ...) on ``admin_host:admin_port``;
+* the admin interface on ``127.0.0.1:admin_port`` only (it can stop or drain Envoy), and a
+  small second listener ``envoy_stats`` on ``probes_port`` that routes exactly ``/ready`` and
+  ``/stats/prometheus`` to it (kubelet probes, Prometheus); it is never published;
+* the public listener routes only ``/chat.ChatService/*``; gRPC health (``public_health``) and
+  server reflection (``public_reflection``) are opt-in; anything else gets 404 (gRPC:
+  UNIMPLEMENTED) from Envoy itself;
+* edge limits against slow or greedy clients (see ``deploy/envoy/README.md``): request-header
+  timeout, connection and stream idle timeouts, HTTP/2 stream and window limits, buffer limits,
+  a global connection limit and the overload manager on a fixed heap budget;
 * optionally (``static_upstream``) a plain HTTP/1.1 upstream for everything that is not gRPC
   (requests without an ``application/grpc*`` content type), e.g. the web demo's static files,
   so the page and its gRPC-Web calls share one origin. gRPC routes are unchanged.
@@ -40,11 +48,16 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "ADMIN_CLUSTER",
     "ALLOW_HEADERS",
+    "DEFAULT_MAX_HEAP_BYTES",
     "EXPOSE_HEADERS",
+    "LIMITS",
     "STATIC_CLUSTER",
+    "STATS_LISTENER",
     "STREAMING_METHODS",
     "STREAMS_CLUSTER",
+    "TRANSFER_METHODS",
     "UNARY_CLUSTER",
     "Upstream",
     "build_config",
@@ -61,7 +74,46 @@ STREAMING_METHODS: tuple[str, ...] = ("Subscribe", "StreamMessages")
 UNARY_CLUSTER = "chat_unary"
 STREAMS_CLUSTER = "chat_streams"
 STATIC_CLUSTER = "web_static"
+ADMIN_CLUSTER = "envoy_admin"
+STATS_LISTENER = "envoy_stats"
+# File transfers are streams too (client / server streaming) but need no stickiness: they go
+# to chat_unary with no route timeout, an idle timeout, and no retries.
+TRANSFER_METHODS: tuple[str, ...] = ("UploadFile", "DownloadFile")
 UNARY_TIMEOUT = "30s"
+
+# Edge limits (deploy/envoy/README.md explains each; the Helm chart uses the same values).
+LIMITS: dict[str, Any] = {
+    # Slowloris: a request whose headers are not complete after this is answered 408 and its
+    # connection closed.
+    "request_headers_timeout": "10s",
+    # A downstream connection with no active stream is closed after this.
+    "connection_idle_timeout": "300s",
+    # Default stream idle timeout (no bytes either way); routes below override it.
+    "stream_idle_timeout": "300s",
+    # Unary calls: no byte either way for this long ends the call (the route timeout is 30 s).
+    "unary_idle_timeout": "30s",
+    # Subscribe and file transfers: longer than the server's heartbeat (HEARTBEAT_SECONDS,
+    # 25 s) on Subscribe, and than any pause between chunks.
+    "stream_route_idle_timeout": "120s",
+    # StreamMessages (the original wire protocol) has no heartbeat: a stream with no message
+    # either way for an hour is ended; the client reconnects.
+    "legacy_stream_idle_timeout": "3600s",
+    # HTTP/2 per downstream connection: extra streams wait in the client until one ends.
+    "max_concurrent_streams": 100,
+    # Per connection to a pod (below the pods' GRPC_MAX_CONCURRENT_STREAMS of 4096).
+    "upstream_max_concurrent_streams": 1000,
+    "initial_stream_window_size": 65536,
+    "initial_connection_window_size": 1048576,
+    # Read buffer per connection (downstream and upstream); above it Envoy stops reading
+    # (flow control) instead of buffering. gRPC messages up to 4 MiB still pass (streamed).
+    "per_connection_buffer_limit_bytes": 1048576,
+    "max_request_headers_kb": 16,  # = the pods' grpc.max_metadata_size
+    "max_headers_count": 64,
+    "max_downstream_connections": 20000,
+}
+# 80 % of the chart's default Envoy memory limit (256 Mi): the overload manager acts before the
+# kernel's OOM killer does.
+DEFAULT_MAX_HEAP_BYTES = 256 * 1024 * 1024 * 80 // 100
 
 ALLOW_HEADERS: tuple[str, ...] = (
     "content-type",
@@ -159,19 +211,64 @@ def _static_route() -> JSON:
     }
 
 
-def _routes(with_static: bool = False) -> list[JSON]:
+def _retry_policy() -> JSON:
+    # Only failures where the request was not processed, or the server said UNAVAILABLE.
+    # SendMessage is idempotent by client_msg_id, so replaying it is safe.
+    return {
+        "retry_on": "connect-failure,refused-stream,unavailable",
+        "num_retries": 2,
+        "retry_back_off": {"base_interval": "0.05s", "max_interval": "0.5s"},
+        "retry_host_predicate": [
+            {
+                "name": "envoy.retry_host_predicates.previous_hosts",
+                "typed_config": {
+                    "@type": _TYPE
+                    + "envoy.extensions.retry.host.previous_hosts.v3"
+                    + ".PreviousHostsPredicate"
+                },
+            }
+        ],
+        "host_selection_retry_max_attempts": 3,
+    }
+
+
+def _unary_route(name: str, match: JSON) -> JSON:
+    return {
+        "name": name,
+        "match": match,
+        "route": {
+            "cluster": UNARY_CLUSTER,
+            "timeout": UNARY_TIMEOUT,
+            "idle_timeout": LIMITS["unary_idle_timeout"],
+            # gRPC requests: the grpc-timeout header wins, capped at UNARY_TIMEOUT (which is
+            # also the deadline when the client sends none).
+            "max_stream_duration": {"grpc_timeout_header_max": UNARY_TIMEOUT},
+            "retry_policy": _retry_policy(),
+        },
+    }
+
+
+def _routes(
+    with_static: bool = False, public_health: bool = False, public_reflection: bool = False
+) -> list[JSON]:
     routes: list[JSON] = []
     for method in STREAMING_METHODS:
+        idle = (
+            LIMITS["legacy_stream_idle_timeout"]
+            if method == "StreamMessages"
+            else LIMITS["stream_route_idle_timeout"]
+        )
         routes.append(
             {
                 "name": f"stream_{method}",
                 "match": {"path": f"/{SERVICE}/{method}"},
                 "route": {
                     "cluster": STREAMS_CLUSTER,
-                    # Streams live as long as the client wants: no route timeout, no idle
-                    # timeout; a client-sent grpc-timeout is honoured without an upper bound.
+                    # Streams live as long as the client wants (no route timeout; a client-sent
+                    # grpc-timeout is honoured without an upper bound), but one that carries
+                    # no byte either way for `idle` is ended (Subscribe has heartbeats).
                     "timeout": "0s",
-                    "idle_timeout": "0s",
+                    "idle_timeout": idle,
                     "max_stream_duration": {"grpc_timeout_header_max": "0s"},
                     # Sticky per user: same bearer token -> same pod (ring hash). Without the
                     # header, fall back to the client's address. No retry_policy: Envoy must not
@@ -183,55 +280,73 @@ def _routes(with_static: bool = False) -> list[JSON]:
                 },
             }
         )
+    for method in TRANSFER_METHODS:
+        routes.append(
+            {
+                "name": f"transfer_{method}",
+                "match": {"path": f"/{SERVICE}/{method}"},
+                "route": {
+                    "cluster": UNARY_CLUSTER,
+                    "timeout": "0s",
+                    "idle_timeout": LIMITS["stream_route_idle_timeout"],
+                    "max_stream_duration": {"grpc_timeout_header_max": "0s"},
+                },
+            }
+        )
     if with_static:
         routes.append(_static_route())
-    routes.append(
-        {
-            "name": "unary",
-            "match": {"prefix": "/"},
-            "route": {
-                "cluster": UNARY_CLUSTER,
-                "timeout": UNARY_TIMEOUT,
-                # gRPC requests: the grpc-timeout header wins, capped at UNARY_TIMEOUT (which is
-                # also the deadline when the client sends none).
-                "max_stream_duration": {"grpc_timeout_header_max": UNARY_TIMEOUT},
-                # Only failures where the request was not processed, or the server said
-                # UNAVAILABLE. SendMessage is idempotent by client_msg_id, so replaying it is
-                # safe.
-                "retry_policy": {
-                    "retry_on": "connect-failure,refused-stream,unavailable",
-                    "num_retries": 2,
-                    "retry_back_off": {"base_interval": "0.05s", "max_interval": "0.5s"},
-                    "retry_host_predicate": [
-                        {
-                            "name": "envoy.retry_host_predicates.previous_hosts",
-                            "typed_config": {
-                                "@type": _TYPE
-                                + "envoy.extensions.retry.host.previous_hosts.v3"
-                                + ".PreviousHostsPredicate"
-                            },
-                        }
-                    ],
-                    "host_selection_retry_max_attempts": 3,
-                },
-            },
-        }
-    )
+    if public_reflection:
+        for version in ("v1", "v1alpha"):
+            routes.append(
+                {
+                    "name": f"reflection_{version}",
+                    "match": {"prefix": f"/grpc.reflection.{version}.ServerReflection/"},
+                    "route": {
+                        "cluster": UNARY_CLUSTER,
+                        "timeout": UNARY_TIMEOUT,
+                        "idle_timeout": LIMITS["unary_idle_timeout"],
+                    },
+                }
+            )
+    if public_health:
+        # Check only (not Watch). Note: the service name is in the request body, so this also
+        # answers per-dependency names ("redis", "postgres"); hence off by default.
+        routes.append(_unary_route("health", {"path": "/grpc.health.v1.Health/Check"}))
+    # Only the chat API; any other path gets 404 from Envoy (UNIMPLEMENTED for gRPC).
+    routes.append(_unary_route("unary", {"prefix": f"/{SERVICE}/"}))
     return routes
 
 
-def _http_connection_manager(allowed_origins: Sequence[str], with_static: bool = False) -> JSON:
+def _http_connection_manager(
+    allowed_origins: Sequence[str],
+    with_static: bool = False,
+    public_health: bool = False,
+    public_reflection: bool = False,
+    max_concurrent_streams: int = LIMITS["max_concurrent_streams"],
+) -> JSON:
     return {
         "@type": _HCM_TYPE,
         "stat_prefix": "chat_gateway",
         "codec_type": "AUTO",
-        # Long-lived streams must not be cut for being quiet.
-        "stream_idle_timeout": "0s",
+        # Slowloris: headers must be complete within this, or 408 and the connection closes.
+        "request_headers_timeout": LIMITS["request_headers_timeout"],
+        # Default for streams; every route sets its own idle_timeout (long-lived streams too).
+        "stream_idle_timeout": LIMITS["stream_idle_timeout"],
+        # No whole-request timeout here: streams are unbounded, unary routes have their own.
         "request_timeout": "0s",
         "use_remote_address": True,
+        "max_request_headers_kb": LIMITS["max_request_headers_kb"],
+        "common_http_protocol_options": {
+            "idle_timeout": LIMITS["connection_idle_timeout"],
+            "max_headers_count": LIMITS["max_headers_count"],
+        },
         "http2_protocol_options": {
             # Detect vanished clients so their streams are released.
             "connection_keepalive": {"interval": "60s", "timeout": "20s"},
+            # Per connection: a bounded number of streams and of unacknowledged bytes.
+            "max_concurrent_streams": max_concurrent_streams,
+            "initial_stream_window_size": LIMITS["initial_stream_window_size"],
+            "initial_connection_window_size": LIMITS["initial_connection_window_size"],
         },
         "access_log": [
             {
@@ -247,7 +362,7 @@ def _http_connection_manager(allowed_origins: Sequence[str], with_static: bool =
                 {
                     "name": "chat",
                     "domains": ["*"],
-                    "routes": _routes(with_static),
+                    "routes": _routes(with_static, public_health, public_reflection),
                     # When Envoy received the request (epoch ms): the pods refuse calls that
                     # already queued too long (MAX_QUEUE_MS). Overwritten, never trusted
                     # from the client.
@@ -274,11 +389,15 @@ def _http_connection_manager(allowed_origins: Sequence[str], with_static: bool =
                 "name": "envoy.filters.http.cors",
                 "typed_config": {"@type": _TYPE + "envoy.extensions.filters.http.cors.v3.Cors"},
             },
-            {
-                "name": "envoy.filters.http.router",
-                "typed_config": {"@type": _TYPE + "envoy.extensions.filters.http.router.v3.Router"},
-            },
+            _router_filter(),
         ],
+    }
+
+
+def _router_filter() -> JSON:
+    return {
+        "name": "envoy.filters.http.router",
+        "typed_config": {"@type": _TYPE + "envoy.extensions.filters.http.router.v3.Router"},
     }
 
 
@@ -289,14 +408,15 @@ def _listener(
     tls_cert_file: str | None,
     tls_key_file: str | None,
     with_static: bool = False,
+    public_health: bool = False,
+    public_reflection: bool = False,
+    max_concurrent_streams: int = LIMITS["max_concurrent_streams"],
 ) -> JSON:
+    hcm = _http_connection_manager(
+        allowed_origins, with_static, public_health, public_reflection, max_concurrent_streams
+    )
     chain: JSON = {
-        "filters": [
-            {
-                "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": _http_connection_manager(allowed_origins, with_static),
-            }
-        ]
+        "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]
     }
     if tls_cert_file is not None and tls_key_file is not None:
         chain["transport_socket"] = {
@@ -317,7 +437,118 @@ def _listener(
     return {
         "name": "chat_gateway",
         "address": _socket_address(listen_host, listen_port),
+        "per_connection_buffer_limit_bytes": LIMITS["per_connection_buffer_limit_bytes"],
         "filter_chains": [chain],
+    }
+
+
+def _stats_listener(host: str, port: int) -> JSON:
+    """Kubelet probes and Prometheus: exactly GET /ready and /stats/prometheus of the admin."""
+    routes: list[JSON] = [
+        {
+            "name": f"admin{path.replace('/', '_')}",
+            "match": {
+                "path": path,
+                "headers": [{"name": ":method", "string_match": {"exact": "GET"}}],
+            },
+            "route": {"cluster": ADMIN_CLUSTER, "timeout": "5s"},
+        }
+        for path in ("/ready", "/stats/prometheus")
+    ]
+    hcm: JSON = {
+        "@type": _HCM_TYPE,
+        "stat_prefix": STATS_LISTENER,
+        "codec_type": "HTTP1",
+        "request_headers_timeout": LIMITS["request_headers_timeout"],
+        "stream_idle_timeout": "10s",
+        "request_timeout": "10s",
+        "common_http_protocol_options": {"idle_timeout": "60s"},
+        "route_config": {
+            "name": "envoy_stats_routes",
+            "virtual_hosts": [{"name": "envoy_stats", "domains": ["*"], "routes": routes}],
+        },
+        "http_filters": [_router_filter()],
+    }
+    return {
+        "name": STATS_LISTENER,
+        "address": _socket_address(host, port),
+        "per_connection_buffer_limit_bytes": 32768,
+        # Probes must still get through while the public listener is at its connection limit.
+        "ignore_global_conn_limit": True,
+        "filter_chains": [
+            {
+                "filters": [
+                    {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
+                ]
+            }
+        ],
+    }
+
+
+def _admin_cluster(admin_port: int) -> JSON:
+    return {
+        "name": ADMIN_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": ADMIN_CLUSTER,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": _socket_address("127.0.0.1", admin_port)}}
+                    ]
+                }
+            ],
+        },
+    }
+
+
+def _overload_manager(max_heap_bytes: int, max_connections: int) -> JSON:
+    heap = "envoy.resource_monitors.fixed_heap"
+
+    def threshold(action: str, value: float) -> JSON:
+        return {"name": action, "triggers": [{"name": heap, "threshold": {"value": value}}]}
+
+    return {
+        "refresh_interval": "0.25s",
+        "resource_monitors": [
+            {
+                "name": heap,
+                "typed_config": {
+                    "@type": _TYPE
+                    + "envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig",
+                    "max_heap_size_bytes": max_heap_bytes,
+                },
+            },
+            {
+                "name": "envoy.resource_monitors.global_downstream_max_connections",
+                "typed_config": {
+                    "@type": _TYPE
+                    + "envoy.extensions.resource_monitors.downstream_connections.v3"
+                    + ".DownstreamConnectionsConfig",
+                    "max_active_downstream_connections": max_connections,
+                },
+            },
+        ],
+        "actions": [
+            threshold("envoy.overload_actions.shrink_heap", 0.90),
+            threshold("envoy.overload_actions.disable_http_keepalive", 0.92),
+            threshold("envoy.overload_actions.stop_accepting_requests", 0.95),
+            {
+                # Past 85 % of the budget, reset the streams holding the most buffered
+                # memory, more of them the closer the heap gets to 95 %.
+                "name": "envoy.overload_actions.reset_high_memory_stream",
+                "triggers": [
+                    {
+                        "name": heap,
+                        "scaled": {"scaling_threshold": 0.85, "saturation_threshold": 0.95},
+                    }
+                ],
+            },
+        ],
+        # Track per-stream buffer memory for streams above 1 MiB (2^20), which is what
+        # reset_high_memory_stream acts on.
+        "buffer_factory_config": {"minimum_account_to_track_power_of_two": 20},
     }
 
 
@@ -344,6 +575,7 @@ def _cluster(
         "type": cluster_type,
         "connect_timeout": "1s",
         "lb_policy": lb_policy,
+        "per_connection_buffer_limit_bytes": LIMITS["per_connection_buffer_limit_bytes"],
         "load_assignment": {
             "cluster_name": name,
             "endpoints": [
@@ -363,6 +595,11 @@ def _cluster(
                         # connection without data as abuse (GOAWAY "too_many_pings"), so ping
                         # rarely; TCP keepalive below catches dead peers sooner.
                         "connection_keepalive": {"interval": "300s", "timeout": "20s"},
+                        # Envoy ignores the pods' advertised SETTINGS_MAX_CONCURRENT_STREAMS
+                        # (GRPC_MAX_CONCURRENT_STREAMS, 4096) and would queue streams past it
+                        # inside one connection (envoyproxy/envoy#13933): open another
+                        # connection well before that.
+                        "max_concurrent_streams": LIMITS["upstream_max_concurrent_streams"],
                     }
                 },
             }
@@ -451,8 +688,8 @@ def build_config(
     *,
     listen_host: str = "0.0.0.0",
     listen_port: int = 8080,
-    admin_host: str = "127.0.0.1",
     admin_port: int = 9901,
+    probes_port: int = 9902,
     upstreams: Sequence[Upstream] | None = None,
     dns_name: str | None = None,
     dns_port: int = 50051,
@@ -462,6 +699,11 @@ def build_config(
     upstream_tls: bool = False,
     upstream_ca_file: str | None = None,
     static_upstream: Upstream | None = None,
+    public_health: bool = False,
+    public_reflection: bool = False,
+    max_heap_bytes: int = DEFAULT_MAX_HEAP_BYTES,
+    max_connections: int = LIMITS["max_downstream_connections"],
+    max_concurrent_streams: int = LIMITS["max_concurrent_streams"],
 ) -> JSON:
     """The Envoy bootstrap as a dict (see :func:`render`)."""
     if (upstreams is None) == (dns_name is None):
@@ -474,7 +716,16 @@ def build_config(
         raise ValueError("upstream_ca_file needs upstream_tls")
     _check_port("listen_port", listen_port)
     _check_port("admin_port", admin_port)
+    _check_port("probes_port", probes_port)
     _check_port("dns_port", dns_port)
+    if admin_port == 0:
+        raise ValueError("admin_port must be fixed: the probes listener forwards to it")
+    if probes_port in (admin_port, listen_port) and probes_port != 0:
+        raise ValueError("probes_port must differ from admin_port and listen_port")
+    if max_heap_bytes < 16 * 1024 * 1024:
+        raise ValueError(f"max_heap_bytes too small: {max_heap_bytes}")
+    if max_connections < 1 or max_concurrent_streams < 1:
+        raise ValueError("max_connections and max_concurrent_streams must be positive")
     for u in upstreams or ():
         _check_port(f"port of {u.host}", u.port)
     if static_upstream is not None:
@@ -488,8 +739,11 @@ def build_config(
     clusters = [cluster(UNARY_CLUSTER, "LEAST_REQUEST"), cluster(STREAMS_CLUSTER, "RING_HASH")]
     if static_upstream is not None:
         clusters.append(_static_cluster(static_upstream))
+    clusters.append(_admin_cluster(admin_port))
     return {
-        "admin": {"address": _socket_address(admin_host, admin_port)},
+        # Loopback only, always: the admin API can stop (/quitquitquit) or drain Envoy and
+        # dumps its config. Probes and Prometheus use the envoy_stats listener instead.
+        "admin": {"address": _socket_address("127.0.0.1", admin_port)},
         "static_resources": {
             "listeners": [
                 _listener(
@@ -499,67 +753,33 @@ def build_config(
                     tls_cert_file,
                     tls_key_file,
                     with_static=static_upstream is not None,
-                )
+                    public_health=public_health,
+                    public_reflection=public_reflection,
+                    max_concurrent_streams=max_concurrent_streams,
+                ),
+                _stats_listener(listen_host, probes_port),
             ],
             "clusters": clusters,
         },
-        "overload_manager": {
-            "resource_monitors": [
-                {
-                    "name": "envoy.resource_monitors.global_downstream_max_connections",
-                    "typed_config": {
-                        "@type": _TYPE
-                        + "envoy.extensions.resource_monitors.downstream_connections.v3"
-                        + ".DownstreamConnectionsConfig",
-                        "max_active_downstream_connections": 100000,
-                    },
-                }
-            ]
-        },
+        "overload_manager": _overload_manager(max_heap_bytes, max_connections),
     }
 
 
-def render(
-    *,
-    listen_host: str = "0.0.0.0",
-    listen_port: int = 8080,
-    admin_host: str = "127.0.0.1",
-    admin_port: int = 9901,
-    upstreams: Sequence[Upstream] | None = None,
-    dns_name: str | None = None,
-    dns_port: int = 50051,
-    allowed_origins: Sequence[str] = ("*",),
-    tls_cert_file: str | None = None,
-    tls_key_file: str | None = None,
-    upstream_tls: bool = False,
-    upstream_ca_file: str | None = None,
-    static_upstream: Upstream | None = None,
-) -> str:
+def render(**kwargs: Any) -> str:
     """Render the Envoy bootstrap as JSON text (valid YAML, so Envoy loads it as ``.yaml``).
 
-    Exactly one of ``upstreams`` (static ``host:port`` list, e.g. several local processes) or
-    ``dns_name`` (resolved with STRICT_DNS on ``dns_port``; every address is an endpoint) must
-    be given. ``allowed_origins`` holds exact origins or ``"*"``. ``tls_cert_file`` and
-    ``tls_key_file`` enable downstream TLS (ALPN h2, http/1.1); ``upstream_tls`` makes Envoy
-    speak h2 over TLS to the pods, verified against ``upstream_ca_file`` when given.
-    ``static_upstream`` (HTTP/1.1) receives every request that is not gRPC (e.g. the web demo).
+    Takes the keyword arguments of :func:`build_config`. Exactly one of ``upstreams`` (static
+    ``host:port`` list, e.g. several local processes) or ``dns_name`` (resolved with STRICT_DNS
+    on ``dns_port``; every address is an endpoint) must be given. ``allowed_origins`` holds
+    exact origins or ``"*"``. ``tls_cert_file`` and ``tls_key_file`` enable downstream TLS
+    (ALPN h2, http/1.1); ``upstream_tls`` makes Envoy speak h2 over TLS to the pods, verified
+    against ``upstream_ca_file`` when given. ``static_upstream`` (HTTP/1.1) receives every
+    request that is not gRPC (e.g. the web demo). ``public_health`` / ``public_reflection``
+    route ``grpc.health.v1.Health/Check`` / server reflection on the public listener (off by
+    default). The admin interface listens on ``127.0.0.1:admin_port``; ``probes_port`` (on
+    ``listen_host``) serves only ``/ready`` and ``/stats/prometheus``.
     """
-    config = build_config(
-        listen_host=listen_host,
-        listen_port=listen_port,
-        admin_host=admin_host,
-        admin_port=admin_port,
-        upstreams=upstreams,
-        dns_name=dns_name,
-        dns_port=dns_port,
-        allowed_origins=allowed_origins,
-        tls_cert_file=tls_cert_file,
-        tls_key_file=tls_key_file,
-        upstream_tls=upstream_tls,
-        upstream_ca_file=upstream_ca_file,
-        static_upstream=static_upstream,
-    )
-    return json.dumps(config, indent=2) + "\n"
+    return json.dumps(build_config(**kwargs), indent=2) + "\n"
 
 
 def _upstream_arg(text: str) -> Upstream:
@@ -615,8 +835,30 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dns-port", type=int, default=50051)
     p.add_argument("--listen-host", default="0.0.0.0")
     p.add_argument("--listen-port", type=int, default=8080)
-    p.add_argument("--admin-host", default="127.0.0.1")
-    p.add_argument("--admin-port", type=int, default=9901)
+    p.add_argument("--admin-port", type=int, default=9901, help="admin, on 127.0.0.1 only")
+    p.add_argument(
+        "--probes-port",
+        type=int,
+        default=9902,
+        help="listener serving only /ready and /stats/prometheus (probes, Prometheus)",
+    )
+    p.add_argument(
+        "--public-health",
+        action="store_true",
+        help="route grpc.health.v1.Health/Check on the public listener (also answers "
+        "per-dependency names such as 'redis')",
+    )
+    p.add_argument(
+        "--public-reflection",
+        action="store_true",
+        help="route gRPC server reflection on the public listener",
+    )
+    p.add_argument(
+        "--max-heap-bytes",
+        type=int,
+        default=DEFAULT_MAX_HEAP_BYTES,
+        help="overload manager heap budget (below the container's memory limit)",
+    )
     p.add_argument(
         "--allowed-origin",
         action="append",
@@ -643,8 +885,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = render(
             listen_host=args.listen_host,
             listen_port=args.listen_port,
-            admin_host=args.admin_host,
             admin_port=args.admin_port,
+            probes_port=args.probes_port,
             upstreams=args.upstream,
             dns_name=args.dns_name,
             dns_port=args.dns_port,
@@ -654,6 +896,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             upstream_tls=args.upstream_tls,
             upstream_ca_file=args.upstream_ca_file,
             static_upstream=args.static_upstream,
+            public_health=args.public_health,
+            public_reflection=args.public_reflection,
+            max_heap_bytes=args.max_heap_bytes,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -17,9 +17,11 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from chat_service.api import convert
 from chat_service.api.admission import Admission
 from chat_service.api.attachments import AttachmentApi
 from chat_service.api.auth import Authenticator
+from chat_service.api.gate import CallGate, GateSettings
 from chat_service.api.handlers import SERVICE, generic_handler
 from chat_service.api.servicer import ChatApi, StreamSettings
 from chat_service.attachments.service import AttachmentService, create_attachment_service
@@ -38,6 +40,7 @@ from chat_service.gen import chat_pb2
 from chat_service.notifications.webhook import WebhookNotifier
 from chat_service.presence.local import LocalPresence
 from chat_service.presence.redis_presence import RedisPresence
+from chat_service.presence.stream_slots import LocalStreamSlots, RedisStreamSlots
 from chat_service.ratelimit.limiter import RateLimiter, RateRules
 from chat_service.storage.postgres.changes import PostgresMessageChanges
 from chat_service.storage.postgres.migrate import migrate
@@ -50,23 +53,36 @@ log = logging.getLogger(__name__)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
-SERVER_OPTIONS = [
-    # A port already in use must be an error, not two servers silently sharing it.
-    ("grpc.so_reuseport", 0),
-    ("grpc.max_metadata_size", 16 * 1024),
-    # grpc-core cancels (status CANCELLED) calls waiting to be handed to the application once
-    # more than 1,000 (hard limit 3,000) are pending: a reconnect storm or a burst of sends
-    # would get an unactionable CANCELLED. Allow bursts; our own limits shed real overload.
-    ("grpc.server.max_pending_requests", 20_000),
-    ("grpc.server.max_pending_requests_hard_limit", 40_000),
-    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
-    ("grpc.max_send_message_length", 16 * 1024 * 1024),
-    ("grpc.keepalive_time_ms", 60_000),
-    ("grpc.keepalive_timeout_ms", 20_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-    ("grpc.max_connection_age_grace_ms", 30_000),
-]
+def server_options(s: Settings) -> list[tuple[str, Any]]:
+    """grpc-core's connection limits. What a client can hold before it has authenticated is
+    bounded here (streams per connection, idle connections, pings) and in the call gate
+    (api/gate.py: calls waiting for their request)."""
+    ms = 1000
+    return [
+        # A port already in use must be an error, not two servers silently sharing it.
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_metadata_size", 16 * 1024),
+        # Calls grpc-core holds before the application picks them up (~10 KiB each). The
+        # default (1,000; hard limit 3,000) answered a reconnect storm with CANCELLED; the
+        # gate answers or bounds every call it is handed, so these are only a burst buffer.
+        ("grpc.server.max_pending_requests", s.grpc_max_pending_calls),
+        ("grpc.server.max_pending_requests_hard_limit", 2 * s.grpc_max_pending_calls),
+        ("grpc.max_concurrent_streams", s.grpc_max_concurrent_streams),
+        ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+        ("grpc.max_send_message_length", 16 * 1024 * 1024),
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # Keepalive enforcement: pings more often than this are strikes; 2 strikes: GOAWAY.
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_ping_strikes", 2),
+        # A connection with no call for this long is closed (GOAWAY).
+        ("grpc.max_connection_idle_ms", int(s.grpc_max_connection_idle_seconds * ms)),
+        # Every connection is renewed after this (+-10 % jitter); open streams get the grace
+        # period to finish, then end and resume by position on a new connection.
+        ("grpc.max_connection_age_ms", int(s.grpc_max_connection_age_seconds * ms)),
+        ("grpc.max_connection_age_grace_ms", int(s.grpc_max_connection_age_grace_seconds * ms)),
+    ]
 
 
 async def connect_pool(settings: Settings, attempts: int = 60) -> asyncpg.Pool:
@@ -102,6 +118,7 @@ class App:
         self._admission: Admission | None = None
         self._repo: PostgresChatRepository | None = None
         self._presence: LocalPresence | RedisPresence | None = None
+        self._stream_slots: LocalStreamSlots | RedisStreamSlots | None = None
         self._notifier: WebhookNotifier | None = None
         self._attachments: AttachmentService | None = None
 
@@ -110,12 +127,24 @@ class App:
         tracing.setup(os.environ.get("OTEL_SERVICE_NAME", "chat-service"), s.pod_name,
                       self._span_processor)
         # Bind first: a port already taken fails start-up before anything else is touched.
-        options = list(SERVER_OPTIONS)
+        options = server_options(s)
         if s.grpc_compression == "gzip":
             # Responses are gzipped for clients that accept gzip (grpc-accept-encoding);
             # clients that do not (browsers through gRPC-Web) get them uncompressed.
             options.append(("grpc.default_compression_algorithm", grpc.Compression.Gzip.value))
-        server = self._server = grpc.aio.server(options=options)
+        authenticator = Authenticator(TokenVerifier(s.jwt))
+        admission = self._admission = Admission(
+            s.max_inflight_calls,
+            s.shed_loop_lag_ms / 1000,
+            s.max_queue_ms / 1000,
+            max_per_user=s.max_inflight_calls_per_user,
+        )
+        gate = CallGate(authenticator, admission, GateSettings(
+            preauth_max=s.preauth_max_calls,
+            preauth_timeout=s.preauth_timeout_seconds,
+            body_timeout=s.request_body_timeout_seconds,
+        ))
+        server = self._server = grpc.aio.server(interceptors=[gate], options=options)
         address = f"{s.grpc_host}:{s.grpc_port}"
         if s.tls_cert_file and s.tls_key_file:
             key = await asyncio.to_thread(Path(s.tls_key_file).read_bytes)
@@ -169,6 +198,16 @@ class App:
             presence = LocalPresence(hub)
         self._presence = presence
         presence.start()
+        # Open streams per user, counted across pods in Redis (entries of a dead pod expire
+        # with the presence TTL); in one process with the memory broker.
+        slots: LocalStreamSlots | RedisStreamSlots = (
+            RedisStreamSlots(broker.client, pod=s.pod_name, max_per_user=s.max_streams_per_user,
+                             ttl_seconds=s.presence_ttl_seconds)
+            if isinstance(broker, RedisStreamsBroker)
+            else LocalStreamSlots(s.max_streams_per_user)
+        )
+        self._stream_slots = slots
+        slots.start()
         if s.notify_webhook_url and isinstance(broker, RedisStreamsBroker):
             self._notifier = WebhookNotifier(
                 broker.client,
@@ -186,6 +225,11 @@ class App:
             group_send=s.rate_group_send,
             user_groups_created=s.rate_groups_created,
             user_typing=s.rate_typing,
+            user_edit=s.rate_edits,
+            user_delete=s.rate_deletes,
+            user_react=s.rate_reactions,
+            user_mark_read=s.rate_mark_read,
+            user_reads=s.rate_reads,
         )
         rate = (
             RateLimiter.redis(s.redis_host, s.redis_port, s.redis_password, rules)
@@ -193,17 +237,15 @@ class App:
             else RateLimiter.memory(rules)
         )
         chat = ChatService(repo, fanout, presence, s.limits, rate)
-        receipts = Receipts(PostgresReceipts(pool), fanout)
-        changes = MessageChanges(repo, PostgresMessageChanges(pool), fanout, s.limits)
-        admission = self._admission = Admission(
-            s.max_inflight_calls, s.shed_loop_lag_ms / 1000, s.max_queue_ms / 1000
-        )
+        convert.configure(expose_member_emails=s.expose_member_emails)
+        receipts = Receipts(PostgresReceipts(pool), fanout, rate)
+        changes = MessageChanges(repo, PostgresMessageChanges(pool), fanout, s.limits, rate=rate)
         admission.start()
         api = self._api = ChatApi(
             chat,
             receipts,
             changes,
-            Authenticator(TokenVerifier(s.jwt)),
+            authenticator,
             hub,
             repo,
             StreamSettings(
@@ -214,7 +256,7 @@ class App:
                 max_per_user=s.max_streams_per_user,
             ),
             presence,
-            admission,
+            slots,
         )
         attachments = self._attachments = await create_attachment_service(
             pool, load_attachment_settings(), repo.role_of
@@ -303,6 +345,8 @@ class App:
             await self._attachments.stop()
         if self._presence is not None:
             await self._presence.stop()
+        if self._stream_slots is not None:
+            await self._stream_slots.stop()
         if self._hub is not None:
             await self._hub.stop()
         if self._admission is not None:

@@ -111,6 +111,15 @@ class Settings:
     recent_total: int = 50_000
     large_group_subscribers: int = 64
     max_inflight_calls: int = 500
+    max_inflight_calls_per_user: int = 50
+    preauth_max_calls: int = 64
+    preauth_timeout_seconds: float = 5.0
+    request_body_timeout_seconds: float = 10.0
+    grpc_max_concurrent_streams: int = 4096
+    grpc_max_connection_idle_seconds: float = 300.0
+    grpc_max_connection_age_seconds: float = 3600.0
+    grpc_max_connection_age_grace_seconds: float = 300.0
+    grpc_max_pending_calls: int = 5000
     shed_loop_lag_ms: float = 100.0
     max_queue_ms: float = 0.0
     large_group_flush_ms: float = 100.0
@@ -122,7 +131,13 @@ class Settings:
     rate_group_send: str = "200/5 seconds"
     rate_groups_created: str = "30/hour"
     rate_typing: str = "30/10 seconds"
+    rate_edits: str = "20/10 seconds"
+    rate_deletes: str = "30/10 seconds"
+    rate_reactions: str = "30/10 seconds"
+    rate_mark_read: str = "60/10 seconds"
+    rate_reads: str = "120/10 seconds"
     max_streams_per_user: int = 20
+    expose_member_emails: bool = False
     batch_sends: bool = True
     grpc_compression: str = "none"
     notify_webhook_url: str = ""
@@ -232,6 +247,17 @@ def load_settings(env: Mapping[str, str] | None = None, *, for_serving: bool = T
         recent_total=_int(e, "RECENT_MESSAGES_TOTAL", 50_000),
         large_group_subscribers=_int(e, "LARGE_GROUP_SUBSCRIBERS", 64),
         max_inflight_calls=_int(e, "MAX_INFLIGHT_CALLS", 500),
+        max_inflight_calls_per_user=_int(e, "MAX_INFLIGHT_CALLS_PER_USER", 50),
+        preauth_max_calls=_int(e, "PREAUTH_MAX_CALLS", 64),
+        preauth_timeout_seconds=_float(e, "PREAUTH_TIMEOUT_SECONDS", 5.0),
+        request_body_timeout_seconds=_float(e, "REQUEST_BODY_TIMEOUT_SECONDS", 10.0),
+        grpc_max_concurrent_streams=_int(e, "GRPC_MAX_CONCURRENT_STREAMS", 4096),
+        grpc_max_connection_idle_seconds=_float(e, "GRPC_MAX_CONNECTION_IDLE_SECONDS", 300.0),
+        grpc_max_connection_age_seconds=_float(e, "GRPC_MAX_CONNECTION_AGE_SECONDS", 3600.0),
+        grpc_max_connection_age_grace_seconds=_float(
+            e, "GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS", 300.0
+        ),
+        grpc_max_pending_calls=_int(e, "GRPC_MAX_PENDING_CALLS", 5000),
         shed_loop_lag_ms=_float(e, "SHED_LOOP_LAG_MS", 100.0),
         max_queue_ms=_float(e, "MAX_QUEUE_MS", 0.0),
         large_group_flush_ms=_float(e, "LARGE_GROUP_FLUSH_MS", 100.0),
@@ -243,7 +269,13 @@ def load_settings(env: Mapping[str, str] | None = None, *, for_serving: bool = T
         rate_group_send=_rate(e, "RATE_LIMIT_GROUP_SEND", "200/5 seconds"),
         rate_groups_created=_rate(e, "RATE_LIMIT_GROUPS_CREATED", "30/hour"),
         rate_typing=_rate(e, "RATE_LIMIT_TYPING", "30/10 seconds"),
+        rate_edits=_rate(e, "RATE_LIMIT_EDITS", "20/10 seconds"),
+        rate_deletes=_rate(e, "RATE_LIMIT_DELETES", "30/10 seconds"),
+        rate_reactions=_rate(e, "RATE_LIMIT_REACTIONS", "30/10 seconds"),
+        rate_mark_read=_rate(e, "RATE_LIMIT_MARK_READ", "60/10 seconds"),
+        rate_reads=_rate(e, "RATE_LIMIT_READS", "120/10 seconds"),
         max_streams_per_user=_int(e, "MAX_STREAMS_PER_USER", 20),
+        expose_member_emails=_bool(e, "EXPOSE_MEMBER_EMAILS", False),
         batch_sends=_bool(e, "BATCH_SENDS", True),
         grpc_compression=_choice(e, "GRPC_COMPRESSION", "none", ("none", "gzip")),
         notify_webhook_url=_str(e, "NOTIFY_WEBHOOK_URL", ""),

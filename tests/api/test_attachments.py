@@ -209,7 +209,7 @@ async def expect_invalid(awaitable: Any, *words: str) -> str:
 
 def test_attachment_settings_defaults_and_env() -> None:
     d = load_attachment_settings({})
-    assert d.max_bytes == 25 * MIB and d.store == "postgres" and d.orphan_ttl_seconds == 86_400
+    assert d.max_bytes == 25 * MIB and d.store == "postgres" and d.orphan_ttl_seconds == 7_200
     assert d.allowed_types == (
         "image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain",
         "application/zip",
@@ -512,6 +512,67 @@ async def test_a_wrong_checksum_is_refused_and_the_upload_reset(user: UserFactor
     assert (await upload_stream(alice, good, data)).complete  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "invoice\u202efdp.bat",  # shows as "invoicetab.pdf"
+        "report\u2066.pdf\u2069.exe",
+        "\u200fname.png",
+        "nul\x00.png",
+        "bell\x07.png",
+        "line\nbreak.png",
+        "esc\x1b[31m.png",
+        "del\x7f.png",
+    ],
+    ids=["rlo", "isolates", "rlm", "nul", "bel", "newline", "ansi-escape", "del"],
+)
+async def test_file_names_with_control_or_bidi_characters_are_refused(
+    user: UserFactory, name: str
+) -> None:
+    alice = user()
+    group = await alice.create_group()
+    text = await expect_invalid(start_upload(alice, group.id, b"hello", name, "text/plain"),
+                                "file_name contains")
+    assert "control character" in text and "U+" in text
+
+
+async def test_no_upload_input_reaches_internal(user: UserFactory) -> None:
+    """Odd sizes, offsets, digests, content types and ids: each gets a status that names
+    the problem; none INTERNAL (e.g. a NUL in the content type reached a TEXT column)."""
+    alice = user()
+    group = await alice.create_group()
+    data = b"hello world\n"
+    for content_type, words in (
+        ("text/plain\x00", ("content_type contains", "U+0000")),
+        ("text/\u202eplain", ("content_type contains", "U+202E")),
+        ("text/" + "x" * 300, ("content_type is 305 characters",)),
+    ):
+        await expect_invalid(start_upload(alice, group.id, data, "a.txt", content_type), *words)
+    for size in (-1, -(2**63), 2**63 - 1, 25 * MIB + 1):
+        await expect_invalid(start_upload(alice, group.id, data, "a.txt", "text/plain", size=size),
+                             "size")
+    for digest in (sha(data) + "\n", sha(data)[:63] + "g", "\x00" * 64, "é" * 64, ""):
+        await expect_invalid(
+            start_upload(alice, group.id, data, "a.txt", "text/plain", digest=digest), "sha256"
+        )
+    for group_id in (0, -5, 2**63 - 1):
+        exc = await expect_status(
+            INVALID if group_id <= 0 else grpc.StatusCode.PERMISSION_DENIED,
+            start_upload(alice, group_id, data, "a.txt", "text/plain"),
+        )
+        assert "group" in (exc.details() or "")
+    upload_id = (await start_upload(alice, group.id, data, "a.txt", "text/plain")).upload_id
+    for offset in (-1, -(2**63), 2**63 - 1, 1):
+        await expect_invalid(chunk(alice, upload_id, offset, data), "expected offset 0")
+    for bad_id in ("\x00", upload_id + "\n", "x" * 100_000, "../" + upload_id, "\u202e"):
+        exc = await expect_status(grpc.StatusCode.NOT_FOUND, chunk(alice, bad_id, 0, data))
+        assert len(exc.details() or "") < 200  # not echoed back
+        await expect_status(grpc.StatusCode.NOT_FOUND, status(alice, bad_id))
+        await expect_status(grpc.StatusCode.NOT_FOUND, download(alice, bad_id))
+    done = await chunk(alice, upload_id, 0, data)
+    assert done.complete and done.attachment.content_type == "text/plain"
+
+
 async def test_someone_elses_upload_is_not_found(user: UserFactory) -> None:
     alice, bob = user(), user()
     group = await alice.create_group(members=[bob.user_id])
@@ -569,7 +630,7 @@ async def db(stack: Cluster) -> AsyncIterator[asyncpg.Pool]:
 def second_service(
     pool: asyncpg.Pool, stores: dict[str, BlobStore] | None = None
 ) -> AttachmentService:
-    """Another pod's AttachmentService on the same database (default settings: TTL 1 day)."""
+    """Another pod's AttachmentService on the same database (default settings: TTL 2 h)."""
     return AttachmentService(
         AttachmentRepository(pool),
         stores or {"postgres": PostgresBlobStore(pool)},
@@ -814,6 +875,8 @@ def envoy_port(stack: Cluster) -> Iterator[int]:
             listen_host="127.0.0.1",
             listen_port=port,
             admin_port=admin,
+            probes_port=free_port(),
+            public_health=True,  # wait_serving below asks Health/Check through Envoy
             upstreams=[envoy_config.Upstream("127.0.0.1", stack.services[0].grpc_port)],
         )
     )

@@ -1,8 +1,10 @@
 """Every RPC against every role, as a table: each cell is the expected status.
 
-The group is invite-only (the stricter case; open groups differ only in that strangers may
-join themselves, which tests/api/test_groups.py covers). Each cell gets a fresh group so cells
-cannot influence each other.
+The group is invite-only (the stricter case: to non-members it answers exactly like a missing
+group). Open groups differ in that strangers may join themselves, see the public card and get
+PERMISSION_DENIED where this table says NOT_FOUND (tests/api/test_groups.py,
+tests/api/test_input_and_privacy.py). Each cell gets a fresh group so cells cannot influence
+each other.
 """
 
 from __future__ import annotations
@@ -99,20 +101,24 @@ ACTIONS: dict[str, Action] = {
 }
 
 OK, PD, NF = "OK", "PERMISSION_DENIED", "NOT_FOUND"
+# Non-members (stranger, left, removed) get NOT_FOUND wherever a missing group would: an
+# invite-only group must not be told apart from a missing one (tests/api/
+# test_input_and_privacy.py compares the two answer by answer). MarkRead and
+# UpdateMembership(mute) answer PERMISSION_DENIED for missing and hidden groups alike.
 #                              owner admin member stranger left removed
 MATRIX: dict[str, list[str]] = {
     "GetGroup":                  [OK, OK, OK, NF, NF, NF],
-    "GetGroupMembers":           [OK, OK, OK, PD, PD, PD],
-    "GetMessageHistory":         [OK, OK, OK, PD, PD, PD],
-    "SendMessage":               [OK, OK, OK, PD, PD, PD],
-    "SendTypingIndicator":       [OK, OK, OK, PD, PD, PD],
-    "JoinGroup(self)":           [OK, OK, OK, PD, PD, PD],
-    "JoinGroup(add other)":      [OK, OK, PD, PD, PD, PD],
+    "GetGroupMembers":           [OK, OK, OK, NF, NF, NF],
+    "GetMessageHistory":         [OK, OK, OK, NF, NF, NF],
+    "SendMessage":               [OK, OK, OK, NF, NF, NF],
+    "SendTypingIndicator":       [OK, OK, OK, NF, NF, NF],
+    "JoinGroup(self)":           [OK, OK, OK, NF, NF, NF],
+    "JoinGroup(add other)":      [OK, OK, PD, NF, NF, NF],
     "LeaveGroup(self)":          [OK, OK, OK, NF, NF, NF],
-    "LeaveGroup(remove member)": [OK, OK, PD, PD, PD, PD],
-    "SetMemberRole":             [OK, PD, PD, PD, PD, PD],
+    "LeaveGroup(remove member)": [OK, OK, PD, NF, NF, NF],
+    "SetMemberRole":             [OK, PD, PD, NF, NF, NF],
     "MarkRead":                  [OK, OK, OK, PD, PD, PD],
-    "GetReadReceipts":           [OK, OK, OK, PD, PD, PD],
+    "GetReadReceipts":           [OK, OK, OK, NF, NF, NF],
     "UpdateMembership(mute)":    [OK, OK, OK, PD, PD, PD],
     "EditMessage(others')":      [PD, PD, PD, NF, NF, NF],
     "DeleteMessage(others')":    [OK, OK, PD, NF, NF, NF],

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from chat_devstack.cluster import Cluster
 from chat_devstack.tokens import mint
+from chat_service.domain.validation import unsafe_name_chars
 from chat_service.gen import chat_pb2 as pb
 from tests.support.chat_client import ChatClient
 
@@ -155,3 +156,129 @@ async def _call(stack: Cluster, batch: list[Any]) -> None:
 @given(batch=st.lists(requests, min_size=1, max_size=8))
 def test_arbitrary_requests_get_a_clear_status_never_internal(stack: Cluster, batch: Any) -> None:
     asyncio.run(_call(stack, batch))
+
+
+# ---- token claims, group metadata and file names (issue 12, item 7) ----
+
+_odd = st.sampled_from(["\x00", "\x07", "\n", "\u202e", "\u2066", "\u200f", "\ud800", "\udfff",
+                        "\ufeff", "\u00b2", "\u0667", "\u0301", "\U0001f44d", "\U0001f3fd", " "])
+wild_text = st.one_of(
+    st.text(alphabet=st.one_of(st.characters(), _odd), max_size=80),
+    st.builds(lambda ch, n: ch * n, _odd, st.integers(0, 5000)),  # huge strings
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | wild_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                 max_size=3),
+    max_leaves=6,
+)
+# Plain text passes the other checks, so what follows it (a description, a name claim) is
+# what gets exercised.
+plain = st.text(alphabet=st.characters(exclude_categories=["Cc", "Cs"]), min_size=1,
+                max_size=40)
+subs = st.one_of(
+    json_values,
+    st.from_regex(r"[0-9]{1,21}", fullmatch=True),
+    st.integers(1, 2**63 + 5),
+    st.sampled_from(["\u00b2", "\u0667", " 7 ", "0007", "7\n", "+7", "7.0", "0"]),
+    st.integers(1, 2**63 - 1).map(str),
+)
+display = st.one_of(wild_text, json_values)
+claims = st.fixed_dictionaries(
+    {"sub": subs},
+    optional={"name": display, "email": display, "avatar": display, "picture": display,
+              "nbf": json_values, "iat": json_values, "jti": json_values},
+)
+
+
+def _no_unsafe(value: str) -> bool:
+    """No control characters (NUL included), lone surrogates or bidi controls."""
+    return unsafe_name_chars(value) is None
+
+
+async def _with_token(stack: Cluster, extra: dict[str, Any]) -> None:
+    # The token travels in the request field: a huge claim must not hit the metadata limit
+    # (that is the gRPC layer refusing, not the service).
+    token = mint(stack.jwt_secret, 1, **extra)
+    async with grpc.aio.insecure_channel(stack.gateway) as channel:
+        client = ChatClient(channel, token, 0)
+        try:
+            await client.stub.ListMyGroups(pb.ListMyGroupsRequest(jwt_token=token))
+            group = await client.stub.CreateGroup(pb.CreateGroupRequest(name="t",
+                                                                        jwt_token=token))
+            members = await client.stub.GetGroupMembers(
+                pb.GetGroupMembersRequest(group_id=group.id, jwt_token=token))
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() in ACCEPTABLE, (extra, exc.code(), exc.details())
+            return
+        (me,) = members.members
+        assert len(me.name) <= 100 and _no_unsafe(me.name) and _no_unsafe(me.avatar)
+        assert me.avatar == "" or me.avatar.startswith(("http://", "https://", "HTTP"))
+
+
+@pytest.mark.timeout(600)
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(extra=claims)
+def test_arbitrary_token_claims_never_give_internal(stack: Cluster, extra: Any) -> None:
+    asyncio.run(_with_token(stack, extra))
+
+
+async def _group_metadata(stack: Cluster, name: str, description: str) -> None:
+    async with grpc.aio.insecure_channel(stack.gateway) as channel:
+        uid = next(_next_id)
+        client = ChatClient(channel, mint(stack.jwt_secret, uid), uid)
+        try:
+            group = await client.stub.CreateGroup(
+                pb.CreateGroupRequest(name=name, description=description),
+                metadata=client.metadata)
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() in ACCEPTABLE, (name, description, exc.code(), exc.details())
+            return
+        stored = await client.get_group(group.id)
+        assert stored.name == name.strip() and _no_unsafe(stored.name)
+        assert _no_unsafe(stored.description.replace("\n", "").replace("\t", ""))
+
+
+@pytest.mark.timeout(600)
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(name=st.one_of(plain, wild_text), description=st.one_of(plain, wild_text))
+def test_arbitrary_group_metadata_never_gives_internal(
+    stack: Cluster, name: str, description: str
+) -> None:
+    # Lone surrogates cannot be sent in a protobuf string (not UTF-8): the client refuses.
+    assume = "".join(ch for ch in name if not 0xD800 <= ord(ch) <= 0xDFFF)
+    described = "".join(ch for ch in description if not 0xD800 <= ord(ch) <= 0xDFFF)
+    asyncio.run(_group_metadata(stack, assume, described))
+
+
+async def _start_upload(stack: Cluster, file_name: str, content_type: str, size: int) -> None:
+    async with grpc.aio.insecure_channel(stack.gateway) as channel:
+        uid = next(_next_id)
+        client = ChatClient(channel, mint(stack.jwt_secret, uid), uid)
+        group = await client.create_group()
+        try:
+            await client.stub.StartUpload(
+                pb.StartUploadRequest(group_id=group.id, file_name=file_name,
+                                      content_type=content_type, size=size, sha256="ab" * 32),
+                metadata=client.metadata)
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() in ACCEPTABLE, (file_name, content_type, exc.code(), exc.details())
+
+
+_no_surrogates = wild_text.map(lambda t: "".join(c for c in t if not 0xD800 <= ord(c) <= 0xDFFF))
+
+
+@pytest.mark.timeout(600)
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(file_name=st.one_of(_no_surrogates, st.sampled_from(
+           ["a.png", "../../etc/passwd", "CON", "x\u202egnp.exe", ".", "", " a.pdf "])),
+       content_type=st.one_of(_no_surrogates, st.sampled_from(
+           ["image/png", "application/pdf", "text/plain; charset=utf-8", ""])),
+       size=st.integers(1, 2048))
+def test_arbitrary_file_names_never_give_internal(
+    stack: Cluster, file_name: str, content_type: str, size: int
+) -> None:
+    asyncio.run(_start_upload(stack, file_name, content_type, size))

@@ -44,7 +44,8 @@ async def test_join_open_group_leave_and_list_my_groups(user: UserFactory) -> No
 async def test_invite_only_group_needs_an_owner_or_admin(user: UserFactory) -> None:
     alice, bob, carol = user(), user(), user()
     group = await alice.create_group("private", invite_only=True, members=[carol.user_id])
-    await expect_status(grpc.StatusCode.PERMISSION_DENIED, bob.join(group.id))
+    # outsiders cannot tell it from a missing group
+    await expect_status(grpc.StatusCode.NOT_FOUND, bob.join(group.id))
     await expect_status(grpc.StatusCode.NOT_FOUND, bob.get_group(group.id))
     # a plain member cannot add others
     await expect_status(grpc.StatusCode.PERMISSION_DENIED, carol.join(group.id, bob.user_id))
@@ -97,10 +98,11 @@ async def test_non_member_can_neither_read_nor_post_nor_stream_nor_list(
     alice, mallory = user(), user()
     group = await alice.create_group("closed", invite_only=True)
     await alice.send(group.id, "secret")
-    await expect_status(grpc.StatusCode.PERMISSION_DENIED, mallory.send(group.id, "hi"))
-    await expect_status(grpc.StatusCode.PERMISSION_DENIED, mallory.history(group.id))
-    await expect_status(grpc.StatusCode.PERMISSION_DENIED, mallory.members(group.id))
-    await expect_status(grpc.StatusCode.PERMISSION_DENIED, mallory.typing(group.id))
+    # invite-only: answered as if the group did not exist
+    await expect_status(grpc.StatusCode.NOT_FOUND, mallory.send(group.id, "hi"))
+    await expect_status(grpc.StatusCode.NOT_FOUND, mallory.history(group.id))
+    await expect_status(grpc.StatusCode.NOT_FOUND, mallory.members(group.id))
+    await expect_status(grpc.StatusCode.NOT_FOUND, mallory.typing(group.id))
     stream = await mallory.subscribe(positions={group.id: 0})
     await alice.send(group.id, "still secret")
     await stream.wait_until(lambda: stream.batches >= 0, timeout=1)

@@ -41,10 +41,11 @@ def tls_topology(
     cert, key = self_signed(folder)
     env = {**stack.env, "TLS_CERT_FILE": str(cert), "TLS_KEY_FILE": str(key)}
     pods = [ServiceProcess(f"tls-{i}", env, free_port(), folder).start() for i in range(2)]
-    port, admin = free_port(), free_port()
+    port, admin, probes = free_port(), free_port(), free_port()
     config = folder / "envoy.json"
     config.write_text(envoy_config.render(
-        listen_host="127.0.0.1", listen_port=port, admin_port=admin,
+        listen_host="127.0.0.1", listen_port=port, admin_port=admin, probes_port=probes,
+        public_health=True,  # wait_serving below asks Health/Check through Envoy
         upstreams=[envoy_config.Upstream("127.0.0.1", p.grpc_port) for p in pods],
         tls_cert_file=str(cert), tls_key_file=str(key),
         upstream_tls=True, upstream_ca_file=str(cert),

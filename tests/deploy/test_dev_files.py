@@ -49,6 +49,12 @@ CONTRACT_ENV = {
     "OTEL_SERVICE_NAME",
     "TLS_CERT_FILE",
     "TLS_KEY_FILE",
+    "EXPOSE_MEMBER_EMAILS",
+    "RATE_LIMIT_EDITS",
+    "RATE_LIMIT_DELETES",
+    "RATE_LIMIT_REACTIONS",
+    "RATE_LIMIT_MARK_READ",
+    "RATE_LIMIT_READS",
 }
 # Read by the OpenTelemetry SDK rather than chat_service's own settings.
 SDK_ENV = {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"}
@@ -209,12 +215,15 @@ def test_compose_envoy_points_at_the_chat_service() -> None:
     config = yaml.safe_load(read(ROOT / "deploy" / "envoy" / "envoy.yaml"))
     port = int(compose()["services"]["chat"]["environment"]["GRPC_PORT"])
     for cluster in config["static_resources"]["clusters"]:
+        if cluster["name"] == "envoy_admin":  # Envoy's own admin, on loopback
+            continue
         for endpoint in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]:
             address = endpoint["endpoint"]["address"]["socket_address"]
             assert address == {"address": "chat", "port_value": port}
-    (listener,) = config["static_resources"]["listeners"]
+    listeners = {item["name"]: item for item in config["static_resources"]["listeners"]}
     published = compose()["services"]["envoy"]["ports"]
-    assert f"{listener['address']['socket_address']['port_value']}:8080" in published
+    gateway_port = listeners["chat_gateway"]["address"]["socket_address"]["port_value"]
+    assert published == [f"{gateway_port}:8080"], "only the gRPC / gRPC-Web port is published"
 
 
 def test_chart_env_matches_the_contract_and_the_code() -> None:
@@ -250,7 +259,8 @@ def test_kind_config_maps_the_envoy_node_ports() -> None:
     svc = find(render(kind_values()), "Service", "chat-envoy")
     assert svc["spec"]["type"] == "NodePort"
     node_ports = {p["name"]: p["nodePort"] for p in svc["spec"]["ports"]}
-    assert mappings == {8080: node_ports["http"], 9901: node_ports["admin"]}
+    # Only the gRPC / gRPC-Web port: Envoy's admin is never published.
+    assert mappings == {8080: node_ports["http"]}
     assert node_ports == kind_values()["envoy"]["service"]["nodePorts"]
 
 

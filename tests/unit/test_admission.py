@@ -60,3 +60,19 @@ def test_the_queue_time_is_read_from_the_proxys_request_start_header() -> None:
     assert queued_for([("x-request-start", "t=1700000000500")], now) == 0.0  # clock skew
     assert queued_for([("x-request-start", "yesterday")], now) is None
     assert queued_for([("authorization", "Bearer x")], now) is None
+
+
+def test_one_user_cannot_take_the_whole_pod_budget() -> None:
+    gate = Admission(max_inflight=10, max_lag=0, max_per_user=2)
+    gate.admit(user_id=7)
+    gate.admit(user_id=7)
+    with pytest.raises(ResourceExhausted) as refused:
+        gate.admit(user_id=7)
+    assert "your calls" in str(refused.value)
+    gate.admit(user_id=8)  # another user still gets in
+    gate.release(7)
+    gate.admit(user_id=7)
+    assert gate.inflight == 3
+    for uid in (7, 7, 8):
+        gate.release(uid)
+    assert gate.inflight == 0 and gate.by_user == {}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from chat_service.auth.jwt import _subject
 from chat_service.config import ConfigError, Limits, load_settings
 from chat_service.domain import validation
-from chat_service.domain.errors import InvalidArgument
+from chat_service.domain.errors import InvalidArgument, Unauthenticated
 from chat_service.domain.models import MessageKind
 
 
@@ -48,3 +49,111 @@ def test_message_rules() -> None:
     assert validation.page_size(10_000, Limits()) == 200
     with pytest.raises(InvalidArgument):
         validation.page_size(-1, Limits())
+
+
+def test_member_emails_are_hidden_unless_enabled() -> None:
+    assert load_settings({"JWT_SECRET": "x"}).expose_member_emails is False
+    assert load_settings({"JWT_SECRET": "x", "EXPOSE_MEMBER_EMAILS": "true"}).expose_member_emails
+    with pytest.raises(ConfigError, match="EXPOSE_MEMBER_EMAILS"):
+        load_settings({"JWT_SECRET": "x", "EXPOSE_MEMBER_EMAILS": "sometimes"})
+
+
+@pytest.mark.parametrize("bad", ["a\x00b", "a\x1bb", "tab\there", "x\u202egnp.exe", "\u2066x",
+                                 "\u200fx", "\ud800"])
+def test_group_names_refuse_control_and_bidi_characters(bad: str) -> None:
+    with pytest.raises(InvalidArgument, match="group name contains"):
+        validation.group_name(bad, Limits())
+
+
+def test_group_descriptions_refuse_them_but_keep_newlines_and_tabs() -> None:
+    assert validation.group_description(" one\n\ttwo ", Limits()) == "one\n\ttwo"
+    for bad in ("a\x00b", "a\rb", "see \u2067here\u2069"):
+        with pytest.raises(InvalidArgument, match="group description contains"):
+            validation.group_description(bad, Limits())
+    # Right-to-left text itself needs no control character.
+    assert validation.group_name(" \u05e9\u05dc\u05d5\u05dd ", Limits()) == (
+        "\u05e9\u05dc\u05d5\u05dd")
+
+
+def test_messages_keep_bidi_marks_and_refuse_control_characters() -> None:
+    text = "\u2067\u05e9\u05dc\u05d5\u05dd\u2069 \u200f!"
+    assert validation.message_content(text, MessageKind.TEXT, Limits()) == text
+    with pytest.raises(InvalidArgument, match="control"):
+        validation.message_content("a\x00b", MessageKind.TEXT, Limits())
+
+
+def test_client_msg_id_refuses_controls_and_bidi() -> None:
+    for bad in ("a\x00", "a\u202e", " a"):
+        with pytest.raises(InvalidArgument, match="client_msg_id"):
+            validation.client_msg_id(bad, Limits())
+    assert validation.client_msg_id("b7e2-1", Limits()) == "b7e2-1"
+
+
+@pytest.mark.parametrize(
+    "raw, cleaned",
+    [
+        ("Alice", "Alice"),
+        ("  Ali\x00ce\u202e ", "Alice"),
+        ("Bob\nSmith\t\x07", "Bob Smith"),
+        ("\ud800x\u2066", "x"),
+        ("\x00\u200e", ""),
+        ("\U0001f469\u200d\U0001f4bb Dev", "\U0001f469\u200d\U0001f4bb Dev"),  # ZWJ kept
+        ("y" * 500, "y" * 100),
+    ],
+)
+def test_display_names_from_tokens_are_cleaned(raw: str, cleaned: str) -> None:
+    assert validation.display_text(raw) == cleaned
+
+
+@pytest.mark.parametrize(
+    "raw, kept",
+    [
+        ("alice@example.com", "alice@example.com"),
+        (" bob.smith+chat@mail.example.co.uk ", "bob.smith+chat@mail.example.co.uk"),
+        ("\u00e9l\u00e8ve@\u00e9cole.fr", "\u00e9l\u00e8ve@\u00e9cole.fr"),
+        ("not an email", ""),
+        ("a@b", ""),
+        ("a@@b.com", ""),
+        ("a@b.com\x00", ""),
+        ("a\u202e@b.com", ""),
+        ("<a@b.com>", ""),
+        ("a@b..com", ""),
+        ("x" * 250 + "@b.com", ""),
+    ],
+)
+def test_email_claims_must_be_plausible(raw: str, kept: str) -> None:
+    assert validation.plausible_email(raw) == kept
+
+
+@pytest.mark.parametrize(
+    "raw, kept",
+    [
+        ("https://cdn.example.com/a.png", "https://cdn.example.com/a.png"),
+        ("http://127.0.0.1:8000/storage/a.jpg?v=2", "http://127.0.0.1:8000/storage/a.jpg?v=2"),
+        ("javascript:alert(1)", ""),
+        ("data:image/png;base64,AAAA", ""),
+        ("//cdn.example.com/a.png", ""),
+        ("https://", ""),
+        ("http://[::1", ""),
+        ("https://x.example/a b.png", ""),
+        ("https://x.example/\u202egnp.exe", ""),
+        ("ftp://x.example/a.png", ""),
+    ],
+)
+def test_avatar_claims_must_be_http_urls(raw: str, kept: str) -> None:
+    assert validation.http_url(raw) == kept
+
+
+@pytest.mark.parametrize("sub", [7, "7", "9223372036854775807", 2**63 - 1])
+def test_subject_accepts_canonical_decimals(sub: object) -> None:
+    assert _subject({"sub": sub}) == int(sub)  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(
+    "sub",
+    ["\u00b2", "\u0667", " 7 ", "0007", "7\n", "+7", "-7", "7.0", "0x7", "", "0",
+     "9223372036854775808", 7.0, True, None, [7], {"id": 7}, 0, -7, 2**63],
+)
+def test_subject_refuses_everything_else(sub: object) -> None:
+    with pytest.raises(Unauthenticated, match="sub"):
+        _subject({"sub": sub})

@@ -8,14 +8,18 @@ Three signals, all cheap:
   collapse (the queue sits in the proxy and in grpc-core, where nothing else can see it).
   Off unless configured: when the proxy itself is short of CPU every call arrives late and
   this signal refuses nearly all of them (measured with Envoy on the pods' cores);
-- calls in flight on this pod above `max_inflight` (a burst larger than the pod can hold);
+- calls in flight on this pod above `max_inflight` (a burst larger than the pod can hold),
+  or one user's calls in flight above `max_per_user` (one client cannot take the pod's
+  whole budget);
 - the event loop's lag (how late a timer fires) above `max_lag` on the last two samples:
   the pod is CPU-bound and every accepted call already waits that long before its first
   line runs. Sustained overload then costs a rejected call a few tens of microseconds, so
   the calls that are accepted keep the pod's full throughput at a bounded latency, instead
   of all calls slowing down together (and timing out after the work was done).
 
-Streams are not counted: an open stream costs memory, not CPU, and has its own per-user cap.
+Only authenticated calls are counted (the call gate, api/gate.py, admits a call once its
+token is verified). Streams are counted until their request is read: an open stream costs
+memory, not CPU, and has its own per-user cap.
 """
 
 from __future__ import annotations
@@ -36,9 +40,12 @@ class Admission:
         max_lag: float,
         max_queue: float = 0.0,
         *,
+        max_per_user: int = 0,
         sample_every: float = 0.025,
     ) -> None:
         self._max_inflight = max_inflight
+        self._max_per_user = max_per_user
+        self.by_user: dict[int, int] = {}
         self._max_lag = max_lag
         self._max_queue = max_queue
         self._every = sample_every
@@ -51,8 +58,9 @@ class Admission:
     def overloaded(self) -> bool:
         return self._max_lag > 0 and self._over >= 2
 
-    def admit(self, queued: float | None = None) -> None:
-        """Count a call in, or refuse it with RESOURCE_EXHAUSTED (and a retry-after hint).
+    def admit(self, queued: float | None = None, user_id: int = 0) -> None:
+        """Count a call of `user_id` in, or refuse it with RESOURCE_EXHAUSTED (and a
+        retry-after hint). Each admitted call is released once, with the same user id.
 
         `queued`: seconds the call waited before reaching the handler, when known."""
         if queued is not None and self._max_queue > 0 and queued > self._max_queue:
@@ -68,6 +76,14 @@ class Admission:
                 f"server busy: {self.inflight} calls in progress on this pod; retry shortly",
                 retry_after=0.2,
             )
+        mine = self.by_user.get(user_id, 0)
+        if self._max_per_user > 0 and mine >= self._max_per_user:
+            metrics.CALLS_SHED.labels("user_inflight").inc()
+            raise ResourceExhausted(
+                f"{mine} of your calls are in progress on this server (the limit); "
+                "wait for one to finish",
+                retry_after=0.5,
+            )
         if self.overloaded:
             metrics.CALLS_SHED.labels("lag").inc()
             raise ResourceExhausted(
@@ -75,9 +91,15 @@ class Admission:
                 retry_after=max(0.1, min(2.0, 2 * self.lag)),
             )
         self.inflight += 1
+        self.by_user[user_id] = mine + 1
 
-    def release(self) -> None:
+    def release(self, user_id: int = 0) -> None:
         self.inflight -= 1
+        left = self.by_user.get(user_id, 0) - 1
+        if left > 0:
+            self.by_user[user_id] = left
+        else:
+            self.by_user.pop(user_id, None)
 
     def observe_lag(self, lag: float) -> None:
         self.lag = lag

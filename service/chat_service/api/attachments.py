@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
-from chat_service.api.admission import Admission
 from chat_service.api.errors import status_of
 from chat_service.api.servicer import Ctx, unary
 from chat_service.attachments.models import Attachment
@@ -66,11 +65,6 @@ class AttachmentApi:
     @draining.setter
     def draining(self, value: bool) -> None:
         self._draining = value
-
-    @property
-    def admission(self) -> Admission | None:
-        """The chat API's admission control: one budget for every unary call of the pod."""
-        return getattr(getattr(self._caller, "__self__", None), "admission", None)
 
     @unary
     async def StartUpload(self, request: pb.StartUploadRequest, context: Ctx) -> pb.UploadStatus:

@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 import grpc
 
 from chat_service.api import convert
-from chat_service.api.admission import Admission, queued_for
 from chat_service.api.auth import Authenticator, bearer_from_metadata
 from chat_service.api.errors import status_of
 from chat_service.domain.chat import ChatService
@@ -22,7 +21,6 @@ from chat_service.domain.errors import (
     ChatError,
     InvalidArgument,
     PermissionDenied,
-    ResourceExhausted,
     Unavailable,
 )
 from chat_service.domain.message_changes import MessageChanges
@@ -33,6 +31,7 @@ from chat_service.fanout.delivery import Delivery
 from chat_service.fanout.hub import Hub
 from chat_service.fanout.session import Session, SessionClosed, SessionStore, SubscriberLagged
 from chat_service.gen import chat_pb2 as pb
+from chat_service.presence.stream_slots import LocalStreamSlots, StreamSlot, StreamSlots
 from chat_service.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -56,21 +55,17 @@ class StreamSettings:
 def unary(
     fn: Callable[[Any, Req, Ctx], Awaitable[Resp]],
 ) -> Callable[[Any, Req, Ctx], Awaitable[Resp]]:
-    """Map domain errors to statuses, hide internal errors, record metrics."""
+    """Map domain errors to statuses, hide internal errors, record metrics. (Authentication
+    before anything is held, and admission, happen earlier, in the call gate: api/gate.py.)"""
     method = fn.__name__
 
     @functools.wraps(fn)
     async def wrapper(self: Any, request: Req, context: Ctx) -> Resp:
         started = time.perf_counter()
         code = grpc.StatusCode.OK
-        admission: Admission | None = getattr(self, "admission", None)
-        admitted = False
         try:
             if self.draining:
                 raise Unavailable("server is shutting down; retry (another pod will answer)")
-            if admission is not None:
-                admission.admit(queued_for(context.invocation_metadata() or ()))
-                admitted = True
             return await fn(self, request, context)
         except ChatError as exc:
             code = status_of(exc)
@@ -89,8 +84,6 @@ def unary(
             log.exception("unhandled error in %s", method)
             await context.abort(code, "internal error; it has been logged")
         finally:
-            if admitted and admission is not None:
-                admission.release()
             metrics.RPC_REQUESTS.labels(method, code.name).inc()
             metrics.RPC_DURATION.labels(method).observe(time.perf_counter() - started)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -109,9 +102,10 @@ class ChatApi:
         store: SessionStore,
         streams: StreamSettings,
         presence: PresenceTracker,
-        admission: Admission | None = None,
+        stream_slots: StreamSlots | None = None,
     ) -> None:
-        self.admission = admission
+        # Open streams per user: cluster-wide in Redis (app.py), else counted in this process.
+        self._slots = stream_slots or LocalStreamSlots(streams.max_per_user)
         self._chat = chat
         self._receipts = receipts
         self._changes = changes
@@ -328,14 +322,12 @@ class ChatApi:
 
     # ---- streams ----
 
-    def _session(self, user_id: int) -> Session:
+    async def _session(self, user_id: int) -> tuple[Session, StreamSlot]:
+        """A session for a new stream and the slot it holds in the user's stream cap
+        (ResourceExhausted when all are taken); the stream's `finally` releases the slot."""
         s = self._streams
-        if len(self._hub.by_user.get(user_id, ())) >= s.max_per_user:
-            raise ResourceExhausted(
-                f"at most {s.max_per_user} open streams per user on one server; "
-                "close one before opening another"
-            )
-        return Session(
+        slot = await self._slots.acquire(user_id)
+        session = Session(
             self._hub,
             self._store,
             user_id,
@@ -343,6 +335,7 @@ class ChatApi:
             batch_max=s.batch_max,
             replay_max=s.replay_max,
         )
+        return session, slot
 
     async def _stream_error(self, context: Ctx, method: str, exc: BaseException) -> None:
         """End a stream with a status the client can act on."""
@@ -376,7 +369,7 @@ class ChatApi:
                 positions[p.group_id] = p.last_seq
                 if p.last_seq > 0:
                     update_positions[p.group_id] = p.last_update_seq
-            session = self._session(caller.id)
+            session, slot = await self._session(caller.id)
         except ChatError as exc:
             await self._stream_error(context, "Subscribe", exc)
             return
@@ -402,6 +395,7 @@ class ChatApi:
             await self._stream_error(context, "Subscribe", exc)
         finally:
             session.close()
+            await self._slots.release(slot)
             metrics.OPEN_STREAMS.labels("Subscribe").dec()
             if online:
                 await self._presence.disconnected(caller.id)
@@ -423,7 +417,7 @@ class ChatApi:
                     return
                 token = first.jwt_token
             caller = await self._caller(context, token)
-            session = self._session(caller.id)
+            session, slot = await self._session(caller.id)
         except ChatError as exc:
             await self._stream_error(context, "StreamMessages", exc)
             return
@@ -471,6 +465,7 @@ class ChatApi:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await poster
             session.close()
+            await self._slots.release(slot)
             metrics.OPEN_STREAMS.labels("StreamMessages").dec()
             if online:
                 await self._presence.disconnected(caller.id)

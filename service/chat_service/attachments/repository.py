@@ -3,9 +3,11 @@ concurrent calls (retries, several pods, the cleanup) cannot corrupt an upload."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import asyncpg
 
-from chat_service.attachments.models import Attachment
+from chat_service.attachments.models import Attachment, UploadUsage
 from chat_service.storage.postgres.repository import _storage_errors
 
 _COLUMNS = """id, group_id, owner_id, file_name, claimed_type, content_type, size, sha256,
@@ -51,23 +53,86 @@ class AttachmentRepository:
         size: int,
         sha256: str,
         store: str,
+        window_seconds: float,
+        admit: Callable[[UploadUsage], None],
     ) -> Attachment:
-        row = await self._pool.fetchrow(
-            f"""INSERT INTO attachments
-                  (id, group_id, owner_id, file_name, claimed_type, size, sha256, store)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                RETURNING {_COLUMNS}""",
-            attachment_id,
-            group_id,
-            owner_id,
-            file_name,
-            claimed_type,
-            size,
-            sha256,
-            store,
+        """Record a new upload and its start (for the rate), if `admit` accepts the usage.
+
+        One transaction under advisory locks per user and per group (taken in that order,
+        so no deadlock): concurrent starts of one user, or into one group, are counted one
+        after the other and cannot overshoot a quota. `admit` raises to refuse; nothing is
+        written then."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Separate statements: the usage must be read after the locks are held.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('chat.upload.user.' || $1, 0))",
+                str(owner_id),
+            )
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('chat.upload.group.' || $1, 0))",
+                str(group_id),
+            )
+            row = await conn.fetchrow(
+                """WITH p AS (
+                     SELECT count(*) AS n, coalesce(sum(size), 0)::bigint AS b FROM attachments
+                     WHERE owner_id = $1 AND message_id IS NULL AND purging_at IS NULL),
+                   w AS (
+                     SELECT count(*) AS n, coalesce(sum(size), 0)::bigint AS b,
+                       coalesce(extract(epoch FROM clock_timestamp() - min(started_at)), 0)
+                         ::float8 AS oldest
+                     FROM attachment_upload_starts
+                     WHERE owner_id = $1
+                       AND started_at > clock_timestamp() - make_interval(secs => $3)),
+                   g AS (
+                     SELECT coalesce(sum(size), 0)::bigint AS b FROM attachments
+                     WHERE group_id = $2 AND purging_at IS NULL)
+                   SELECT p.n AS pending_count, p.b AS pending_bytes, w.n AS window_count,
+                          w.b AS window_bytes, w.oldest, g.b AS group_bytes
+                   FROM p, w, g""",
+                owner_id,
+                group_id,
+                float(window_seconds),
+            )
+            assert row is not None
+            admit(
+                UploadUsage(
+                    pending_count=row["pending_count"],
+                    pending_bytes=row["pending_bytes"],
+                    window_count=row["window_count"],
+                    window_bytes=row["window_bytes"],
+                    window_oldest_age=row["oldest"],
+                    group_bytes=row["group_bytes"],
+                )
+            )
+            created = await conn.fetchrow(
+                f"""WITH started AS (
+                      INSERT INTO attachment_upload_starts (owner_id, started_at, size)
+                      VALUES ($3, clock_timestamp(), $6))
+                    INSERT INTO attachments
+                      (id, group_id, owner_id, file_name, claimed_type, size, sha256, store)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                    RETURNING {_COLUMNS}""",
+                attachment_id,
+                group_id,
+                owner_id,
+                file_name,
+                claimed_type,
+                size,
+                sha256,
+                store,
+            )
+        assert created is not None
+        return _attachment(created)
+
+    @_storage_errors
+    async def prune_upload_starts(self, window_seconds: float) -> int:
+        """Forget starts that left the rate window."""
+        done: str = await self._pool.execute(
+            """DELETE FROM attachment_upload_starts
+               WHERE started_at < clock_timestamp() - make_interval(secs => $1)""",
+            float(window_seconds),
         )
-        assert row is not None
-        return _attachment(row)
+        return int(done.rsplit(" ", 1)[-1])
 
     @_storage_errors
     async def get(self, attachment_id: str) -> Attachment | None:

@@ -9,6 +9,11 @@ a disguised or disallowed file is refused and discarded. When the last byte arri
 checksum is verified (a mismatch resets the upload to zero), text is checked to be UTF-8
 throughout and image dimensions are read. Until a message claims it (attachments.message_id),
 the upload is an orphan that the cleanup deletes after ATTACHMENT_ORPHAN_TTL_SECONDS.
+
+Quotas (settings.UploadQuotas), checked at StartUpload against the DECLARED size, so the
+room is reserved before a byte is stored: pending (unsent) uploads per user, in number and
+bytes; uploads and bytes a user started in the rate window; bytes stored and reserved per
+group. Refusals are ResourceExhausted naming the quota and what to do.
 """
 
 from __future__ import annotations
@@ -20,33 +25,43 @@ import logging
 import random
 import re
 import secrets
-import unicodedata
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 
 import asyncpg
 
 from chat_service.attachments import sniff
-from chat_service.attachments.models import Attachment
+from chat_service.attachments.models import Attachment, UploadUsage
 from chat_service.attachments.repository import AttachmentRepository
-from chat_service.attachments.settings import AttachmentSettings
+from chat_service.attachments.settings import GIB, KIB, MIB, AttachmentSettings, UploadQuotas
 from chat_service.attachments.store import BlobCorrupt, BlobStore
 from chat_service.attachments.store_postgres import PostgresBlobStore
 from chat_service.attachments.store_s3 import S3BlobStore
-from chat_service.domain.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from chat_service.domain.errors import (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unavailable,
+)
 from chat_service.domain.models import Role, UserProfile
+from chat_service.domain.validation import safe_name
+from chat_service.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
 RoleOf = Callable[[int, int], Awaitable[Role]]
 
 FILE_NAME_MAX = 255
-_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
-_UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+CONTENT_TYPE_MAX = 255
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CLEANUP_BATCH = 100
 
 
 def clean_file_name(raw: str) -> str:
-    """The last path component (browsers may send C:\\fakepath\\x.png), trimmed, checked."""
+    """The last path component (browsers may send C:\\fakepath\\x.png), trimmed, checked:
+    no control characters (NUL included) and no bidi controls, which make other members
+    see another name ("invoice\\u202efdp.bat" shows as "invoicetab.pdf")."""
     name = re.split(r"[\\/]", raw)[-1].strip()
     if not name or name in {".", ".."}:
         raise InvalidArgument("file_name is required")
@@ -54,9 +69,92 @@ def clean_file_name(raw: str) -> str:
         raise InvalidArgument(
             f"file_name is {len(name)} characters; the limit is {FILE_NAME_MAX}"
         )
-    if any(unicodedata.category(ch) in {"Cc", "Cs"} for ch in name):
-        raise InvalidArgument("file_name contains control characters")
-    return name
+    return safe_name(name, "file_name")
+
+
+def clean_content_type(raw: str) -> str:
+    if len(raw) > CONTENT_TYPE_MAX:
+        raise InvalidArgument(
+            f"content_type is {len(raw)} characters; the limit is {CONTENT_TYPE_MAX}"
+        )
+    return sniff.normalize(safe_name(raw, "content_type"))
+
+
+def size_text(n: int) -> str:
+    """`100 MiB`, `143.1 MiB`, `2500 bytes`: whole units, or one decimal from 10 units on
+    (precise enough there), else bytes."""
+    for unit, name in ((GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")):
+        if n and n % unit == 0:
+            return f"{n // unit} {name}"
+        if n >= 10 * unit:
+            return f"{n / unit:.1f} {name}"
+    return "1 byte" if n == 1 else f"{n} bytes"
+
+
+def duration_text(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        hours = int(seconds // 3600)
+        return "1 hour" if hours == 1 else f"{hours} hours"
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return "1 minute" if minutes == 1 else f"{minutes} minutes"
+    return f"{seconds:g} seconds"
+
+
+def quota_check(
+    quotas: UploadQuotas, ttl_seconds: int, group_id: int, size: int
+) -> Callable[[UploadUsage], None]:
+    """Refuses (ResourceExhausted) an upload of `size` bytes that would break a quota."""
+    expire = f"unsent uploads are deleted {duration_text(ttl_seconds)} after they were started"
+
+    def refuse(rule: str, message: str, retry_after: float | None = None) -> None:
+        metrics.RATE_LIMITED.labels(rule).inc()
+        raise ResourceExhausted(message, retry_after=retry_after)
+
+    def admit(u: UploadUsage) -> None:
+        q = quotas
+        if q.pending_max_per_user and u.pending_count >= q.pending_max_per_user:
+            refuse(
+                "upload_pending_count",
+                f"{u.pending_count} unsent uploads pending (the limit per user is "
+                f"{q.pending_max_per_user}); send them in a message or let them expire "
+                f"({expire}) before starting another",
+            )
+        if q.pending_bytes_per_user and u.pending_bytes + size > q.pending_bytes_per_user:
+            refuse(
+                "upload_pending_bytes",
+                f"unsent uploads pending hold {size_text(u.pending_bytes)} and this one "
+                f"declares {size_text(size)}: over the limit of "
+                f"{size_text(q.pending_bytes_per_user)} of unsent uploads per user; send them "
+                f"in a message or let them expire ({expire})",
+            )
+        window = duration_text(q.window_seconds)
+        retry = max(1.0, q.window_seconds - u.window_oldest_age)
+        if q.user_uploads_per_window and u.window_count >= q.user_uploads_per_window:
+            refuse(
+                "upload_user_count",
+                f"upload limit per user reached: {u.window_count} uploads started in the last "
+                f"{window} (the limit is {q.user_uploads_per_window}); retry in {retry:.0f} s",
+                retry,
+            )
+        if q.user_bytes_per_window and u.window_bytes + size > q.user_bytes_per_window:
+            refuse(
+                "upload_user_bytes",
+                f"upload volume limit per user reached: {size_text(u.window_bytes)} started "
+                f"in the last {window} and this upload declares {size_text(size)}; the limit "
+                f"is {size_text(q.user_bytes_per_window)} per {window}; retry in {retry:.0f} s",
+                retry,
+            )
+        if q.group_storage_bytes and u.group_bytes + size > q.group_storage_bytes:
+            refuse(
+                "upload_group_storage",
+                f"group {group_id} holds {size_text(u.group_bytes)} of files and this upload "
+                f"declares {size_text(size)}: over the group's storage limit of "
+                f"{size_text(q.group_storage_bytes)}; delete messages with files (or wait "
+                f"for unsent uploads to expire) to make room",
+            )
+
+    return admit
 
 
 class AttachmentService:
@@ -101,7 +199,7 @@ class AttachmentService:
         if group_id <= 0:
             raise InvalidArgument("group_id must be a positive integer")
         name = clean_file_name(file_name)
-        claimed = sniff.normalize(content_type)
+        claimed = clean_content_type(content_type)
         if not sniff.claim_allowed(claimed, s.allowed_types):
             raise InvalidArgument(
                 f"content type {claimed} is not allowed; allowed: {', '.join(s.allowed_types)}"
@@ -112,7 +210,7 @@ class AttachmentService:
             raise InvalidArgument(
                 f"size {size} bytes exceeds the limit of {s.max_bytes} bytes per file"
             )
-        if not _SHA256.match(sha256):
+        if not _SHA256.fullmatch(sha256):
             raise InvalidArgument("sha256 must be the file's SHA-256 digest as 64 hex digits")
         if await self._role_of(group_id, caller.id) == Role.NONE:
             raise PermissionDenied(f"you are not a member of group {group_id}")
@@ -125,12 +223,16 @@ class AttachmentService:
             size=size,
             sha256=sha256.lower(),
             store=s.store,
+            window_seconds=s.quotas.window_seconds,
+            admit=quota_check(s.quotas, s.orphan_ttl_seconds, group_id, size),
         )
 
     async def _owned(self, caller: UserProfile, upload_id: str) -> Attachment:
         if not upload_id:
             raise InvalidArgument("upload_id is required")
-        att = await self._repo.get(upload_id) if _UPLOAD_ID.match(upload_id) else None
+        if not _UPLOAD_ID.fullmatch(upload_id):  # not echoed: it may be anything, any size
+            raise NotFound("upload_id names no upload (ids are up to 64 letters, digits, - or _)")
+        att = await self._repo.get(upload_id)
         if att is None or att.owner_id != caller.id:
             raise NotFound(f"upload {upload_id} does not exist")
         return att
@@ -267,7 +369,9 @@ class AttachmentService:
         """The attachment and its bytes in pieces of at most download_chunk_bytes."""
         if not attachment_id:
             raise InvalidArgument("attachment_id is required")
-        att = await self._repo.get(attachment_id) if _UPLOAD_ID.match(attachment_id) else None
+        if not _UPLOAD_ID.fullmatch(attachment_id):
+            raise NotFound("attachment_id names no attachment")
+        att = await self._repo.get(attachment_id)
         if att is None or not att.completed:
             raise NotFound(f"attachment {attachment_id} does not exist")
         if await self._role_of(att.group_id, caller.id) == Role.NONE:
@@ -299,6 +403,7 @@ class AttachmentService:
     async def cleanup_orphans(self, batch: int = CLEANUP_BATCH) -> int:
         """Delete uploads never sent in a message, older than the TTL (complete or not), and
         finish deletions abandoned by dead pods. Safe to run on every pod at once."""
+        await self._repo.prune_upload_starts(self._settings.quotas.window_seconds)
         deleted = 0
         while True:
             claimed = await self._repo.claim_orphans(self._settings.orphan_ttl_seconds, batch)

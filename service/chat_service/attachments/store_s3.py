@@ -144,7 +144,17 @@ class S3BlobStore:
             raise Unavailable(_UNREACHABLE) from exc
 
     async def _delete_keys(self, keys: list[str]) -> None:
-        await self.client.delete_objects(
+        reply = await self.client.delete_objects(
             Bucket=self._bucket,
             Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True},
         )
+        # DeleteObjects answers 200 even when some keys were not deleted (access denied,
+        # throttling): those are listed in Errors. Without this check the row would be
+        # deleted and the objects would stay in the bucket for ever, unaccounted.
+        errors = reply.get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise Unavailable(
+                f"the attachment store (S3) did not delete {len(errors)} of {len(keys)} "
+                f"objects (first: {first.get('Key')}: {first.get('Code')}); retried later"
+            )

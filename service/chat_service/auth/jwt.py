@@ -9,13 +9,16 @@ token signed with the RS256 public key as secret) are refused.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import jwt
 
 from chat_service.config import JwtSettings
+from chat_service.domain import validation
 from chat_service.domain.errors import Unauthenticated
 from chat_service.domain.models import UserProfile
 
@@ -110,36 +113,65 @@ class TokenVerifier:
             raise Unauthenticated(f"token lacks the required claim {exc.claim!r}") from exc
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"invalid token: {exc}") from exc
+        # Display claims are cleaned, never refused: a user whose Laravel name is odd can
+        # still chat, and nothing from a token can make storing the profile fail.
         user = UserProfile(
             id=_subject(claims),
-            name=_first_str(claims, self._settings.name_claims),
-            email=_first_str(claims, self._settings.email_claims),
-            avatar=_first_str(claims, self._settings.avatar_claims),
+            name=_first(claims, self._settings.name_claims, validation.display_text),
+            email=_first(claims, self._settings.email_claims, validation.plausible_email),
+            avatar=_first(claims, self._settings.avatar_claims, validation.http_url),
         )
         leeway = self._settings.leeway_seconds
-        not_before = float(claims.get("nbf", 0) or 0) - leeway
-        expires = float(claims["exp"]) + leeway
+        not_before = _epoch(claims.get("nbf", 0) or 0) - leeway
+        expires = _epoch(claims["exp"]) + leeway
         return user, not_before, expires
+
+
+# A canonical decimal user id: ASCII digits, no sign, spaces or leading zeros (so Arabic-Indic
+# or superscript digits, " 7 " and "0007" are not user 7).
+_CANONICAL_ID = re.compile(r"[1-9][0-9]{0,18}")
+MAX_USER_ID = 2**63 - 1
+SUBJECT_RULE = (
+    "token subject (sub) must be the user id as a JSON integer or a string of ASCII digits "
+    "without sign, spaces or leading zeros"
+)
 
 
 def _subject(claims: dict[str, Any]) -> int:
     sub = claims.get("sub")
-    if isinstance(sub, bool):
-        raise Unauthenticated("token subject must be a numeric user id")
-    if isinstance(sub, int):
+    if isinstance(sub, int) and not isinstance(sub, bool):
         value = sub
-    elif isinstance(sub, str) and sub.strip().isdigit():
-        value = int(sub.strip())
+    elif isinstance(sub, str) and _CANONICAL_ID.fullmatch(sub):
+        value = int(sub)
     else:
-        raise Unauthenticated("token subject must be a numeric user id")
-    if value <= 0 or value >= 2**63:
-        raise Unauthenticated("token subject is out of range")
+        raise Unauthenticated(f"{SUBJECT_RULE}; got a {_json_type(sub)}")
+    if not 0 < value <= MAX_USER_ID:
+        raise Unauthenticated(f"token subject (sub) is out of range: 1 to {MAX_USER_ID}")
     return value
 
 
-def _first_str(claims: dict[str, Any], names: tuple[str, ...]) -> str:
+def _epoch(value: int | float) -> float:
+    """A time claim as a float; PyJWT has checked it is an integer, but it may be too large
+    for a float (an `exp` of 10**400 is valid JSON)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return float("inf") if value > 0 else float("-inf")
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, str):
+        return "string that is not a canonical decimal"
+    names = {bool: "boolean", int: "integer", float: "number", list: "array", dict: "object"}
+    return names.get(type(value), "null")
+
+
+def _first(claims: dict[str, Any], names: tuple[str, ...], clean: Callable[[str], str]) -> str:
+    """The first of `names` that is a string and is still non-empty once cleaned."""
     for name in names:
         value = claims.get(name)
-        if isinstance(value, str) and value:
-            return value[:500]
+        if isinstance(value, str):
+            cleaned = clean(value[:4096])
+            if cleaned:
+                return cleaned
     return ""

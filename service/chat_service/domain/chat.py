@@ -39,6 +39,20 @@ from chat_service.domain.ports import (
 log = logging.getLogger(__name__)
 
 
+def group_not_found(group_id: int) -> NotFound:
+    """What a non-member hears about a missing or invite-only group."""
+    return NotFound(f"group {group_id} not found")
+
+
+# A read costs 1 unit of the caller's "reads" budget per this many messages asked for (at
+# least 1): a page of 200 costs 4, a member list, group list or read receipts 1.
+READ_COST_MESSAGES = 50
+
+
+def read_cost(page_size: int) -> int:
+    return max(1, -(-page_size // READ_COST_MESSAGES))
+
+
 class ChatService:
     def __init__(
         self,
@@ -56,6 +70,10 @@ class ChatService:
         self._known_profiles: dict[int, UserProfile] = {}
         self._typing_sent: dict[tuple[int, int], float] = {}
         self.typing_throttle_seconds = 2.0
+        # (group, user) -> until when (monotonic) this pod takes the user as a member for the
+        # group's send budget; see post_message.
+        self._senders: dict[tuple[int, int], float] = {}
+        self.sender_cache_seconds = 30.0
 
     # ---- identity ----
 
@@ -118,14 +136,16 @@ class ChatService:
     async def get_group(self, caller: UserProfile, group_id: int) -> Group:
         validation.group_id(group_id)
         group = await self._repo.get_group(group_id, caller.id)
-        if group is None:
-            raise NotFound(f"group {group_id} does not exist")
-        if group.my_role == Role.NONE and group.invite_only:
-            # Invite-only groups are invisible to outsiders.
-            raise NotFound(f"group {group_id} does not exist")
+        if group is None or (group.my_role == Role.NONE and group.invite_only):
+            # Invite-only groups are invisible to outsiders: answered exactly like missing ones.
+            raise group_not_found(group_id)
+        if group.my_role == Role.NONE:
+            # Strangers, and those who left or were removed, see an open group's public card.
+            return group.public_card()
         return group
 
     async def list_my_groups(self, caller: UserProfile) -> list[Group]:
+        await self._check_rate("user_reads", caller.id)
         return await self._repo.list_groups_for_user(caller.id)
 
     async def join_group(
@@ -135,8 +155,8 @@ class ChatService:
         target = user_id or caller.id
         validation.user_id(target)
         group = await self._repo.get_group(group_id, caller.id)
-        if group is None:
-            raise NotFound(f"group {group_id} does not exist")
+        if group is None or (group.my_role == Role.NONE and group.invite_only):
+            raise group_not_found(group_id)
         if target == caller.id:
             if group.my_role != Role.NONE:
                 return MembershipResult(changed=False, message=None)
@@ -201,6 +221,7 @@ class ChatService:
         return member
 
     async def members(self, caller: UserProfile, group_id: int) -> list[tuple[Member, bool]]:
+        await self._check_rate("user_reads", caller.id)
         await self._require_member(group_id, caller.id)
         members = await self._repo.list_members(group_id)
         online = await self._presence.online_users([m.user.id for m in members])
@@ -229,6 +250,23 @@ class ChatService:
             raise InvalidArgument("attachments go in IMAGE or FILE messages")
         if reply_to_id < 0:
             raise InvalidArgument("reply_to_id must not be negative")
+        # Budgets (issue 12): a caller who may not post to the group must never spend the
+        # group's budget, or strangers could silence its members.
+        # 1. The caller's own budget first, right after authentication and input checks and
+        #    before any storage work: it bounds every caller's flood, refused calls included.
+        # 2. Membership, then the group's budget. Membership comes from a short per-pod memory
+        #    of (group, sender) pairs whose last send was stored (the insert re-checks
+        #    membership in its own statement, so a hit proves it a moment ago); a miss costs one
+        #    role lookup, i.e. one extra round trip per sender, group and pod every
+        #    `sender_cache_seconds` of silence, not per send. A member removed since can spend
+        #    at most one unit of the group's budget: the insert refuses them and forgets them.
+        # 3. The insert, which stays the authority on membership (same statement as the seq).
+        # The group budget is not checked after the insert: by then the message is committed
+        # with its seq and visible to every pod's sweep; refusing it would report a stored
+        # message as refused, and taking it back would leave a hole in the gap-free seqs.
+        # Nor inside the insert's transaction: a Redis call there would hold the group row
+        # locks (and a whole batch of other users' sends) on the limiter's latency.
+        await self._check_rate("user_send", caller.id)
         if attachment_id and not await self._repo.attachment_usable(
             attachment_id, caller.id, group_id
         ):
@@ -236,7 +274,18 @@ class ChatService:
                 f"attachment {attachment_id} is not a finished, unsent upload of yours "
                 f"in group {group_id}"
             )
-        await self._check_rate("user_send", caller.id)
+        sender = (group_id, caller.id)
+        role = Role.NONE
+        if "@" in text:
+            role = await self._repo.role_of(group_id, caller.id)  # current role: @all needs it
+            is_member = role != Role.NONE
+        elif self._senders.get(sender, 0.0) > time.monotonic():
+            is_member = True
+        else:
+            is_member = await self._repo.role_of(group_id, caller.id) != Role.NONE
+        if not is_member:
+            await self._require_group(group_id)
+            raise PermissionDenied(f"you are not a member of group {group_id}")
         await self._check_rate("group_send", group_id)
         if reply_to_id:
             original = await self._repo.get_message(reply_to_id)
@@ -244,7 +293,6 @@ class ChatService:
                 raise InvalidArgument(f"message {reply_to_id} is not in group {group_id}")
         mentions: list[Mention] = []
         if "@" in text:
-            role = await self._repo.role_of(group_id, caller.id)
             members = await self._repo.member_names(group_id)
             mentions = find_mentions(
                 text, members, allow_all=role.manages_members, author_id=caller.id
@@ -260,8 +308,12 @@ class ChatService:
             attachment_id=attachment_id,
         )
         if result is None:
+            self._senders.pop(sender, None)
             await self._require_group(group_id)
             raise PermissionDenied(f"you are not a member of group {group_id}")
+        if len(self._senders) > 100_000:
+            self._senders.clear()
+        self._senders[sender] = time.monotonic() + self.sender_cache_seconds
         if not result.duplicate:
             m = result.message
             events: list[ChatEvent] = [MessagePosted(m)]
@@ -276,6 +328,7 @@ class ChatService:
         if before_id < 0:
             raise InvalidArgument("before_id must not be negative")
         size = validation.page_size(limit, self._limits)
+        await self._check_rate("user_reads", caller.id, cost=read_cost(size))
         return await self._repo.mentions_of(caller.id, before_id, size)
 
     async def history(
@@ -285,6 +338,7 @@ class ChatService:
         if before_id < 0:
             raise InvalidArgument("before_id must not be negative")
         size = validation.page_size(limit, self._limits)
+        await self._check_rate("user_reads", caller.id, cost=read_cost(size))
         await self._require_member(group_id, caller.id)
         return await self._repo.history(group_id, before_id, size, caller.id)
 
@@ -296,8 +350,10 @@ class ChatService:
         now = time.monotonic()
         if is_typing and now - self._typing_sent.get(key, -1e9) < self.typing_throttle_seconds:
             return
-        await self._require_member(group_id, caller.id)
+        # The caller's own budget before the membership lookup: it bounds a flood of refused
+        # calls too (typing has no per-group budget a stranger could spend).
         await self._check_rate("user_typing", caller.id)
+        await self._require_member(group_id, caller.id)
         if is_typing:
             if len(self._typing_sent) > 50_000:
                 self._typing_sent.clear()
@@ -307,18 +363,27 @@ class ChatService:
         await self._publish([TypingChanged(group_id, caller.id, is_typing)])
 
     async def role(self, caller: UserProfile, group_id: int) -> Role:
+        """The caller's role; NotFound when they are not a member of a group that is missing
+        or invite-only (Role.NONE only for open groups)."""
         validation.group_id(group_id)
-        return await self._repo.role_of(group_id, caller.id)
+        role = await self._repo.role_of(group_id, caller.id)
+        if role == Role.NONE:
+            await self._require_group(group_id)
+        return role
 
     # ---- helpers ----
 
-    async def _check_rate(self, rule: str, *identifiers: int) -> None:
+    async def _check_rate(self, rule: str, *identifiers: int, cost: int = 1) -> None:
         if self._rate is not None:
-            await self._rate.check(rule, *identifiers)
+            await self._rate.check(rule, *identifiers, cost=cost)
 
     async def _require_group(self, group_id: int) -> None:
-        if not await self._repo.group_heads([group_id]):
-            raise NotFound(f"group {group_id} does not exist")
+        """For a caller who is not a member: NotFound unless the group exists and is open. An
+        invite-only group is answered exactly like a missing one (same status, same message),
+        so outsiders cannot probe which groups exist."""
+        group = await self._repo.get_group(group_id, 0)
+        if group is None or group.invite_only:
+            raise group_not_found(group_id)
 
     async def _require_member(self, group_id: int, user_id: int) -> Role:
         role = await self._repo.role_of(group_id, user_id)

@@ -14,6 +14,7 @@ from chat_service.domain.ports import (
     ChatRepository,
     EventPublisher,
     MessageChangeStore,
+    RateLimits,
 )
 from chat_service.domain.reactions import validate_emoji
 
@@ -29,6 +30,7 @@ class MessageChanges:
         limits: Limits,
         attachments: AttachmentPurger | None = None,
         max_distinct_reactions: int = 20,
+        rate: RateLimits | None = None,
     ) -> None:
         self._repo = repo
         self._store = store
@@ -36,13 +38,20 @@ class MessageChanges:
         self._limits = limits
         self._attachments = attachments
         self._max_distinct = max_distinct_reactions
+        self._rate = rate
 
     def use_attachments(self, attachments: AttachmentPurger) -> None:
         self._attachments = attachments
 
-    async def _visible(self, caller: UserProfile, message_id: int) -> tuple[Message, Role]:
+    async def _visible(
+        self, caller: UserProfile, message_id: int, rule: str
+    ) -> tuple[Message, Role]:
         if message_id <= 0:
             raise InvalidArgument("message_id must be a positive integer")
+        # The caller's own budget for this kind of change, spent before any storage work so a
+        # flood (allowed or refused) is bounded; there is no per-group budget to protect here.
+        if self._rate is not None:
+            await self._rate.check(rule, caller.id)
         message = await self._repo.get_message(message_id, caller.id)
         if message is None:
             raise NotFound(f"message {message_id} does not exist")
@@ -52,7 +61,7 @@ class MessageChanges:
         return message, role
 
     async def edit(self, caller: UserProfile, message_id: int, content: str) -> Message:
-        message, role = await self._visible(caller, message_id)
+        message, role = await self._visible(caller, message_id, "user_edit")
         if message.sender.id != caller.id or message.kind == MessageKind.SYSTEM:
             raise PermissionDenied("only the author can edit a message")
         if message.deleted:
@@ -67,7 +76,7 @@ class MessageChanges:
         return updated
 
     async def delete(self, caller: UserProfile, message_id: int) -> Message:
-        message, role = await self._visible(caller, message_id)
+        message, role = await self._visible(caller, message_id, "user_delete")
         if message.kind == MessageKind.SYSTEM:
             raise PermissionDenied("SYSTEM messages cannot be deleted")
         if message.sender.id != caller.id and not role.manages_members:
@@ -87,7 +96,7 @@ class MessageChanges:
         self, caller: UserProfile, message_id: int, emoji: str, add: bool
     ) -> Message:
         symbol = validate_emoji(emoji)
-        message, _ = await self._visible(caller, message_id)
+        message, _ = await self._visible(caller, message_id, "user_react")
         if message.deleted:
             raise InvalidArgument(f"message {message_id} was deleted")
         updated, changed = await self._store.react(

@@ -65,6 +65,21 @@ class Group:
     muted: bool = False
     last_update_seq: int = 0
 
+    def public_card(self) -> Group:
+        """What a non-member may see of an open group: id, name, description, creator,
+        creation time, invite_only and member_count. Not who the members are, nor how far
+        the conversation has gone (last_seq, last_update_seq), nor per-member state."""
+        return Group(
+            id=self.id,
+            name=self.name,
+            description=self.description,
+            created_by=self.created_by,
+            created_at_ms=self.created_at_ms,
+            invite_only=self.invite_only,
+            last_seq=0,
+            member_count=self.member_count,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Mention:

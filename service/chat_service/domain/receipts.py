@@ -5,18 +5,28 @@ from __future__ import annotations
 from chat_service.domain import validation
 from chat_service.domain.errors import InvalidArgument, NotFound, PermissionDenied
 from chat_service.domain.models import ReceiptMoved, UserProfile
-from chat_service.domain.ports import EventPublisher, ReadResultLike, ReceiptStore
+from chat_service.domain.ports import EventPublisher, RateLimits, ReadResultLike, ReceiptStore
 
 
 class Receipts:
-    def __init__(self, store: ReceiptStore, events: EventPublisher) -> None:
+    def __init__(
+        self, store: ReceiptStore, events: EventPublisher, rate: RateLimits | None = None
+    ) -> None:
         self._store = store
         self._events = events
+        self._rate = rate
+
+    async def _check_rate(self, rule: str, user_id: int) -> None:
+        # Per-user budgets are spent after authentication and input checks, before any
+        # storage work, so a flood of calls (refused or not) stays bounded.
+        if self._rate is not None:
+            await self._rate.check(rule, user_id)
 
     async def mark_read(self, caller: UserProfile, group_id: int, seq: int) -> ReadResultLike:
         validation.group_id(group_id)
         if seq < 0:
             raise InvalidArgument("seq must not be negative")
+        await self._check_rate("user_mark_read", caller.id)
         result = await self._store.mark_read(group_id, caller.id, seq)
         if result is None:
             raise PermissionDenied(f"you are not a member of group {group_id}")
@@ -27,6 +37,7 @@ class Receipts:
     async def readers(
         self, caller: UserProfile, group_id: int, message_id: int, is_member: bool
     ) -> tuple[list[UserProfile], int]:
+        await self._check_rate("user_reads", caller.id)
         if not is_member:
             raise PermissionDenied(f"you are not a member of group {group_id}")
         found = await self._store.readers(group_id, message_id)

@@ -28,6 +28,13 @@ class RateRules:
     group_send: str = "200/5 seconds"
     user_groups_created: str = "30/hour"
     user_typing: str = "30/10 seconds"
+    user_edit: str = "20/10 seconds"
+    user_delete: str = "30/10 seconds"
+    user_react: str = "30/10 seconds"
+    user_mark_read: str = "60/10 seconds"
+    # Cost-weighted: a history or mentions page costs 1 per 50 messages asked for, any other
+    # read (member list, group list, read receipts) costs 1.
+    user_reads: str = "120/10 seconds"
 
 
 class RateLimiter:
@@ -40,6 +47,11 @@ class RateLimiter:
                 ("group_send", rules.group_send),
                 ("user_groups_created", rules.user_groups_created),
                 ("user_typing", rules.user_typing),
+                ("user_edit", rules.user_edit),
+                ("user_delete", rules.user_delete),
+                ("user_react", rules.user_react),
+                ("user_mark_read", rules.user_mark_read),
+                ("user_reads", rules.user_reads),
             )
         }
         self._texts = {
@@ -47,6 +59,12 @@ class RateLimiter:
             "group_send": f"send rate limit per group ({rules.group_send})",
             "user_groups_created": f"group creation limit per user ({rules.user_groups_created})",
             "user_typing": f"typing indicator limit per user ({rules.user_typing})",
+            "user_edit": f"edit limit per user ({rules.user_edit})",
+            "user_delete": f"delete limit per user ({rules.user_delete})",
+            "user_react": f"reaction limit per user ({rules.user_react})",
+            "user_mark_read": f"mark-read limit per user ({rules.user_mark_read})",
+            "user_reads": f"read limit per user ({rules.user_reads}; a history page costs 1 "
+            "per 50 messages)",
         }
 
     @classmethod
@@ -62,13 +80,15 @@ class RateLimiter:
     def memory(cls, rules: RateRules) -> RateLimiter:
         return cls(MemoryStorage(), rules)
 
-    async def check(self, rule: str, *identifiers: int) -> None:
+    async def check(self, rule: str, *identifiers: int, cost: int = 1) -> None:
+        """`cost` > 1 spends that many units of the budget at once (cost-weighted rules)."""
         item = self._rules[rule]
         if item is None:
             return
+        cost = max(1, min(cost, item.amount))  # a call costing more than the budget still fits
         keys = [rule, *(str(i) for i in identifiers)]
         try:
-            allowed = await self._limiter.hit(item, *keys)
+            allowed = await self._limiter.hit(item, *keys, cost=cost)
             if allowed:
                 return
             stats = await self._limiter.get_window_stats(item, *keys)

@@ -37,9 +37,11 @@ GAP_FILLS = Counter(
 )
 CALLS_SHED = Counter(
     "chat_calls_shed",
-    "Unary calls refused with RESOURCE_EXHAUSTED by admission control, by signal "
+    "Calls refused by the call gate and admission control, by signal "
     "(queue: the call waited too long before reaching the pod's handler; inflight: too many "
-    "calls in progress; lag: the event loop is behind)",
+    "calls in progress; user_inflight: too many of one user's calls in progress; lag: the "
+    "event loop is behind; preauth: too many calls waiting to authenticate; no_request: the "
+    "request or its token did not arrive in time)",
     ["signal"],
 )
 LOOP_LAG = Gauge("chat_event_loop_lag_seconds", "How late the event loop ran a timer (sampled)")
@@ -64,7 +66,8 @@ def initialise(methods: list[str]) -> None:
     for method in methods:
         RPC_REQUESTS.labels(method, "OK")
         RPC_DURATION.labels(method)
-    for op in ("publish", "read", "presence", "notifier", "ratelimit", "publish_skipped"):
+    for op in ("publish", "read", "presence", "notifier", "ratelimit", "publish_skipped",
+               "stream_slots"):
         REDIS_ERRORS.labels(op)
     for reason in ("lagged", "closed"):
         SUBSCRIBERS_DROPPED.labels(reason)
@@ -72,5 +75,5 @@ def initialise(methods: list[str]) -> None:
         OPEN_STREAMS.labels(rpc)
     for source in ("memory", "storage"):
         REPLAY_READS.labels(source)
-    for signal in ("queue", "inflight", "lag"):
+    for signal in ("queue", "inflight", "user_inflight", "lag", "preauth", "no_request"):
         CALLS_SHED.labels(signal)

@@ -207,6 +207,24 @@ LOG_LEVEL: {{ .Values.config.logLevel | quote }}
 LOG_FORMAT: {{ .Values.config.logFormat | quote }}
 MIGRATE_ON_START: {{ or .Values.postgresql.enabled .Values.migrations.migrateOnStart | toString | quote }}
 SHUTDOWN_GRACE_SECONDS: {{ .Values.config.shutdownGraceSeconds | quote }}
+{{- with .Values.config.rateLimits }}
+{{- with .edits }}
+RATE_LIMIT_EDITS: {{ . | quote }}
+{{- end }}
+{{- with .deletes }}
+RATE_LIMIT_DELETES: {{ . | quote }}
+{{- end }}
+{{- with .reactions }}
+RATE_LIMIT_REACTIONS: {{ . | quote }}
+{{- end }}
+{{- with .markRead }}
+RATE_LIMIT_MARK_READ: {{ . | quote }}
+{{- end }}
+{{- with .reads }}
+RATE_LIMIT_READS: {{ . | quote }}
+{{- end }}
+{{- end }}
+EXPOSE_MEMBER_EMAILS: {{ .Values.config.exposeMemberEmails | toString | quote }}
 OTEL_SERVICE_NAME: {{ .Values.config.otel.serviceName | default (include "chat.fullname" .) | quote }}
 {{- with .Values.config.otel.endpoint }}
 OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
