@@ -61,6 +61,7 @@ def _header_only(host: str, port: int, calls: int, connections: int) -> dict[str
                                            deadline=120.0))
     return {"sent": result.sent, "statuses": dict(result.statuses), "reset": result.reset,
             "unanswered": result.unanswered, "seconds": round(result.seconds, 1),
+            "connections_closed_by_server": result.refused_connections,
             "summary": result.summary()}
 
 

@@ -72,10 +72,15 @@ async def header_only_calls(
     started = time.perf_counter()
     per = [count // connections + (1 if i < count % connections else 0)
            for i in range(connections)]
-    await asyncio.gather(*(
-        _one_connection(host, port, n, path, token, started + deadline, result, hold)
-        for n in per if n
-    ))
+    until = started + deadline
+
+    async def attacker(n: int) -> None:
+        # A server that closes the connection (GOAWAY, reset) is met as an attacker would:
+        # with a new connection, until every call was sent or the deadline passed.
+        while n > 0 and time.perf_counter() < until:
+            n -= await _one_connection(host, port, n, path, token, until, result, hold)
+
+    await asyncio.gather(*(attacker(n) for n in per if n))
     result.seconds = time.perf_counter() - started
     return result
 
@@ -89,7 +94,8 @@ async def _one_connection(
     until: float,
     result: FloodResult,
     hold: asyncio.Event | None,
-) -> None:
+) -> int:
+    """Send up to `count` calls on one connection; returns how many were sent."""
     reader, writer = await asyncio.open_connection(host, port)
     conn = h2.connection.H2Connection(
         config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
@@ -131,10 +137,27 @@ async def _one_connection(
             result.statuses[STATUS_NAMES.get(status, status)] += 1
 
     try:
+        # Wait for the server's SETTINGS (its stream limit) before the first call, as an HTTP/2
+        # client must; from then on h2 keeps the calls in flight within that limit.
+        writer.write(conn.data_to_send())
+        await writer.drain()
+        while not closed:
+            data = await asyncio.wait_for(reader.read(65536), timeout=max(0.1, until -
+                                                                          time.perf_counter()))
+            if not data:
+                closed = True
+                break
+            events = conn.receive_data(data)
+            writer.write(conn.data_to_send())
+            if any(isinstance(e, h2.events.RemoteSettingsChanged) for e in events):
+                break
         send_more()
         writer.write(conn.data_to_send())
         await writer.drain()
         while (sent < count or open_streams) and not closed:
+            if writer.is_closing():
+                closed = True
+                break
             remaining = until - time.perf_counter()
             if remaining <= 0:
                 break
@@ -166,10 +189,16 @@ async def _one_connection(
             send_more()
             writer.write(conn.data_to_send())
             await writer.drain()
-        if closed and open_streams:
+    except (ConnectionError, OSError, TimeoutError):
+        closed = True
+    try:
+        if closed:
             result.refused_connections += 1
-        if hold is not None:
+            for stream_id in list(open_streams):  # ended with their connection
+                finish(stream_id, None)
+        elif hold is not None:
             await hold.wait()
+        return sent
     finally:
         writer.close()
         with contextlib.suppress(Exception):

@@ -6,9 +6,10 @@ import asyncio
 
 import grpc
 
+from chat_devstack.cluster import Cluster
 from chat_service.gen import chat_pb2 as pb
 from tests.conftest import UserFactory
-from tests.support.chat_client import expect_status, gather_limited
+from tests.support.chat_client import ChatClient, expect_status, gather_limited
 
 
 async def test_two_users_on_separate_streams_receive_each_others_messages_in_order(
@@ -203,14 +204,23 @@ async def test_sends_committed_together_stay_exact(user: UserFactory) -> None:
 
 
 async def test_a_burst_of_2000_concurrent_calls_is_served_or_shed_never_cancelled(
-    user: UserFactory,
+    user: UserFactory, stack: Cluster
 ) -> None:
     """grpc-core would CANCEL calls beyond 1,000 pending by default; the server raises that
-    limit, and what its admission control refuses is RESOURCE_EXHAUSTED with a retry hint."""
+    limit, and what its admission control refuses is RESOURCE_EXHAUSTED with a retry hint.
+    (Over four channels, as a busy native client spreads its calls.)"""
     alice = user()
     group = await alice.create_group()
-    results = await asyncio.gather(*(alice.history(group.id, limit=1) for _ in range(2000)),
-                                   return_exceptions=True)
+    channels = [grpc.aio.insecure_channel(stack.gateway) for _ in range(4)]
+    clients = [ChatClient(ch, alice.token, alice.user_id) for ch in channels]
+    try:
+        results = await asyncio.gather(
+            *(clients[i % 4].history(group.id, limit=1) for i in range(2000)),
+            return_exceptions=True,
+        )
+    finally:
+        for ch in channels:
+            await ch.close()
     failures = [r for r in results if isinstance(r, BaseException)]
     assert all(isinstance(f, grpc.aio.AioRpcError)
                and f.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

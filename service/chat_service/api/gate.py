@@ -61,6 +61,12 @@ PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 QUIET_REQUEST_STREAMS = frozenset({CHAT_PREFIX + "StreamMessages"})
 
 
+PREAUTH_FULL = (
+    "too many calls waiting to authenticate on this server; send 'authorization: Bearer "
+    "<jwt>' metadata, or retry shortly"
+)
+
+
 @dataclass(frozen=True)
 class GateSettings:
     preauth_max: int = 64  # PREAUTH_MAX_CALLS
@@ -74,6 +80,7 @@ class CallGate(grpc.aio.ServerInterceptor):
         self._admission = admission
         self._settings = settings
         self.preauth = 0  # calls waiting for their first message without a verified token
+        self._refusals: dict[tuple[str, str], Handler] = {}
 
     async def intercept_service(
         self,
@@ -94,7 +101,15 @@ class CallGate(grpc.aio.ServerInterceptor):
             else:
                 self._take_preauth_slot()
         except ChatError as exc:
-            return _refusal(name, exc)
+            # Floods are refused here, many thousands a second: one handler per (method,
+            # message), made once, so a refusal allocates next to nothing.
+            key = (name, str(exc))
+            refusal = self._refusals.get(key)
+            if refusal is None:
+                if len(self._refusals) > 1000:
+                    self._refusals.clear()
+                refusal = self._refusals[key] = _refusal(name, exc)
+            return refusal
         return _request_streaming(handler, self._behaviour(
             handler, method, name, user_id, public, queued_for(metadata)
         ))
@@ -102,11 +117,7 @@ class CallGate(grpc.aio.ServerInterceptor):
     def _take_preauth_slot(self) -> None:
         if self.preauth >= self._settings.preauth_max:
             metrics.CALLS_SHED.labels("preauth").inc()
-            raise ResourceExhausted(
-                f"too many calls waiting to authenticate on this server ({self.preauth}); "
-                "send 'authorization: Bearer <jwt>' metadata, or retry shortly",
-                retry_after=1.0,
-            )
+            raise ResourceExhausted(PREAUTH_FULL, retry_after=1.0)
         self.preauth += 1
 
     def _behaviour(
