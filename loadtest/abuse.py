@@ -6,11 +6,11 @@
 One service process and Envoy on loopback (chat_devstack.cluster, the launcher of `make
 cluster`), production defaults (rate limits on). Each scenario runs its attacker in a separate
 process, while bystanders (5 authenticated users, each sending a message every 250 ms) measure
-what an honest user sees. For each scenario it prints RSS of the pod and of Envoy before,
-at the peak during and after the attack, the bystanders' send latency, how the attack's
-calls ended, what the pod shed (chat_calls_shed_total by signal), and, for slow headers, when
-Envoy closed the connections. Results go to loadtest/results/abuse-<time>.json; HARDENING.md
-publishes them.
+what an honest user sees. For each scenario it prints RSS of the pod and of Envoy before, at
+the peak during, and 5 s and 30 s after the attack, the bystanders' send latency, how the
+attack's calls ended, what the pod shed (chat_calls_shed_total by signal), and, for slow
+headers, when Envoy closed the connections. Results go to loadtest/results/abuse-<time>.json;
+HARDENING.md publishes them.
 """
 
 from __future__ import annotations
@@ -190,12 +190,15 @@ async def scenario(
     stop.set()
     await asyncio.gather(watching, sending)
     await asyncio.sleep(5.0)  # the attacker's connections are gone; let the pod settle
+    after_5s = probe.now()
+    await asyncio.sleep(25.0)
     after = probe.now()
     shed_after = shed_counts(pod.metrics_port)
     result.pod_rss_mib = {"before": round(before["pod"], 1), "peak": round(probe.peak["pod"], 1),
-                          "after": round(after["pod"], 1)}
+                          "after_5s": round(after_5s["pod"], 1), "after": round(after["pod"], 1)}
     result.envoy_rss_mib = {"before": round(before["envoy"], 1),
                             "peak": round(probe.peak["envoy"], 1),
+                            "after_5s": round(after_5s["envoy"], 1),
                             "after": round(after["envoy"], 1)}
     result.bystander = bystanders.summary()
     result.shed = {k: v - shed_before.get(k, 0.0) for k, v in shed_after.items()
@@ -264,7 +267,7 @@ def main() -> None:
     for r in results:
         pod = "/".join(f"{v:.0f}" for v in r.pod_rss_mib.values())
         envoy = "/".join(f"{v:.0f}" for v in r.envoy_rss_mib.values())
-        print(f"{r.name[:70]:<70} {pod:>20} {envoy:>20} "
+        print(f"{r.name[:70]:<70} {pod:>20} {envoy:>22} "
               f"{r.bystander.get('p99_ms', float('nan')):>11.0f} ms")
     print(f"results: {out}")
 

@@ -110,6 +110,12 @@ LIMITS: dict[str, Any] = {
     "max_request_headers_kb": 16,  # = the pods' grpc.max_metadata_size
     "max_headers_count": 64,
     "max_downstream_connections": 20000,
+    # Calls without an `authorization` header (clients of the original proto put the token in
+    # the request; floods of header-only calls carry none): a token bucket per downstream
+    # connection, refused by Envoy itself (RESOURCE_EXHAUSTED) beyond it. A browser tab makes
+    # a few such calls a second at most; calls with the header are not limited here.
+    "tokenless_calls_per_second": 20,
+    "tokenless_burst": 50,
 }
 # 80 % of the chart's default Envoy memory limit (256 Mi): the overload manager acts before the
 # kernel's OOM killer does.
@@ -375,6 +381,7 @@ def _http_connection_manager(
                     "typed_per_filter_config": {
                         "envoy.filters.http.cors": _cors_policy(allowed_origins)
                     },
+                    "rate_limits": TOKENLESS_RATE_LIMITS,
                 }
             ],
         },
@@ -389,8 +396,63 @@ def _http_connection_manager(
                 "name": "envoy.filters.http.cors",
                 "typed_config": {"@type": _TYPE + "envoy.extensions.filters.http.cors.v3.Cors"},
             },
+            _tokenless_rate_limit_filter(),
             _router_filter(),
         ],
+    }
+
+
+# The virtual host's rate-limit action: a descriptor ("credential", "none") for requests
+# without an `authorization` header; the local rate limit filter below limits only those.
+TOKENLESS_RATE_LIMITS: list[JSON] = [
+    {
+        "actions": [
+            {
+                "header_value_match": {
+                    "descriptor_key": "credential",
+                    "descriptor_value": "none",
+                    "expect_match": False,
+                    "headers": [{"name": "authorization", "present_match": True}],
+                }
+            }
+        ]
+    }
+]
+
+
+def _tokenless_rate_limit_filter() -> JSON:
+    unlimited = {"max_tokens": 1_000_000_000, "tokens_per_fill": 1_000_000_000,
+                 "fill_interval": "1s"}
+    return {
+        "name": "envoy.filters.http.local_ratelimit",
+        "typed_config": {
+            "@type": _TYPE + "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+            "stat_prefix": "tokenless_calls",
+            # Only requests that match the descriptor are limited (the default bucket is
+            # never the limit and is not consumed alongside the descriptor's).
+            "token_bucket": unlimited,
+            "always_consume_default_token_bucket": False,
+            "descriptors": [
+                {
+                    "entries": [{"key": "credential", "value": "none"}],
+                    "token_bucket": {
+                        "max_tokens": LIMITS["tokenless_burst"],
+                        "tokens_per_fill": LIMITS["tokenless_calls_per_second"],
+                        "fill_interval": "1s",
+                    },
+                }
+            ],
+            "local_rate_limit_per_downstream_connection": True,
+            "rate_limited_as_resource_exhausted": True,
+            "filter_enabled": {
+                "runtime_key": "tokenless_calls.enabled",
+                "default_value": {"numerator": 100, "denominator": "HUNDRED"},
+            },
+            "filter_enforced": {
+                "runtime_key": "tokenless_calls.enforced",
+                "default_value": {"numerator": 100, "denominator": "HUNDRED"},
+            },
+        },
     }
 
 

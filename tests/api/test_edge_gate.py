@@ -149,7 +149,7 @@ async def test_an_authenticated_call_whose_body_never_comes_is_ended_and_release
     await asyncio.sleep(0.3)
     await _bystander_sends(bob, group.id, 5)  # another user is not affected
     result = await flood
-    assert result.statuses == {"RESOURCE_EXHAUSTED": 10, "UNAVAILABLE": PER_USER}, (
+    assert result.statuses == {"RESOURCE_EXHAUSTED": 10, "DEADLINE_EXCEEDED": PER_USER}, (
         result.summary()
     )
     # Released: the same user is served again.
@@ -217,7 +217,7 @@ async def test_an_upload_stream_that_stops_sending_is_ended_and_can_resume(
 
     with pytest.raises(grpc.aio.AioRpcError) as ended:
         await alice.stub.UploadFile(chunks(), metadata=alice.metadata)
-    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert ended.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     status = await alice.stub.GetUpload(pb.GetUploadRequest(upload_id=started.upload_id),
                                         metadata=alice.metadata)
     assert status.received_bytes == 1000

@@ -209,3 +209,28 @@ async def test_one_connection_gets_at_most_max_concurrent_streams(
         for f in started:
             f.cancel()
         await asyncio.gather(*started, return_exceptions=True)
+
+
+async def test_token_less_calls_are_limited_per_connection_by_envoy(cluster: Cluster) -> None:
+    """Header-only calls without an authorization header, many on one connection: Envoy
+    answers all but its per-connection burst with RESOURCE_EXHAUSTED itself, so a flood from a
+    few connections barely reaches the pods; the same flood WITH a token header is not limited
+    by this rule (the pods' per-user limits apply to it)."""
+    from loadtest.attacks.h2flood import header_only_calls
+
+    host, port = cluster.gateway.rsplit(":", 1)
+    burst = envoy_config.LIMITS["tokenless_burst"]
+    flood = await header_only_calls(host, int(port), 600, connections=1, deadline=20)
+    assert flood.unanswered == 0, flood.summary()
+    assert flood.statuses["RESOURCE_EXHAUSTED"] >= 600 - burst - 2 * 20, flood.summary()
+    # Of the calls Envoy let through, the pod's pre-auth budget answered each one.
+    assert set(flood.statuses) <= {"RESOURCE_EXHAUSTED", "UNAUTHENTICATED"}
+
+    token = mint(cluster.jwt_secret, 77_000_001)
+    signed = await header_only_calls(host, int(port), 60, connections=1, token=token,
+                                     path="/chat.ChatService/ListMyGroups", deadline=20)
+    # Not refused by the token-less rule: each waits for its body at the pod, which ends it.
+    assert "RESOURCE_EXHAUSTED" not in signed.statuses, signed.summary()
+    assert signed.unanswered == 0 and signed.statuses == {"DEADLINE_EXCEEDED": 60}, (
+        signed.summary()
+    )

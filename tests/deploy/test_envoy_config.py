@@ -49,7 +49,7 @@ if str(SERVICE_DIR) not in sys.path:  # also works without `pip install -e .`
     sys.path.insert(0, str(SERVICE_DIR))
 
 from chat_devstack import envoy_config  # noqa: E402
-from chat_devstack.envoy_config import Upstream  # noqa: E402
+from chat_devstack.envoy_config import LIMITS, Upstream  # noqa: E402
 from chat_devstack.ports import free_port  # noqa: E402
 
 T = TypeVar("T")
@@ -381,8 +381,28 @@ def test_filters_in_order(dns_config: dict[str, Any]) -> None:
     assert [f["name"] for f in hcm["http_filters"]] == [
         "envoy.filters.http.grpc_web",
         "envoy.filters.http.cors",
+        "envoy.filters.http.local_ratelimit",
         "envoy.filters.http.router",
     ]
+
+
+def test_calls_without_a_token_header_are_rate_limited_per_connection(
+    dns_config: dict[str, Any],
+) -> None:
+    hcm = _hcm(dns_config)
+    (limit,) = [f for f in hcm["http_filters"] if f["name"].endswith("local_ratelimit")]
+    cfg = limit["typed_config"]
+    assert cfg["local_rate_limit_per_downstream_connection"] is True
+    assert cfg["rate_limited_as_resource_exhausted"] is True
+    assert cfg["always_consume_default_token_bucket"] is False
+    (descriptor,) = cfg["descriptors"]
+    assert descriptor["entries"] == [{"key": "credential", "value": "none"}]
+    assert descriptor["token_bucket"]["tokens_per_fill"] == LIMITS["tokenless_calls_per_second"]
+    vhost = hcm["route_config"]["virtual_hosts"][0]
+    (action,) = vhost["rate_limits"][0]["actions"]
+    match = action["header_value_match"]
+    assert match["expect_match"] is False  # the descriptor is for requests WITHOUT the header
+    assert match["headers"] == [{"name": "authorization", "present_match": True}]
 
 
 @pytest.mark.parametrize("method", ["Subscribe", "StreamMessages"])

@@ -749,6 +749,7 @@ def test_envoy_config_structure(values_name: str) -> None:
     assert [f["name"].rsplit(".", 1)[-1] for f in hcm["http_filters"]] == [
         "grpc_web",
         "cors",
+        "local_ratelimit",
         "router",
     ]
     (vhost,) = hcm["route_config"]["virtual_hosts"]

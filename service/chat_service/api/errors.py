@@ -13,6 +13,7 @@ STATUS_OF: dict[type[errors.ChatError], grpc.StatusCode] = {
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
     errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.TooSlow: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 
 

@@ -9,7 +9,7 @@ request-streaming handler where the gate, not grpc, waits for the request, with 
 1. `authorization: Bearer <jwt>` in metadata: verified at once (cached). A bad token is
    answered UNAUTHENTICATED before the request is read. A good one is admitted (per-pod and
    per-user caps, event-loop lag: `Admission`) and its request must arrive within
-   `body_timeout`.
+   `body_timeout` (DEADLINE_EXCEEDED otherwise: not retried by Envoy, unlike UNAVAILABLE).
 2. No token in metadata (clients generated from the original proto carry `jwt_token` in the
    request): the call takes a slot of a small budget of its own (`preauth_max`), or is
    refused at once when those are taken; its first request message must arrive within
@@ -45,8 +45,8 @@ from chat_service.domain.errors import (
     ChatError,
     InvalidArgument,
     ResourceExhausted,
+    TooSlow,
     Unauthenticated,
-    Unavailable,
 )
 from chat_service.telemetry import metrics
 
@@ -197,7 +197,7 @@ async def _first(context: Ctx, timeout: float, *, carries_token: bool = False) -
                 f"no credentials within {timeout:g} s: send 'authorization: Bearer <jwt>' "
                 "metadata, or the first request (carrying jwt_token) with the call"
             ) from None
-        raise Unavailable(
+        raise TooSlow(
             f"the request did not arrive within {timeout:g} s of the call's headers"
         ) from None
     if message is EOF:
@@ -229,7 +229,7 @@ class _Messages:
                     message = await self._context.read()
             except TimeoutError:
                 metrics.CALLS_SHED.labels("no_request").inc()
-                raise Unavailable(
+                raise TooSlow(
                     f"no request message for {self._timeout:g} s on this stream; start "
                     "again (an upload resumes where GetUpload says it stopped)"
                 ) from None

@@ -33,3 +33,8 @@ class ResourceExhausted(ChatError):
 
 class Unavailable(ChatError):
     """A dependency is down or the server is shutting down; retrying later is safe."""
+
+
+class TooSlow(ChatError):
+    """The client did not send what the call needs in time (its request, the next chunk).
+    Not retried by the gateway: the same client would be as slow again."""
