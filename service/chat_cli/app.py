@@ -7,7 +7,7 @@
   chat members GROUP
   chat send GROUP TEXT                    post (idempotent: retried with one client_msg_id)
   chat history GROUP [--limit N]          the newest N messages, oldest first
-  chat tail GROUP                         live: messages, typing, receipts (Ctrl-C stops)
+  chat tail GROUP                         live: messages, typing, receipts, joins/leaves once
   chat upload GROUP FILE [--caption T]    chunked upload, then an IMAGE/FILE message
 
 The server is --server or $CHAT_SERVER (default 127.0.0.1:50051: a pod or Envoy), the token
@@ -323,7 +323,7 @@ def _subscribe(s: Session, positions: dict[int, list[int]]) -> Any:
 def cmd_tail(s: Session, args: argparse.Namespace, out: TextIO) -> int:
     group = s.call(s.stub.GetGroup, pb.GetGroupRequest(group_id=args.group))
     me = _whoami(s)
-    names = _member_names(s, args.group)
+    names = Names(s, args.group)
     last_seq = max(0, group.last_seq - args.last) if args.last else group.last_seq
     positions = {args.group: [last_seq, group.last_update_seq]}
     stop = threading.Event()
@@ -338,7 +338,7 @@ def cmd_tail(s: Session, args: argparse.Namespace, out: TextIO) -> int:
                 for batch in call:
                     attempt = 0
                     for ev in batch.events:
-                        line = _event_line(ev, args.group, me, names, positions, s)
+                        line = _event_line(ev, args.group, me, names, positions)
                         if line:
                             out.write(line + "\n")
                     out.flush()
@@ -359,13 +359,55 @@ def cmd_tail(s: Session, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+class Names(dict[int, str]):
+    """Display names of a group's members, learned as they become known.
+
+    Holds only real names (placeholders come from `.get(uid, ...)`). The server learns a name
+    from the member's token at their first call, so an id seen without a name (typing,
+    receipts, presence) makes it ask the member list again: once per id until something new
+    (a member event, a presence change) says it is worth asking again.
+    """
+
+    def __init__(self, s: Session, group_id: int):
+        super().__init__()
+        self._session = s
+        self._group_id = group_id
+        self._asked: set[int] = set()
+        self.reload()
+
+    def reload(self) -> None:
+        members = self._session.call(
+            self._session.stub.GetGroupMembers, pb.GetGroupMembersRequest(group_id=self._group_id)
+        )
+        self.update({u.id: u.name for u in members.members if u.name})
+
+    def learn(self, user_id: int, name: str) -> None:
+        if name:
+            self[user_id] = name
+
+    def want(self, user_id: int) -> None:
+        """Make sure `user_id`'s name is known if the server knows it."""
+        if user_id in self or user_id in self._asked:
+            return
+        self._asked.add(user_id)
+        try:
+            self.reload()
+        except grpc.RpcError:
+            self._asked.discard(user_id)  # a later event tries again
+
+    def forget_asked(self, user_id: int) -> None:
+        self._asked.discard(user_id)
+
+    def of(self, user_id: int) -> str:
+        return self.get(user_id) or f"user {user_id}"
+
+
 def _event_line(
     ev: pb.ChatEvent,
     group_id: int,
     me: int,
-    names: dict[int, str],
+    names: Names,
     positions: dict[int, list[int]],
-    s: Session,
 ) -> str:
     pos = positions.setdefault(group_id, [0, 0])
     kind = ev.WhichOneof("event")
@@ -374,31 +416,36 @@ def _event_line(
         if m.group_id != group_id:
             return ""
         pos[0] = max(pos[0], m.seq)
-        if m.user_name:
-            names[m.user_id] = m.user_name
+        names.learn(m.user_id, m.user_name)
         return format_message(m, names)
     if kind == "updated" and ev.updated.group_id == group_id:
         pos[1] = max(pos[1], ev.updated.update_seq)
         return f"  ~ #{ev.updated.seq} is now: {format_message(ev.updated, names)}"
     if kind == "typing" and ev.typing.group_id == group_id:
+        for uid in ev.typing.typing_user_ids:
+            names.want(uid)
         return "  " + _typing_line(ev.typing.typing_user_ids, me, names)
     if kind == "receipt" and ev.receipt.group_id == group_id:
-        who = names.get(ev.receipt.user_id, f"user {ev.receipt.user_id}")
-        return f"  ✓ {who} read up to #{ev.receipt.read_seq}"
+        names.want(ev.receipt.user_id)
+        return f"  ✓ {names.of(ev.receipt.user_id)} read up to #{ev.receipt.read_seq}"
     if kind == "member" and ev.member.group_id == group_id:
-        names.update(_member_names(s, group_id))
-        pos[0] = max(pos[0], ev.member.seq)
-        verb = pb.MemberEvent.Kind.Name(ev.member.kind).lower()
-        return f"  * {ev.member.user.name or ev.member.user.id} {verb}"
+        # Printed once, by the SYSTEM message recording it (same seq; it is also what a resume
+        # replays); the event only updates names. The position moves with that message.
+        user = ev.member.user
+        names.forget_asked(user.id)
+        names.learn(user.id, user.name)
+        names.want(user.id)
+        return ""
+    if kind == "presence":
+        # A member signing in is when the server learns their name from their token.
+        names.forget_asked(ev.presence.user_id)
+        if ev.presence.online:
+            names.want(ev.presence.user_id)
+        return ""
     if kind == "gap" and ev.gap.group_id == group_id:
         pos[0] = max(pos[0], ev.gap.resume_seq - 1)
         return f"  ! missed #{ev.gap.from_seq}..#{ev.gap.resume_seq - 1}: see `chat history`"
     return ""
-
-
-def _member_names(s: Session, group_id: int) -> dict[int, str]:
-    members = s.call(s.stub.GetGroupMembers, pb.GetGroupMembersRequest(group_id=group_id))
-    return {u.id: u.name or f"user {u.id}" for u in members.members}
 
 
 def _whoami(s: Session) -> int:

@@ -106,6 +106,26 @@ def _restart_pods(cluster: Cluster) -> None:
         cluster.restart_pod(svc)
 
 
+def _run_script(script: str, env: dict[str, str], timeout: float = 120) -> str:
+    """Run a browser scenario in clients/web (env added to ours); it must end with E2E OK."""
+    proc = subprocess.run(
+        ["node", script],
+        cwd=WEB_DIR,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0 and "E2E OK" in proc.stdout, (
+        f"{script} failed (exit {proc.returncode}; failure screenshots in "
+        f"{env.get('FAILURE_DIR')}):\n{proc.stdout}"
+    )
+    print(proc.stdout)
+    return proc.stdout
+
+
 def _run_e2e(cluster: Cluster, users: Users, group_id: int, tmp: Path, **extra: str) -> str:
     image = tmp / "picture.png"
     image.write_bytes(png())

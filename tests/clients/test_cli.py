@@ -213,3 +213,47 @@ def test_upload_posts_an_image(
     assert "[image: picture.png 96x64" in sent.stdout, sent.stdout
     history = chat(stack, bob, "history", str(group)).stdout.splitlines()
     assert "[image: picture.png 96x64" in history[-1] and "a picture" in history[-1], history
+
+
+def test_tail_names_members_once_known_and_prints_a_membership_change_once(
+    stack: Cluster, people: dict[str, tuple[int, str]]
+) -> None:
+    (_, alice), (bob_id, bob), (_, carol) = people["Alice"], people["Bob"], people["Carol"]
+    # Dave has never called the service: it does not know his name yet.
+    dave_id = max(uid for uid, _ in people.values()) + 1
+    dave = mint(stack.jwt_secret, dave_id, name="Dave")
+    members = ("--member", str(bob_id), "--member", str(dave_id))
+    group = _created_id(chat(stack, alice, "create", "names room", *members))
+    assert "Dave" not in chat(stack, alice, "members", str(group)).stdout
+
+    env = {**os.environ, "CHAT_SERVER": stack.gateway, "CHAT_TOKEN": bob}
+    tail = subprocess.Popen(
+        [CHAT, "tail", str(group)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen: list[str] = []
+    try:
+        lines = _reader(tail)
+        _expect(lines, "-- tailing group", seen)
+        channel, stub_ = stub(stack.gateway)
+        with channel:  # Dave's first call: the service learns his name from his token
+            request = pb.TypingRequest(group_id=group, is_typing=True)
+            stub_.SendTypingIndicator(request, metadata=bearer(dave), timeout=10)
+        _expect(lines, "(Dave is typing…)", seen)
+        assert not any(f"user {dave_id}" in line for line in seen), seen
+
+        chat(stack, carol, "join", str(group))
+        chat(stack, alice, "send", str(group), "after the join")
+        _expect(lines, "Alice: after the join", seen)
+        joined = [line for line in seen if "Carol" in line and "joined" in line]
+        assert len(joined) == 1, seen
+
+        tail.send_signal(signal.SIGINT)
+        assert tail.wait(timeout=10) == 0
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+            tail.wait()

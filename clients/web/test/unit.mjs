@@ -66,3 +66,20 @@ test("client_msg_ids are UUIDs", () => {
   assert.equal(ids.size, 100);
   for (const id of ids) assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
 });
+
+test("the user id comes from the token however it is given (string, function, promise)", async () => {
+  const { ChatConnection, MemoryPositionStore } = lib;
+  const part = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const token = `${part({ alg: "HS256" })}.${part({ sub: "42", name: "Zoë" })}.sig`;
+  const opts = { baseUrl: "http://127.0.0.1:1", positionStore: new MemoryPositionStore() };
+  for (const given of [token, () => token, () => Promise.resolve(token)]) {
+    const conn = new ChatConnection({ ...opts, token: given });
+    const identity = await conn.identity();
+    assert.equal(identity.userId, 42n);
+    assert.equal(conn.userId, 42n);
+    assert.equal(conn.userName, "Zoë");
+  }
+  const opaque = new ChatConnection({ ...opts, token: () => "not-a-jwt" });
+  await assert.rejects(opaque.identity());
+  assert.equal(opaque.userId, 0n);
+});

@@ -29,7 +29,7 @@ import {
   type User,
 } from "../gen/chat_pb.js";
 import { backoffDelay, DEFAULT_BACKOFF, sleep, type BackoffOptions } from "./backoff.js";
-import { decodeToken } from "./jwt.js";
+import { decodeToken, type TokenIdentity } from "./jwt.js";
 import { defaultPositionStore, type Position, type PositionStore } from "./positions.js";
 import { sha256Hex } from "./sha256.js";
 
@@ -107,12 +107,11 @@ export function eventGroupId(ev: ChatEvent): bigint {
 export class ChatConnection {
   readonly client: Client<typeof ChatService>;
   readonly baseUrl: string;
-  /** The caller, read from the token (the server verifies it; this is for display). */
-  readonly userId: bigint;
-  readonly userName: string;
-
   private readonly tokenSource: () => string | Promise<string>;
-  private readonly store: PositionStore;
+  private readonly storeOption: PositionStore | undefined;
+  private storeValue: PositionStore | undefined;
+  private tokenSeen: string | undefined;
+  private identityValue: TokenIdentity | undefined;
   private readonly backoffOptions: BackoffOptions;
   private readonly idleTimeoutMs: number;
   private readonly maxResume: bigint;
@@ -132,17 +131,20 @@ export class ChatConnection {
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
     const token = options.token;
     this.tokenSource = typeof token === "string" ? () => token : token;
-    const identity = typeof token === "string" ? decodeToken(token) : undefined;
-    this.userId = identity?.userId ?? 0n;
-    this.userName = identity?.name ?? "";
-    this.store =
-      options.positionStore ?? defaultPositionStore(`chat.positions.${this.baseUrl}.${this.userId}`);
+    if (typeof token === "string") this.noteToken(token);
+    this.storeOption = options.positionStore;
     this.backoffOptions = { ...DEFAULT_BACKOFF, ...options.backoff };
     this.idleTimeoutMs = options.idleTimeoutMs ?? 70_000;
     this.maxResume = BigInt(options.maxResumeMessages ?? 500);
     this.chunkBytes = options.uploadChunkBytes ?? 256 * 1024;
     const auth: Interceptor = (next) => async (req) => {
-      req.header.set("authorization", `Bearer ${await this.tokenSource()}`);
+      const current = await this.tokenSource();
+      try {
+        this.noteToken(current);
+      } catch {
+        // Not a JWT we can read: the server decides; only the display identity stays unknown.
+      }
+      req.header.set("authorization", `Bearer ${current}`);
       return next(req);
     };
     const transport = createGrpcWebTransport({
@@ -151,6 +153,43 @@ export class ChatConnection {
       ...(options.fetch ? { fetch: options.fetch } : {}),
     });
     this.client = createClient(ChatService, transport);
+  }
+
+  // ---- identity --------------------------------------------------------------------------------
+
+  /**
+   * The caller, read from the token (the server verifies it; this is for display). Known at
+   * once for a string token; for a function (`() => window.chatToken`) or a promise, after
+   * `identity()`, `start()` or the first call. 0n / "" until then.
+   */
+  get userId(): bigint {
+    return this.identityValue?.userId ?? 0n;
+  }
+
+  get userName(): string {
+    return this.identityValue?.name ?? "";
+  }
+
+  /**
+   * Reads the token (calling the token function if needed) and returns who it names; rejects
+   * when the token is not a JWT with a `sub`.
+   */
+  async identity(): Promise<TokenIdentity> {
+    if (this.identityValue === undefined) this.noteToken(await this.tokenSource());
+    return this.identityValue!;
+  }
+
+  private noteToken(token: string): void {
+    if (token === this.tokenSeen) return;
+    this.identityValue = decodeToken(token);
+    this.tokenSeen = token;
+  }
+
+  /** Positions are kept per user: the default store's key needs the identity. */
+  private get store(): PositionStore {
+    this.storeValue ??=
+      this.storeOption ?? defaultPositionStore(`chat.positions.${this.baseUrl}.${this.userId}`);
+    return this.storeValue;
   }
 
   // ---- events -------------------------------------------------------------------------------
@@ -196,6 +235,7 @@ export class ChatConnection {
   async start(): Promise<Group[]> {
     if (this.loop !== undefined) return this.listMyGroups();
     this.closer = new AbortController();
+    await this.identity().catch(() => undefined); // the server judges the token, not us
     const stored = this.store.load();
     const groups = await this.listMyGroups();
     for (const g of groups) this.seedPosition(g, stored.get(String(g.id)));
