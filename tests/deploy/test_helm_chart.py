@@ -57,6 +57,12 @@ DASHBOARD_METRICS = {
     "chat_db_errors_total",
     "chat_redis_errors_total",
     "envoy_cluster_upstream_rq_total",
+    "chat_calls_shed_total",
+    "chat_event_loop_lag_seconds",
+    "chat_db_pool_size",
+    "chat_db_pool_idle",
+    "chat_subscribers_dropped_total",
+    "chat_gap_fills_total",
 }
 
 Obj = dict[str, Any]
