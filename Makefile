@@ -51,3 +51,9 @@ image-test: install
 .PHONY: bench
 bench: install
 	$(PY) -m loadtest.bench $(BENCH_ARGS)
+
+## Build the service image from the Dockerfile with docker or podman, whichever exists:
+## `make image IMAGE=ghcr.io/you/chat-service:0.1.0` (default chat-service:dev).
+.PHONY: image
+image:
+	IMAGE="$(IMAGE)" bash scripts/build-image.sh

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +14,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def rendered() -> dict[str, Any]:
+def rendered(**env: str) -> dict[str, Any]:
     tool = Path(sys.executable).parent / "podman-compose"
     assert tool.exists(), "podman-compose missing: pip install -e '.[dev]'"
     # --dry-run: render only, no podman needed
     result = subprocess.run(
         [str(tool), "--dry-run", "-f", str(ROOT / "compose.yaml"), "config"],
         capture_output=True, text=True, timeout=60, cwd=ROOT,
+        env={**{k: v for k, v in os.environ.items() if k != "JWT_SECRET"}, **env},
     )
     assert result.returncode == 0, result.stderr
     data: dict[str, Any] = yaml.safe_load(result.stdout)
@@ -36,3 +39,23 @@ def test_compose_renders_with_the_services_of_the_plan() -> None:
         "image") == chat.get("image"), "migrations must run from the same image"
     volumes = " ".join(str(v) for v in services["envoy"].get("volumes", []))
     assert "deploy/envoy/envoy.yaml" in volumes
+
+
+def test_compose_defaults_to_the_dev_secret_of_make_dev_and_chat_token() -> None:
+    dev_secret = importlib.import_module("chat_devstack.tokens").DEV_JWT_SECRET
+    services = rendered()["services"]
+    assert services["chat"]["environment"]["JWT_SECRET"] == dev_secret
+    assert services["migrate"]["environment"]["JWT_SECRET"] == dev_secret
+    chosen = rendered(JWT_SECRET="laravel-secret")["services"]["chat"]["environment"]
+    assert chosen["JWT_SECRET"] == "laravel-secret"
+
+
+def test_compose_publishes_only_on_loopback() -> None:
+    published = {
+        name: service["ports"] for name, service in rendered()["services"].items()
+        if service.get("ports")
+    }
+    assert published["envoy"] == ["127.0.0.1:8080:8080"]
+    for name, ports in published.items():
+        for port in ports:
+            assert str(port).startswith("127.0.0.1:"), (name, port)

@@ -8,9 +8,11 @@ chart (names, ports, environment variables).
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import shlex
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -223,7 +225,9 @@ def test_compose_envoy_points_at_the_chat_service() -> None:
     listeners = {item["name"]: item for item in config["static_resources"]["listeners"]}
     published = compose()["services"]["envoy"]["ports"]
     gateway_port = listeners["chat_gateway"]["address"]["socket_address"]["port_value"]
-    assert published == [f"{gateway_port}:8080"], "only the gRPC / gRPC-Web port is published"
+    assert published == [f"127.0.0.1:{gateway_port}:8080"], (
+        "only the gRPC / gRPC-Web port is published, and on loopback only"
+    )
 
 
 def test_chart_env_matches_the_contract_and_the_code() -> None:
@@ -332,3 +336,115 @@ def test_tiltfile_syncs_into_the_installed_package() -> None:
     assert "writableRootFilesystem=true" in tilt_sets()
     # The restart marker must not live under /tmp, where the chart mounts an emptyDir.
     assert "restart_file='/var/tmp/.restart-proc'" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# One development JWT secret: compose, kind and Tilt use the one `make dev` and `chat token` use,
+# and each prints or documents a mint command that works against it
+# ---------------------------------------------------------------------------------------------
+
+
+def dev_jwt_secret() -> str:
+    tokens = importlib.import_module("chat_devstack.tokens")
+    secret: str = tokens.DEV_JWT_SECRET
+    return secret
+
+
+def mint_with(command: str) -> str:
+    """Run a printed `.../chat token ...` command with this venv's `chat`; the token."""
+    words = shlex.split(command)
+    assert words[0].endswith(".venv/bin/chat") and words[1] == "token", command
+    chat = Path(sys.executable).parent / "chat"
+    assert chat.exists(), "the `chat` CLI is not installed in the venv (pip install -e .)"
+    env = {k: v for k, v in os.environ.items() if k != "JWT_SECRET"}
+    result = subprocess.run(
+        [str(chat), *words[1:]], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "development secret" not in result.stderr, "the command must name its secret"
+    return result.stdout.strip()
+
+
+def assert_accepted(token: str, secret: str) -> None:
+    jwt = importlib.import_module("jwt")
+    claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp", "sub"]})
+    assert claims["sub"] == "1"
+
+
+def test_launchers_use_the_dev_jwt_secret_of_make_dev() -> None:
+    secret = dev_jwt_secret()
+    env = compose()["services"]["chat"]["environment"]
+    assert env["JWT_SECRET"] == f"${{JWT_SECRET:-{secret}}}"
+    assert compose()["services"]["migrate"]["environment"]["JWT_SECRET"] == env["JWT_SECRET"]
+    assert kind_values()["jwt"]["secret"] == secret
+    assert f'DEV_JWT_SECRET="{secret}"' in read(KIND / "up.sh")
+    # Tilt deploys with values-kind.yaml and mints with its secret.
+    assert "read_yaml('deploy/kind/values-kind.yaml')['jwt']['secret']" in tiltfile()
+    launchers = [ROOT / "compose.yaml", ROOT / "Tiltfile", KIND / "values-kind.yaml"]
+    launchers.append(KIND / "up.sh")
+    for path in launchers:
+        assert "local-dev-jwt-secret" not in read(path), path.name
+
+
+def test_compose_documents_a_mint_command_that_works_against_it() -> None:
+    text = read(ROOT / "compose.yaml")
+    (command,) = re.findall(r"TOKEN=\$\((\.venv/bin/chat token [^)]*)\)", text)
+    configured = compose()["services"]["chat"]["environment"]["JWT_SECRET"]
+    default = re.fullmatch(r"\$\{JWT_SECRET:-(.+)\}", configured)
+    assert default
+    assert_accepted(mint_with(command), default.group(1))
+
+
+def test_tilt_prints_a_mint_command_that_works_against_it() -> None:
+    pattern = r"print\('  TOKEN=\$\((\.venv/bin/chat token [^)]*)\)' % DEV_JWT_SECRET\)"
+    (template,) = re.findall(pattern, tiltfile())
+    secret = kind_values()["jwt"]["secret"]
+    assert_accepted(mint_with(template % secret), secret)
+
+
+STUB = """#!/usr/bin/env bash
+echo "$(basename "$0") $*" >> "$STUB_LOG"
+if [ "$(basename "$0")" = kind ] && [ "$1" = get ]; then echo chat; fi
+"""
+
+
+def run_up_script(tmp_path: Path, **env: str) -> tuple[str, str]:
+    """up.sh with docker/kind/kubectl/helm stubbed: (its output, the commands it ran)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("docker", "kind", "kubectl", "helm"):
+        (bin_dir / name).write_text(STUB, encoding="utf-8")
+        (bin_dir / name).chmod(0o755)
+    log = tmp_path / "calls.log"
+    base = {k: v for k, v in os.environ.items() if k != "JWT_SECRET"}
+    run_env = {**base, **env, "PATH": f"{bin_dir}:{os.environ['PATH']}", "STUB_LOG": str(log)}
+    result = subprocess.run(
+        ["bash", str(KIND / "up.sh")], capture_output=True, text=True, timeout=60, env=run_env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout, log.read_text(encoding="utf-8")
+
+
+def printed_mint(output: str) -> str:
+    command: str
+    (command,) = re.findall(r"TOKEN=\$\((\S+/\.venv/bin/chat token [^)]*)\)", output)
+    assert command.startswith(f"{ROOT}/.venv/bin/chat token "), command
+    return command
+
+
+def test_up_script_prints_a_mint_command_that_works_against_the_release(tmp_path: Path) -> None:
+    secret = dev_jwt_secret()
+    output, calls = run_up_script(tmp_path)
+    (install,) = [c for c in calls.splitlines() if c.startswith("helm upgrade --install")]
+    assert f"--set-string jwt.secret={secret}" in install
+    assert_accepted(mint_with(printed_mint(output)), secret)
+    assert "--server localhost:8080" in output
+
+
+def test_up_script_with_jwt_secret_installs_and_prints_that_secret(tmp_path: Path) -> None:
+    secret = "my laravel secret; with $pecial chars"
+    output, calls = run_up_script(tmp_path, JWT_SECRET=secret)
+    (install,) = [c for c in calls.splitlines() if c.startswith("helm upgrade --install")]
+    assert f"--set-string jwt.secret={secret}" in install
+    assert_accepted(mint_with(printed_mint(output)), secret)

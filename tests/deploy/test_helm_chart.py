@@ -57,6 +57,12 @@ DASHBOARD_METRICS = {
     "chat_db_errors_total",
     "chat_redis_errors_total",
     "envoy_cluster_upstream_rq_total",
+    "chat_calls_shed_total",
+    "chat_event_loop_lag_seconds",
+    "chat_db_pool_size",
+    "chat_db_pool_idle",
+    "chat_subscribers_dropped_total",
+    "chat_gap_fills_total",
 }
 
 Obj = dict[str, Any]
@@ -238,6 +244,63 @@ def test_every_default_value_is_in_the_schema() -> None:
         chart.validate_schema(chart.values)
 
 
+# The one value a real install must set (ci/default-values.yaml carries it too).
+JWT = {"jwt": {"secret": "test-jwt-secret"}}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        {"jwt": {"algorithms": "RS256"}},
+        {"jwt": {"secret": "", "publicKey": "", "existingSecret": ""}},
+    ],
+    ids=["defaults", "rs256-without-key", "all-empty"],
+)
+def test_render_without_a_jwt_key_fails_saying_what_to_set(values: dict[str, Any]) -> None:
+    """Not a release whose pods crash-loop with "JWT_SECRET is required"."""
+    helm = helm_sdk()
+    with pytest.raises(helm.HelmRenderError) as failure:
+        render_raw(values)
+    message = str(failure.value)
+    assert "no JWT key" in message
+    for key in ("jwt.secret", "jwt.publicKey", "jwt.existingSecret", "--set-string jwt.secret="):
+        assert key in message, (key, message)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"jwt": {"publicKey": "PEM"}}, "jwt.algorithms=HS256 includes an HS algorithm"),
+        (
+            {"jwt": {"existingSecret": "s", "existingSecretKeys": {"secret": ""}}},
+            "jwt.algorithms=HS256 includes an HS algorithm",
+        ),
+        (
+            {"jwt": {"secret": "s", "algorithms": "HS256,RS256"}},
+            "jwt.algorithms=HS256,RS256 includes an RS/ES algorithm",
+        ),
+    ],
+)
+def test_jwt_key_must_match_the_algorithms(values: dict[str, Any], message: str) -> None:
+    helm = helm_sdk()
+    with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
+        render_raw(values)
+
+
+@pytest.mark.parametrize(
+    "jwt",
+    [
+        {"secret": "s"},
+        {"publicKey": "PEM", "algorithms": "RS256"},
+        {"existingSecret": "laravel-jwt"},
+    ],
+    ids=["secret", "public-key", "existing-secret"],
+)
+def test_any_one_jwt_key_renders(jwt: dict[str, Any]) -> None:
+    find(documents(render_raw({"jwt": jwt})), "Deployment", "chat")
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -249,8 +312,9 @@ def test_every_default_value_is_in_the_schema() -> None:
 )
 def test_contradictory_values_fail_with_a_message(values: dict[str, Any], message: str) -> None:
     helm = helm_sdk()
-    with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
-        render_raw(values)
+    with pytest.raises(helm.HelmRenderError, match=re.escape(message)) as failure:
+        render_raw({**JWT, **values})
+    assert "JWT" not in str(failure.value), "the values carry a JWT secret"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1109,3 +1173,46 @@ def test_cli_template_and_lint() -> None:
     assert lint.returncode == 0, lint.stdout + lint.stderr
     bad = _cli("template", "deploy/helm/chat", "--set", "bogus=1")
     assert bad.returncode == 1 and "bogus" in bad.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# NOTES.txt: how to mint a token for the key that was set, and how to reach Envoy
+# ---------------------------------------------------------------------------------------------
+
+
+def notes(values: dict[str, Any]) -> str:
+    return render_raw(values)["chat/templates/NOTES.txt"]
+
+
+def test_notes_show_how_to_mint_a_token_for_the_secret_that_was_set() -> None:
+    text = notes(load_values(CHART / "ci" / "default-values.yaml"))
+    # The secret is read back from the release's own Secret, never printed.
+    assert "ci-jwt-secret-change-me" not in text
+    assert "kubectl -n chat get secret chat -o jsonpath='{.data.jwt-secret}' | base64 -d" in text
+    assert '.venv/bin/chat token --secret "$SECRET" --user 1' in text
+    assert "ChatTokenIssuer" in text and "tokenById" in text, "what the Laravel app does"
+    # ... and how to reach Envoy with it; the stats/admin lines stay.
+    assert "kubectl -n chat port-forward svc/chat-envoy 8080:8080" in text
+    assert '.venv/bin/chat --server localhost:8080 --token "$TOKEN" groups' in text
+    assert "kubectl -n chat port-forward deploy/chat-envoy 9901" in text
+    assert "/stats/prometheus" in text
+
+
+def test_notes_read_the_key_of_an_existing_secret() -> None:
+    text = notes({"jwt": {"existingSecret": "laravel-jwt", "existingSecretKeys": {"secret": "k"}}})
+    assert "get secret laravel-jwt -o jsonpath='{.data.k}'" in text
+    assert '--secret "$SECRET"' in text
+
+
+def test_notes_for_a_public_key_name_passport_and_mint_nothing() -> None:
+    text = notes(load_values(CHART / "ci" / "external-db-values.yaml"))
+    assert "Passport" in text and "chat token" not in text
+    assert "TOKEN=<an access token your app issued>" in text
+    assert "get svc chat-envoy -o jsonpath" in text, "LoadBalancer address"
+
+
+def test_notes_without_envoy_port_forward_the_chat_service() -> None:
+    text = notes(load_values(CHART / "ci" / "minimal-values.yaml"))
+    assert "chat-envoy" not in text
+    assert "kubectl -n chat port-forward svc/chat 50051:50051" in text
+    assert '.venv/bin/chat --server localhost:50051 --token "$TOKEN" groups' in text

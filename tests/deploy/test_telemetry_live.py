@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.util
 import json
 import math
@@ -302,6 +303,11 @@ async def drive_traffic(cluster: Cluster, channel: grpc.aio.Channel, phases: Pha
 
         slowest = await redis_outage(cluster, owner, groups[0].id)
         phases.done(f"redis outage (slowest send {slowest:.1f}s)")
+        # The sends of the outage were never published: every subscriber gets them from the
+        # hub's gap fill (PostgreSQL), which counts them in chat_gap_fills_total.
+        for sub in subs:
+            await sub.wait_until(functools.partial(has_outage_texts, sub, groups[0].id), 30)
+        phases.done("outage messages gap-filled")
     finally:
         for sub in subs:
             await sub.close()
@@ -332,6 +338,13 @@ async def open_streams(cluster: Cluster, channel: grpc.aio.Channel) -> list[Subs
     return subs
 
 
+OUTAGE_TEXTS = {f"during redis outage {i}" for i in range(3)}
+
+
+def has_outage_texts(sub: Subscription, group_id: int) -> bool:
+    return {m.content for m in sub.messages(group_id)} >= OUTAGE_TEXTS
+
+
 async def redis_outage(cluster: Cluster, sender: ChatClient, group_id: int) -> float:
     """Every pod's broker read fails (op="read"), sends fail to publish (op="publish") but are
     still acknowledged (PostgreSQL is the acknowledgement). Returns the slowest send's time."""
@@ -340,7 +353,7 @@ async def redis_outage(cluster: Cluster, sender: ChatClient, group_id: int) -> f
 
     async def timed_send(i: int) -> float:
         started = time.monotonic()
-        await sender.send(group_id, f"during redis outage {i}")
+        await sender.send(group_id, sorted(OUTAGE_TEXTS)[i])
         return time.monotonic() - started
 
     try:
@@ -598,6 +611,8 @@ def test_metrics_match_the_traffic(live: Live) -> None:
         assert codes.get(code, 0) >= 1, codes
     assert codes.get("UNAVAILABLE", 0) >= 9, codes  # 3 calls x 3 pods without PostgreSQL
     assert value('sum(up{job=~"chat|chat-envoy"})') == 4
+    # The 3 outage messages, filled for the subscribers of the 3 pods that hold them.
+    assert value('sum(chat_gap_fills_total{where="hub"})') >= 3
     assert value('sum(envoy_cluster_upstream_rq_total{envoy_cluster_name="chat_unary"})') >= 204
 
 

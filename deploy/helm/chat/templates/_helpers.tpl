@@ -294,6 +294,21 @@ true
 {{- if and .Values.terminationGracePeriodSeconds (le (int .Values.terminationGracePeriodSeconds) (add (int .Values.preStopSleepSeconds) (int .Values.config.shutdownGraceSeconds) | int)) -}}
 {{- $errors = append $errors "terminationGracePeriodSeconds must exceed preStopSleepSeconds + config.shutdownGraceSeconds" -}}
 {{- end -}}
+{{- $hs := false -}}
+{{- $asym := false -}}
+{{- range (splitList "," .Values.jwt.algorithms) -}}
+{{- if hasPrefix "HS" (trim .) -}}{{- $hs = true -}}{{- else if (trim .) -}}{{- $asym = true -}}{{- end -}}
+{{- end -}}
+{{- if and (not .Values.jwt.secret) (not .Values.jwt.publicKey) (not .Values.jwt.existingSecret) -}}
+{{- $errors = append $errors "no JWT key: set jwt.secret (the JWT_SECRET your Laravel app signs tokens with, e.g. --set-string jwt.secret=$JWT_SECRET), jwt.publicKey (RS256, Passport's oauth-public.key, with jwt.algorithms=RS256) or jwt.existingSecret (a Secret holding them); without one the chat pods cannot verify any token and refuse to start" -}}
+{{- else -}}
+{{- if and $hs (not (include "chat.jwt.secretKey" .)) -}}
+{{- $errors = append $errors (printf "jwt.algorithms=%s includes an HS algorithm: set jwt.secret (or jwt.existingSecretKeys.secret with jwt.existingSecret)" .Values.jwt.algorithms) -}}
+{{- end -}}
+{{- if and $asym (not (include "chat.jwt.publicKeyKey" .)) -}}
+{{- $errors = append $errors (printf "jwt.algorithms=%s includes an RS/ES algorithm: set jwt.publicKey (or jwt.existingSecretKeys.publicKey with jwt.existingSecret)" .Values.jwt.algorithms) -}}
+{{- end -}}
+{{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\nVALUES VALIDATION:\n  - %s" (join "\n  - " $errors)) -}}
 {{- end -}}
