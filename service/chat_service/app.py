@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -21,27 +20,20 @@ from chat_service.api import convert
 from chat_service.api.admission import Admission
 from chat_service.api.attachments import AttachmentApi
 from chat_service.api.auth import Authenticator
-from chat_service.api.gate import CallGate, GateSettings
+from chat_service.api.gate import CallGate
 from chat_service.api.handlers import SERVICE, generic_handler
 from chat_service.api.servicer import ChatApi, StreamSettings
-from chat_service.attachments.service import AttachmentService, create_attachment_service
-from chat_service.attachments.settings import load_attachment_settings
+from chat_service.attachments.service import create_attachment_service
 from chat_service.auth.jwt import TokenVerifier
+from chat_service.backends import build_backends
 from chat_service.config import Settings
 from chat_service.domain.chat import ChatService
 from chat_service.domain.errors import Unavailable
 from chat_service.domain.message_changes import MessageChanges
 from chat_service.domain.receipts import Receipts
-from chat_service.fanout.broker import Broker, EventFanout
-from chat_service.fanout.broker_memory import MemoryBroker
-from chat_service.fanout.broker_redis import RedisStreamsBroker
+from chat_service.fanout.broker import Broker
 from chat_service.fanout.hub import Hub
 from chat_service.gen import chat_pb2
-from chat_service.notifications.webhook import WebhookNotifier
-from chat_service.presence.local import LocalPresence
-from chat_service.presence.redis_presence import RedisPresence
-from chat_service.presence.stream_slots import LocalStreamSlots, RedisStreamSlots
-from chat_service.ratelimit.limiter import RateLimiter, RateRules
 from chat_service.storage.postgres.changes import PostgresMessageChanges
 from chat_service.storage.postgres.migrate import migrate
 from chat_service.storage.postgres.receipts import PostgresReceipts
@@ -53,12 +45,13 @@ log = logging.getLogger(__name__)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
+
 def server_options(s: Settings) -> list[tuple[str, Any]]:
     """grpc-core's connection limits. What a client can hold before it has authenticated is
     bounded here (streams per connection, idle connections, pings) and in the call gate
     (api/gate.py: calls waiting for their request)."""
     ms = 1000
-    return [
+    options: list[tuple[str, Any]] = [
         # A port already in use must be an error, not two servers silently sharing it.
         ("grpc.so_reuseport", 0),
         ("grpc.max_metadata_size", 16 * 1024),
@@ -83,6 +76,11 @@ def server_options(s: Settings) -> list[tuple[str, Any]]:
         ("grpc.max_connection_age_ms", int(s.grpc_max_connection_age_seconds * ms)),
         ("grpc.max_connection_age_grace_ms", int(s.grpc_max_connection_age_grace_seconds * ms)),
     ]
+    if s.grpc_compression == "gzip":
+        # Responses are gzipped for clients that accept gzip (grpc-accept-encoding);
+        # clients that do not (browsers through gRPC-Web) get them uncompressed.
+        options.append(("grpc.default_compression_algorithm", grpc.Compression.Gzip.value))
+    return options
 
 
 async def connect_pool(settings: Settings, attempts: int = 60) -> asyncpg.Pool:
@@ -102,63 +100,48 @@ async def connect_pool(settings: Settings, attempts: int = 60) -> asyncpg.Pool:
 
 
 class App:
+    """The server's lifecycle. `start` builds and starts every part, registering how to stop
+    it on an exit stack; `stop` ends traffic gracefully, then unwinds that stack (parts stop
+    in the reverse order of their start)."""
+
     def __init__(self, settings: Settings, span_processor: Any = None) -> None:
         self.settings = settings
         self._span_processor = span_processor
         self.port = 0
-        self._server: grpc.aio.Server | None = None
-        self._pool: asyncpg.Pool | None = None
-        self._broker: Broker | None = None
-        self._hub: Hub | None = None
         self._health = health_aio.HealthServicer()
-        self._monitor: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._parts = contextlib.AsyncExitStack()
+        self._server: grpc.aio.Server | None = None
         self._server_started = False
+        self._hub: Hub | None = None
         self._api: ChatApi | None = None
-        self._admission: Admission | None = None
-        self._repo: PostgresChatRepository | None = None
-        self._presence: LocalPresence | RedisPresence | None = None
-        self._stream_slots: LocalStreamSlots | RedisStreamSlots | None = None
-        self._notifier: WebhookNotifier | None = None
-        self._attachments: AttachmentService | None = None
+        self._stopping = False
 
     async def start(self) -> int:
         s = self.settings
-        tracing.setup(os.environ.get("OTEL_SERVICE_NAME", "chat-service"), s.pod_name,
-                      self._span_processor)
-        # Bind first: a port already taken fails start-up before anything else is touched.
-        options = server_options(s)
-        if s.grpc_compression == "gzip":
-            # Responses are gzipped for clients that accept gzip (grpc-accept-encoding);
-            # clients that do not (browsers through gRPC-Web) get them uncompressed.
-            options.append(("grpc.default_compression_algorithm", grpc.Compression.Gzip.value))
+        parts = self._parts
+        tracing.setup(s.otel_service_name, s.pod_name, self._span_processor)
         authenticator = Authenticator(TokenVerifier(s.jwt))
-        admission = self._admission = Admission(
+        admission = Admission(
             s.max_inflight_calls,
             s.shed_loop_lag_ms / 1000,
             s.max_queue_ms / 1000,
             max_per_user=s.max_inflight_calls_per_user,
         )
-        gate = CallGate(authenticator, admission, GateSettings(
-            preauth_max=s.preauth_max_calls,
-            preauth_timeout=s.preauth_timeout_seconds,
-            body_timeout=s.request_body_timeout_seconds,
-        ))
-        server = self._server = grpc.aio.server(interceptors=[gate], options=options)
-        address = f"{s.grpc_host}:{s.grpc_port}"
-        if s.tls_cert_file and s.tls_key_file:
-            key = await asyncio.to_thread(Path(s.tls_key_file).read_bytes)
-            cert = await asyncio.to_thread(Path(s.tls_cert_file).read_bytes)
-            creds = grpc.ssl_server_credentials([(key, cert)])
-            self.port = server.add_secure_port(address, creds)
-        else:
-            self.port = server.add_insecure_port(address)
-        pool = self._pool = await connect_pool(s)
+        gate = CallGate(authenticator, admission, s.gate)
+        server = self._server = grpc.aio.server(interceptors=[gate], options=server_options(s))
+        # Bind first: a port already taken fails start-up before anything else is touched.
+        self.port = await _bind(server, s)
+        pool = await connect_pool(s)
+        parts.push_async_callback(pool.close)
         if s.migrate_on_start:
             async with pool.acquire() as conn:
                 await migrate(conn)
-        repo = self._repo = PostgresChatRepository(pool, batch_sends=s.batch_sends)
+        # Storage (PostgreSQL).
+        repo = PostgresChatRepository(pool, batch_sends=s.batch_sends)
+        receipt_store = PostgresReceipts(pool)
+        change_store = PostgresMessageChanges(pool)
         repo.start()
+        parts.push_async_callback(repo.stop)
         hub = self._hub = Hub(
             repo.messages_after,
             repo.group_heads,
@@ -169,78 +152,29 @@ class App:
             large_group=s.large_group_subscribers,
             large_group_flush=s.large_group_flush_ms / 1000,
         )
-        broker: Broker
-        if s.broker == "redis":
-            broker = RedisStreamsBroker(
-                host=s.redis_host,
-                port=s.redis_port,
-                password=s.redis_password,
-                shards=s.stream_shards,
-                maxlen=s.stream_maxlen,
-                on_recovered=hub.resync,
-            )
-        else:
-            broker = MemoryBroker()
-        self._broker = broker
-        await broker.start(hub.on_payloads)
-        hub.start()
-        fanout = EventFanout(broker)
-        presence: LocalPresence | RedisPresence
-        if isinstance(broker, RedisStreamsBroker):
-            presence = RedisPresence(
-                broker.client,
-                pod=s.pod_name,
-                ttl_seconds=s.presence_ttl_seconds,
-                events=fanout,
-                groups_of=repo.group_ids_for_user,
-            )
-        else:
-            presence = LocalPresence(hub)
-        self._presence = presence
-        presence.start()
-        # Open streams per user, counted across pods in Redis (entries of a dead pod expire
-        # with the presence TTL); in one process with the memory broker.
-        slots: LocalStreamSlots | RedisStreamSlots = (
-            RedisStreamSlots(broker.client, pod=s.pod_name, max_per_user=s.max_streams_per_user,
-                             ttl_seconds=s.presence_ttl_seconds)
-            if isinstance(broker, RedisStreamsBroker)
-            else LocalStreamSlots(s.max_streams_per_user)
-        )
-        self._stream_slots = slots
-        slots.start()
-        if s.notify_webhook_url and isinstance(broker, RedisStreamsBroker):
-            self._notifier = WebhookNotifier(
-                broker.client,
-                stream_keys=broker.stream_keys,
-                consumer=s.pod_name,
-                url=s.notify_webhook_url,
-                secret=s.notify_webhook_secret,
-                members_of=repo.member_ids,
-                online_of=presence.online_users,
-                claim_idle_ms=s.notify_claim_idle_ms,
-            )
-            self._notifier.start()
-        rules = RateRules(
-            user_send=s.rate_user_send,
-            group_send=s.rate_group_send,
-            user_groups_created=s.rate_groups_created,
-            user_typing=s.rate_typing,
-            user_edit=s.rate_edits,
-            user_delete=s.rate_deletes,
-            user_react=s.rate_reactions,
-            user_mark_read=s.rate_mark_read,
-            user_reads=s.rate_reads,
-        )
-        rate = (
-            RateLimiter.redis(s.redis_host, s.redis_port, s.redis_password, rules)
-            if s.broker == "redis"
-            else RateLimiter.memory(rules)
-        )
-        chat = ChatService(repo, fanout, presence, s.limits, rate)
-        convert.configure(expose_member_emails=s.expose_member_emails)
-        receipts = Receipts(PostgresReceipts(pool), fanout, rate)
-        changes = MessageChanges(repo, PostgresMessageChanges(pool), fanout, s.limits, rate=rate)
+        b = build_backends(s, hub, groups_of=repo.group_ids_for_user, members_of=repo.member_ids)
+        await b.broker.start(hub.on_payloads)
+        parts.push_async_callback(b.broker.close)
         admission.start()
+        parts.push_async_callback(admission.stop)
+        hub.start()
+        parts.push_async_callback(hub.stop)
+        b.stream_slots.start()
+        parts.push_async_callback(b.stream_slots.stop)
+        b.presence.start()
+        parts.push_async_callback(b.presence.stop)
+        attachments = await create_attachment_service(pool, s.attachments, repo.role_of)
+        attachments.start()
+        parts.push_async_callback(attachments.stop)
+        if b.notifier is not None:
+            b.notifier.start()
+            parts.push_async_callback(b.notifier.stop)
+        convert.configure(expose_member_emails=s.expose_member_emails)
+        chat = ChatService(repo, b.fanout, b.presence, s.limits, b.rate)
+        receipts = Receipts(receipt_store, b.fanout, b.rate)
+        changes = MessageChanges(
+            repo, change_store, b.fanout, s.limits, attachments=attachments, rate=b.rate
+        )
         api = self._api = ChatApi(
             chat,
             receipts,
@@ -255,14 +189,9 @@ class App:
                 heartbeat_seconds=s.heartbeat_seconds,
                 max_per_user=s.max_streams_per_user,
             ),
-            presence,
-            slots,
+            b.presence,
+            b.stream_slots,
         )
-        attachments = self._attachments = await create_attachment_service(
-            pool, load_attachment_settings(), repo.role_of
-        )
-        attachments.start()
-        changes.use_attachments(attachments)
         attachment_api = AttachmentApi(attachments, api._caller)
         server.add_generic_rpc_handlers((generic_handler(api, attachment_api),))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -279,7 +208,8 @@ class App:
         await self._set_health(SERVING)
         # For liveness probes: SERVING while the process runs, whatever its dependencies.
         await self._health.set("liveness", SERVING)
-        self._monitor = asyncio.create_task(self._watch_dependencies(repo), name="health")
+        monitor = asyncio.create_task(self._watch_dependencies(repo, b.broker, pool), name="health")
+        parts.push_async_callback(_cancel, monitor)
         if s.metrics_port:
             metrics.initialise(
                 [m.name for m in chat_pb2.DESCRIPTOR.services_by_name["ChatService"].methods]
@@ -292,7 +222,9 @@ class App:
         for name in ("", SERVICE):
             await self._health.set(name, status)
 
-    async def _watch_dependencies(self, repo: PostgresChatRepository) -> None:
+    async def _watch_dependencies(
+        self, repo: PostgresChatRepository, broker: Broker, pool: asyncpg.Pool
+    ) -> None:
         """Health is NOT_SERVING while PostgreSQL (the source of truth) is unreachable.
         Redis is reported separately under the service name 'redis': without it messages
         still flow, through the storage sweep, only slower."""
@@ -308,13 +240,9 @@ class App:
                 log.warning("PostgreSQL is %s", "reachable" if ok else "unreachable")
                 await self._set_health(SERVING if ok else NOT_SERVING)
                 db_ok = ok
-            if self._broker is not None:
-                await self._health.set(
-                    "redis", SERVING if self._broker.healthy else NOT_SERVING
-                )
-            if self._pool is not None:
-                metrics.DB_POOL_SIZE.set(self._pool.get_size())
-                metrics.DB_POOL_IDLE.set(self._pool.get_idle_size())
+            await self._health.set("redis", SERVING if broker.healthy else NOT_SERVING)
+            metrics.DB_POOL_SIZE.set(pool.get_size())
+            metrics.DB_POOL_IDLE.set(pool.get_idle_size())
             await asyncio.sleep(1.0)
 
     async def stop(self, grace: float | None = None) -> None:
@@ -329,39 +257,34 @@ class App:
             self._api.draining = True
         if self._hub is not None:
             self._hub.close_all("server is shutting down")
-        if self._server_started and grace > 0:
-            # Calls that still arrive get UNAVAILABLE (retry elsewhere) while load balancers
-            # notice the NOT_SERVING health; in-flight calls keep running.
-            await asyncio.sleep(min(self.settings.shutdown_drain_seconds, grace / 2))
         if self._server is not None and self._server_started:
+            if grace > 0:
+                # Calls that still arrive get UNAVAILABLE (retry elsewhere) while load
+                # balancers notice the NOT_SERVING health; in-flight calls keep running.
+                await asyncio.sleep(min(self.settings.shutdown_drain_seconds, grace / 2))
             await self._server.stop(grace)
-        if self._monitor is not None:
-            self._monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
-        if self._notifier is not None:
-            await self._notifier.stop()
-        if self._attachments is not None:
-            await self._attachments.stop()
-        if self._presence is not None:
-            await self._presence.stop()
-        if self._stream_slots is not None:
-            await self._stream_slots.stop()
-        if self._hub is not None:
-            await self._hub.stop()
-        if self._admission is not None:
-            await self._admission.stop()
-        if self._broker is not None:
-            await self._broker.close()
-        if self._repo is not None:
-            await self._repo.stop()
-        if self._pool is not None:
-            await self._pool.close()
+        # The health monitor, then every part in the reverse order of its start.
+        await self._parts.aclose()
         log.info("stopped")
 
     async def wait(self) -> None:
         assert self._server is not None
         await self._server.wait_for_termination()
+
+
+async def _bind(server: grpc.aio.Server, s: Settings) -> int:
+    address = f"{s.grpc_host}:{s.grpc_port}"
+    if s.tls_cert_file and s.tls_key_file:
+        key = await asyncio.to_thread(Path(s.tls_key_file).read_bytes)
+        cert = await asyncio.to_thread(Path(s.tls_cert_file).read_bytes)
+        return server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
+    return server.add_insecure_port(address)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def serve(settings: Settings) -> None:

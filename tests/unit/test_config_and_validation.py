@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from chat_service.__main__ import main
 from chat_service.auth.jwt import _subject
 from chat_service.config import ConfigError, Limits, load_settings
 from chat_service.domain import validation
@@ -28,13 +29,41 @@ def test_defaults_follow_the_original_compose_names() -> None:
         ({"JWT_SECRET": "x", "GRPC_PORT": "abc"}, "GRPC_PORT must be an integer"),
         ({"JWT_SECRET": "x", "JWT_ALGORITHMS": "none"}, "unsupported"),
         ({"JWT_SECRET": "x", "JWT_ALGORITHMS": "RS256"}, "JWT_PUBLIC_KEY"),
-        ({"JWT_SECRET": "x", "BROKER": "kafka"}, "BROKER"),
+        ({"JWT_SECRET": "x", "BROKER": "kafka"}, "BROKER must be one of redis, memory"),
         ({"JWT_SECRET": "x", "MIGRATE_ON_START": "maybe"}, "true or false"),
+        ({"JWT_SECRET": "x", "ATTACHMENT_STORE": "ftp"}, "ATTACHMENT_STORE"),
+        ({"JWT_SECRET": "x", "ATTACHMENT_MAX_BYTES": "lots"}, "ATTACHMENT_MAX_BYTES"),
+        ({"JWT_SECRET": "x", "RATE_LIMIT_READS": "often"}, "RATE_LIMIT_READS"),
+        ({"JWT_SECRET": "x", "PREAUTH_TIMEOUT_SECONDS": "soon"}, "PREAUTH_TIMEOUT_SECONDS"),
+        ({"JWT_SECRET": "x", "GRPC_COMPRESSION": "brotli"}, "GRPC_COMPRESSION"),
     ],
 )
 def test_bad_settings_are_refused_with_a_reason(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(env)
+
+
+def test_components_get_their_own_settings() -> None:
+    s = load_settings({"JWT_SECRET": "x", "BROKER": " Memory ", "RATE_LIMIT_TYPING": "off",
+                       "PREAUTH_MAX_CALLS": "7", "ATTACHMENT_STORE": "postgres",
+                       "ATTACHMENT_MAX_BYTES": "1 MiB", "LIMIT_MESSAGE_CHARS": "10"})
+    assert s.broker == "memory"
+    assert s.rates.user_typing == "" and s.rates.user_send == "20/5 seconds"
+    assert s.gate.preauth_max == 7
+    assert s.attachments.max_bytes == 1024 * 1024
+    assert s.limits.message_max_chars == 10
+
+
+def test_a_bad_setting_exits_2_naming_it_before_any_connection(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Attachment settings are read with the rest, at start: nothing is connected (the
+    database here is unreachable, and reaching for it would retry for seconds)."""
+    monkeypatch.setenv("JWT_SECRET", "x")
+    monkeypatch.setenv("DB_PORT", "1")
+    monkeypatch.setenv("ATTACHMENT_STORE", "ftp")
+    assert main([]) == 2
+    assert "ATTACHMENT_STORE" in capsys.readouterr().err
 
 
 def test_message_rules() -> None:

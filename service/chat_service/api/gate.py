@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -41,6 +40,7 @@ from grpc.aio import EOF
 from chat_service.api.admission import Admission, queued_for
 from chat_service.api.auth import Authenticator, bearer_from_metadata
 from chat_service.api.errors import status_of
+from chat_service.api.gate_settings import GateSettings
 from chat_service.domain.errors import (
     ChatError,
     InvalidArgument,
@@ -65,13 +65,6 @@ PREAUTH_FULL = (
     "too many calls waiting to authenticate on this server; send 'authorization: Bearer "
     "<jwt>' metadata, or retry shortly"
 )
-
-
-@dataclass(frozen=True)
-class GateSettings:
-    preauth_max: int = 64  # PREAUTH_MAX_CALLS
-    preauth_timeout: float = 5.0  # PREAUTH_TIMEOUT_SECONDS
-    body_timeout: float = 10.0  # REQUEST_BODY_TIMEOUT_SECONDS
 
 
 class CallGate(grpc.aio.ServerInterceptor):

@@ -17,7 +17,7 @@ from typing import Any
 
 import jwt
 
-from chat_service.config import JwtSettings
+from chat_service.auth.settings import JwtSettings
 from chat_service.domain import validation
 from chat_service.domain.errors import Unauthenticated
 from chat_service.domain.models import UserProfile

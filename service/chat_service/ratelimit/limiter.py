@@ -8,71 +8,85 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
+import redis.asyncio as aioredis
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from chat_service.domain.errors import ResourceExhausted
+from chat_service.envconfig import ConfigError, var
 from chat_service.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
 
+def _rate(name: str, raw: str, default: object) -> str:
+    """A rate in `limits` notation ("20/5 seconds", "100 per minute"); "off" disables it."""
+    raw = raw.strip()
+    if raw.lower() in {"", "off", "none", "0"}:
+        return ""
+    try:
+        parse(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must look like '20/5 seconds', got {raw!r}") from exc
+    return raw
+
+
+def _rule(env: str, default: str, what: str) -> Any:
+    return var(env, default, _rate, what=what)
+
+
 @dataclass(frozen=True)
 class RateRules:
-    """Limits in `limits` notation, e.g. "20/5 seconds"; an empty string disables one."""
+    """Limits in `limits` notation, e.g. "20/5 seconds"; an empty string disables one. The
+    field names are the rule names that `RateLimiter.check` takes."""
 
-    user_send: str = "20/5 seconds"
-    group_send: str = "200/5 seconds"
-    user_groups_created: str = "30/hour"
-    user_typing: str = "30/10 seconds"
-    user_edit: str = "20/10 seconds"
-    user_delete: str = "30/10 seconds"
-    user_react: str = "30/10 seconds"
-    user_mark_read: str = "60/10 seconds"
+    user_send: str = _rule("RATE_LIMIT_USER_SEND", "20/5 seconds", "send rate limit per user")
+    group_send: str = _rule(
+        "RATE_LIMIT_GROUP_SEND", "200/5 seconds", "send rate limit per group"
+    )
+    user_groups_created: str = _rule(
+        "RATE_LIMIT_GROUPS_CREATED", "30/hour", "group creation limit per user"
+    )
+    user_typing: str = _rule(
+        "RATE_LIMIT_TYPING", "30/10 seconds", "typing indicator limit per user"
+    )
+    user_edit: str = _rule("RATE_LIMIT_EDITS", "20/10 seconds", "edit limit per user")
+    user_delete: str = _rule("RATE_LIMIT_DELETES", "30/10 seconds", "delete limit per user")
+    user_react: str = _rule("RATE_LIMIT_REACTIONS", "30/10 seconds", "reaction limit per user")
+    user_mark_read: str = _rule(
+        "RATE_LIMIT_MARK_READ", "60/10 seconds", "mark-read limit per user"
+    )
     # Cost-weighted: a history or mentions page costs 1 per 50 messages asked for, any other
     # read (member list, group list, read receipts) costs 1.
-    user_reads: str = "120/10 seconds"
+    user_reads: str = _rule(
+        "RATE_LIMIT_READS", "120/10 seconds", "read limit per user ({}; a history page costs 1 "
+        "per 50 messages)"
+    )
 
 
 class RateLimiter:
     def __init__(self, storage: Storage, rules: RateRules) -> None:
         self._limiter = SlidingWindowCounterRateLimiter(storage)
-        self._rules: dict[str, RateLimitItem | None] = {
-            name: parse(value) if value else None
-            for name, value in (
-                ("user_send", rules.user_send),
-                ("group_send", rules.group_send),
-                ("user_groups_created", rules.user_groups_created),
-                ("user_typing", rules.user_typing),
-                ("user_edit", rules.user_edit),
-                ("user_delete", rules.user_delete),
-                ("user_react", rules.user_react),
-                ("user_mark_read", rules.user_mark_read),
-                ("user_reads", rules.user_reads),
-            )
-        }
-        self._texts = {
-            "user_send": f"send rate limit per user ({rules.user_send})",
-            "group_send": f"send rate limit per group ({rules.group_send})",
-            "user_groups_created": f"group creation limit per user ({rules.user_groups_created})",
-            "user_typing": f"typing indicator limit per user ({rules.user_typing})",
-            "user_edit": f"edit limit per user ({rules.user_edit})",
-            "user_delete": f"delete limit per user ({rules.user_delete})",
-            "user_react": f"reaction limit per user ({rules.user_react})",
-            "user_mark_read": f"mark-read limit per user ({rules.user_mark_read})",
-            "user_reads": f"read limit per user ({rules.user_reads}; a history page costs 1 "
-            "per 50 messages)",
-        }
+        self._rules: dict[str, RateLimitItem | None] = {}
+        self._texts: dict[str, str] = {}
+        for f in fields(RateRules):
+            value: str = getattr(rules, f.name)
+            self._rules[f.name] = parse(value) if value else None
+            what: str = f.metadata["what"]
+            self._texts[f.name] = what.format(value) if "{}" in what else f"{what} ({value})"
 
     @classmethod
-    def redis(cls, host: str, port: int, password: str, rules: RateRules) -> RateLimiter:
-        auth = f":{password}@" if password else ""
+    def redis(cls, client: aioredis.Redis, rules: RateRules) -> RateLimiter:
+        """Counters in Redis, through the connection pool of `client` (the service's one
+        Redis client): `limits` builds its own redis-py client over a given pool, so no
+        connection of its own is opened. The URI only names the implementation."""
         storage = RedisStorage(
-            f"async+redis://{auth}{host}:{port}", implementation="redispy",
-            key_prefix="chat:rl", socket_timeout=1.0, socket_connect_timeout=1.0,
+            "async+redis://", implementation="redispy", key_prefix="chat:rl",
+            connection_pool=client.connection_pool,  # type: ignore[arg-type]
         )
         return cls(storage, rules)
 

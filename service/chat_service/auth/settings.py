@@ -1,0 +1,56 @@
+"""Token verification settings (auth/jwt.py), read from JWT_* variables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from chat_service.envconfig import ConfigError, csv, load, var
+
+ALGORITHMS = frozenset({"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384"})
+
+
+def _algorithms(name: str, raw: str, default: Any) -> tuple[str, ...]:
+    algorithms = csv(raw)
+    unknown = [a for a in algorithms if a not in ALGORITHMS]
+    if unknown:
+        raise ConfigError(f"{name} has unsupported algorithms: {unknown}")
+    return algorithms or tuple(default)
+
+
+@dataclass(frozen=True)
+class JwtSettings:
+    secret: str = var("JWT_SECRET", "")
+    public_key: str = var("JWT_PUBLIC_KEY", "")
+    # Read at load time into `public_key` (it wins over JWT_PUBLIC_KEY).
+    public_key_file: str = var("JWT_PUBLIC_KEY_FILE", "")
+    # Unset: HS256, or RS256 when only a public key is given.
+    algorithms: tuple[str, ...] = var("JWT_ALGORITHMS", ("HS256",), _algorithms)
+    issuer: str = var("JWT_ISSUER", "")
+    audience: str = var("JWT_AUDIENCE", "")
+    leeway_seconds: int = var("JWT_LEEWAY_SECONDS", 30)
+    name_claims: tuple[str, ...] = ("name",)
+    avatar_claims: tuple[str, ...] = ("avatar", "picture")
+    email_claims: tuple[str, ...] = ("email",)
+
+
+def load_jwt_settings(env: Mapping[str, str], *, for_serving: bool = True) -> JwtSettings:
+    """`for_serving=False` (the `migrate` command) does not require a key."""
+    jwt = load(JwtSettings, env)
+    key_file = jwt.public_key_file.strip()
+    if key_file:
+        try:
+            jwt = replace(jwt, public_key=Path(key_file).read_text())
+        except OSError as exc:
+            raise ConfigError(f"JWT_PUBLIC_KEY_FILE {key_file!r} cannot be read: {exc}") from exc
+    if not csv(env.get("JWT_ALGORITHMS", "")) and jwt.public_key and not jwt.secret:
+        jwt = replace(jwt, algorithms=("RS256",))
+    if for_serving and any(a.startswith("HS") for a in jwt.algorithms) and not jwt.secret:
+        raise ConfigError("JWT_SECRET is required when JWT_ALGORITHMS includes an HS algorithm")
+    if for_serving and any(not a.startswith("HS") for a in jwt.algorithms) and not jwt.public_key:
+        raise ConfigError(
+            "JWT_PUBLIC_KEY or JWT_PUBLIC_KEY_FILE is required for RS/ES algorithms"
+        )
+    return jwt
