@@ -54,7 +54,10 @@ from chat_service.gen import chat_pb2 as pb
 from chat_service.gen import chat_pb2_grpc as pb_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS_DIR = ROOT / "loadtest" / "results"
+RESULTS_DIR = ROOT / "loadtest" / "results"  # published results, committed
+# What a run writes by default (JSON, latest.md, profiles, logs): ignored by git, so `make bench`
+# leaves the tree clean; copy a run to RESULTS_DIR to publish it.
+LOCAL_RESULTS_DIR = RESULTS_DIR / "local"
 
 CONTENT = "benchmark message: a typical short chat line of about sixty characters"
 # Streams per client connection: Envoy admits at most 100 concurrent streams per downstream
@@ -826,7 +829,7 @@ class Bench:
             return None
         pod = self.c.services[0]
         slug = "".join(ch if ch.isalnum() else "-" for ch in name).strip("-")
-        out = RESULTS_DIR / f"profile-{self.stamp}-{slug}-pod0.txt"
+        out = LOCAL_RESULTS_DIR / f"profile-{self.stamp}-{slug}-pod0.txt"
         mode = ["--native"] if self.opts.profile_native else ["--nonblocking"]
         proc = await asyncio.create_subprocess_exec(
             str(exe), "record", "--pid", str(pod.proc.pid), "--duration",
@@ -1083,13 +1086,13 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, list[str]]:
                    help="with --profile: include native frames (grpc core, uvloop); pauses "
                    "the pod at each sample, so it slows it down")
     p.add_argument("--keep-logs", action="store_true",
-                   help="copy the pods' and Envoy's logs to results/logs-<timestamp>/")
+                   help="copy the pods' and Envoy's logs to results/local/logs-<timestamp>/")
     p.add_argument("--no-uvloop", action="store_true", help="plain asyncio in the workers")
     p.add_argument("--output", type=Path,
-                   help="result JSON (default results/<timestamp>.json; latest.md is then "
-                   "left alone)")
+                   help="result JSON (default results/local/<timestamp>.json, ignored by git, "
+                   "with results/local/latest.md; with --output latest.md is left alone)")
     p.add_argument("--report", type=Path, metavar="JSON",
-                   help="no run: rewrite results/latest.md from a result JSON")
+                   help="no run: rewrite the published results/latest.md from a result JSON")
     args = p.parse_args(argv)
 
     def floats(text: str | None, default: list[float]) -> list[float]:
@@ -1203,7 +1206,7 @@ async def amain(opts: Options, scenarios: list[str], command: str) -> dict[str, 
             ]
     finally:
         if opts.keep_logs:
-            logs = RESULTS_DIR / f"logs-{bench.stamp}"
+            logs = LOCAL_RESULTS_DIR / f"logs-{bench.stamp}"
             await asyncio.to_thread(copy_logs, Path(cluster.base_dir), logs)
             result["logs"] = str(logs.relative_to(ROOT))
         await asyncio.to_thread(cluster.stop)
@@ -1222,17 +1225,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     ensure_packages()
     command = "python -m loadtest.bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    LOCAL_RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     result = asyncio.run(amain(opts, scenarios, command.strip()))
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = opts.output or RESULTS_DIR / f"{stamp}.json"
+    out = opts.output or LOCAL_RESULTS_DIR / f"{stamp}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     md = markdown(result)
     write_latest = not opts.quick and opts.output is None
+    latest = LOCAL_RESULTS_DIR / "latest.md"
     if write_latest:
-        (RESULTS_DIR / "latest.md").write_text(md)
+        latest.write_text(md)
     print("\n" + md)
-    print(f"results: {out}" + (f" and {RESULTS_DIR / 'latest.md'}" if write_latest else ""))
+    print(f"results: {out}" + (f" and {latest}" if write_latest else ""))
     print(f"elapsed {result['elapsed_s']}s")
     return 0 if result["correct"] else 1
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 
 from chat_devstack.cluster import Cluster
-from chat_devstack.ports import free_port
+from chat_devstack.ports import free_port, preferred_port
 from chat_devstack.postgres import PostgresServer
 from chat_devstack.processes import run_migrations
 from chat_devstack.redis import RedisServer
@@ -30,65 +32,129 @@ def _secret() -> str:
     return os.environ.get("JWT_SECRET") or DEV_JWT_SECRET
 
 
-def _token_help(secret: str, target: str) -> str:
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _shown(path: Path) -> str:
+    """`path` as a command line shows it: relative when under the current directory (a
+    `.venv/bin/...` run from the repository root), absolute otherwise; either works as printed."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _venv_bin(name: str) -> str:
+    # Not resolved: .venv/bin/python is a symlink to the system interpreter.
+    return _shown(Path(sys.executable).absolute().parent / name)
+
+
+def _token_help(secret: str, target: str, *, reflection: bool = True) -> str:
+    """What to run next, one shell command per indented line, each working as printed (from the
+    directory the launcher was started in). The mint command carries the secret when it is not
+    the development default, so it signs tokens this server accepts."""
+    env = "" if secret == DEV_JWT_SECRET else f"JWT_SECRET={shlex.quote(secret)} "
+    grpcurl = f"{_venv_bin('grpcurl')} -plaintext"
+    if not reflection:  # Envoy routes only chat.ChatService: give grpcurl the proto file
+        grpcurl += f" -import-path {shlex.quote(_shown(ROOT / 'proto'))} -proto chat.proto"
     return (
         f"JWT secret (HS256): {secret}\n"
-        "Mint a token:       .venv/bin/python -m chat_devstack token --user 1 --name Alice\n"
-        f"Try it:             grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" "
-        f"{target} chat.ChatService/ListMyGroups"
+        "Try it (mint a token, then call with grpcurl or the chat CLI):\n"
+        f"  export TOKEN=$({env}{_venv_bin('chat')} token --user 1 --name Alice)\n"
+        f"  {grpcurl} -H \"authorization: Bearer $TOKEN\" {target} chat.ChatService/ListMyGroups\n"
+        f"  {_venv_bin('chat')} --server {target} --token \"$TOKEN\" groups\n"
     )
 
 
+class _Stop(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, handled like Ctrl-C: everything started is stopped and removed."""
+
+
+def _stop_on_signals() -> None:
+    """Turn SIGTERM and SIGHUP (a supervisor, a closing terminal, `kill` of the process group)
+    into the Ctrl-C path. Later ones are ignored so that the clean-up they started finishes."""
+
+    def handler(signum: int, _frame: object) -> None:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        raise _Stop(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+
+
 def dev() -> int:
+    _stop_on_signals()
     base = Path(tempfile.mkdtemp(prefix="chat-dev-"))
-    os.chmod(base, 0o755)  # the postgres user must be able to reach its data directory
-    pg_port = int(os.environ.get("DB_PORT") or free_port())
-    redis_port = int(os.environ.get("REDIS_PORT") or free_port())
-    grpc_port = int(os.environ.get("GRPC_PORT") or 50051)
-    secret = _secret()
-    print(f"starting PostgreSQL on 127.0.0.1:{pg_port} and Redis on 127.0.0.1:{redis_port} "
-          f"(data in {base})", flush=True)
-    pg = PostgresServer(base / "pg", pg_port).setup()
-    redis = RedisServer(base / "redis", redis_port).start()
-    env = {
-        "GRPC_HOST": os.environ.get("GRPC_HOST", "127.0.0.1"),
-        "GRPC_PORT": str(grpc_port),
-        "JWT_SECRET": secret,
-        "LOG_FORMAT": os.environ.get("LOG_FORMAT", "text"),
-        **pg.env,
-        **redis.env,
-    }
+    pg: PostgresServer | None = None
+    redis: RedisServer | None = None
+    proc: subprocess.Popen[bytes] | None = None
     try:
+        os.chmod(base, 0o755)  # the postgres user must be able to reach its data directory
+        pg_port = int(os.environ.get("DB_PORT") or free_port())
+        redis_port = int(os.environ.get("REDIS_PORT") or free_port())
+        grpc_port = int(os.environ.get("GRPC_PORT") or 50051)
+        metrics_port = int(os.environ.get("METRICS_PORT") or preferred_port(9464))
+        secret = _secret()
+        print(f"starting PostgreSQL on 127.0.0.1:{pg_port} and Redis on 127.0.0.1:{redis_port} "
+              f"(data in {base}, removed on exit)", flush=True)
+        pg = PostgresServer(base / "pg", pg_port)
+        pg.setup()
+        redis = RedisServer(base / "redis", redis_port).start()
+        host = os.environ.get("GRPC_HOST", "127.0.0.1")
+        metrics_host = "127.0.0.1" if host in ("", "0.0.0.0", "::", "[::]") else host
+        env = {
+            "GRPC_HOST": host,
+            "GRPC_PORT": str(grpc_port),
+            "METRICS_PORT": str(metrics_port),
+            "JWT_SECRET": secret,
+            "LOG_FORMAT": os.environ.get("LOG_FORMAT", "text"),
+            **pg.env,
+            **redis.env,
+        }
         run_migrations(env)
         print(f"\nchat service on 127.0.0.1:{grpc_port}\n"
-              f"{_token_help(secret, f'127.0.0.1:{grpc_port}')}\n", flush=True)
+              f"Metrics:            http://{metrics_host}:{metrics_port}/metrics\n"
+              f"{_token_help(secret, f'127.0.0.1:{grpc_port}')}"
+              "Ctrl-C stops everything.\n", flush=True)
         proc = subprocess.Popen([sys.executable, "-m", "chat_service"],
                                 env={**os.environ, **env})
-        try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        if proc is not None:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
             return proc.wait()
-        except KeyboardInterrupt:
-            proc.send_signal(signal.SIGTERM)
-            return proc.wait()
+        return 130
     finally:
-        redis.stop()
-        pg.destroy()
+        try:
+            if redis is not None:
+                redis.stop()
+        finally:
+            try:
+                if pg is not None:
+                    pg.destroy()
+            finally:
+                shutil.rmtree(base, ignore_errors=True)
 
 
-WEB_DIST = Path(__file__).resolve().parents[2] / "clients" / "web" / "dist"
+WEB_DIST = ROOT / "clients" / "web" / "dist"
 
 
 def cluster(pods: int, web: Path | None = None) -> int:
+    _stop_on_signals()
     if web is None and (WEB_DIST / "index.html").is_file():
         web = WEB_DIST
     c = Cluster(
         pods=pods, jwt_secret=_secret(), with_metrics=True, rate_limits=True, web_root=web
     )
-    if os.environ.get("ENVOY_PORT"):
-        c.envoy_port = int(os.environ["ENVOY_PORT"])
-    c.start()
-    print("local cluster is up:\n" + c.describe())
-    print(_token_help(c.jwt_secret, c.gateway) + "\nCtrl-C stops everything.", flush=True)
+    # The README, the PHP client and the web demo assume 8080; another port when it is taken.
+    c.envoy_port = int(os.environ.get("ENVOY_PORT") or preferred_port(8080))
     try:
+        c.start()  # stops what it started when interrupted
+        print("local cluster is up:\n" + c.describe(), flush=True)
+        print(_token_help(c.jwt_secret, c.gateway, reflection=False)
+              + "Ctrl-C stops everything.", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
