@@ -30,6 +30,10 @@ from chat_service.gen import chat_pb2_grpc as pb_grpc
 from chat_service.storage.postgres.repository import PostgresChatRepository, create_pool
 from loadtest.bench import RESULTS_DIR, ROOT, summarize_raw
 
+# One TCP connection per channel: grpc-core otherwise shares one connection between all
+# channels to a target, and Envoy admits 100 streams per connection (the pods 4,096).
+ONE_CONNECTION_EACH = [("grpc.use_local_subchannel_pool", 1)]
+
 
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
@@ -103,7 +107,10 @@ async def storm(
 ) -> dict[str, object]:
     per_group = 100
     base = 71_000_000
-    channels = [grpc.aio.insecure_channel(cluster.gateway) for _ in range(subscribers // 100 + 1)]
+    # One connection per channel (grpc-core shares one between channels to a target by
+    # default), so that each carries at most 100 streams: Envoy's limit per connection.
+    channels = [grpc.aio.insecure_channel(cluster.gateway, options=ONE_CONNECTION_EACH)
+                for _ in range(subscribers // 100 + 1)]
     group_of: dict[int, int] = {}
     heads: dict[int, int] = {}
     stub = pb_grpc.ChatServiceStub(channels[0])

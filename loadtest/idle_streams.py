@@ -25,6 +25,10 @@ from chat_service.gen import chat_pb2_grpc as pb_grpc
 
 STREAMS_PER_CHANNEL = 250
 
+# One TCP connection per channel: grpc-core otherwise shares one connection between all
+# channels to a target, and Envoy admits 100 streams per connection (the pods 4,096).
+ONE_CONNECTION_EACH = [("grpc.use_local_subchannel_pool", 1)]
+
 
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -44,7 +48,7 @@ async def run(streams: int, churn_rounds: int) -> dict[str, float]:
         pid = cluster.services[0].proc.pid  # type: ignore[union-attr]
         address = cluster.gateway
         base_uid = 50_000_000
-        channels = [grpc.aio.insecure_channel(address)
+        channels = [grpc.aio.insecure_channel(address, options=ONE_CONNECTION_EACH)
                     for _ in range((streams + STREAMS_PER_CHANNEL - 1) // STREAMS_PER_CHANNEL)]
         stub0 = pb_grpc.ChatServiceStub(channels[0])
         for g in range(0, streams, 100):

@@ -24,6 +24,10 @@ from chat_devstack.tokens import mint
 from chat_service.gen import chat_pb2 as pb
 from chat_service.gen import chat_pb2_grpc as pb_grpc
 
+# One TCP connection per channel: grpc-core otherwise shares one connection between all
+# channels to a target, and Envoy admits 100 streams per connection (the pods 4,096).
+ONE_CONNECTION_EACH = [("grpc.use_local_subchannel_pool", 1)]
+
 
 def sample(pid: int) -> tuple[float, int]:
     rss = 0
@@ -36,7 +40,8 @@ def sample(pid: int) -> tuple[float, int]:
 async def soak(minutes: float, rate: float, groups: int) -> dict[str, object]:
     cluster = Cluster(pods=3, with_envoy=True).start()
     try:
-        channels = [grpc.aio.insecure_channel(cluster.gateway) for _ in range(8)]
+        channels = [grpc.aio.insecure_channel(cluster.gateway, options=ONE_CONNECTION_EACH)
+                    for _ in range(8)]
         base = 60_000_000
         group_ids: list[int] = []
         members: dict[int, list[int]] = {}

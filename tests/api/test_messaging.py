@@ -211,7 +211,9 @@ async def test_a_burst_of_2000_concurrent_calls_is_served_or_shed_never_cancelle
     (Over four channels, as a busy native client spreads its calls.)"""
     alice = user()
     group = await alice.create_group()
-    channels = [grpc.aio.insecure_channel(stack.gateway) for _ in range(4)]
+    channels = [grpc.aio.insecure_channel(stack.gateway,
+                                          options=[("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(4)]  # four connections (channels share one by default)
     clients = [ChatClient(ch, alice.token, alice.user_id) for ch in channels]
     try:
         results = await asyncio.gather(
