@@ -238,7 +238,7 @@ class App:
         )
         chat = ChatService(repo, fanout, presence, s.limits, rate)
         convert.configure(expose_member_emails=s.expose_member_emails)
-        receipts = Receipts(PostgresReceipts(pool), fanout, rate)
+        receipts = Receipts(PostgresReceipts(pool), repo, fanout, rate)
         changes = MessageChanges(repo, PostgresMessageChanges(pool), fanout, s.limits, rate=rate)
         admission.start()
         api = self._api = ChatApi(

@@ -10,6 +10,7 @@ import time
 
 from chat_service.config import Limits
 from chat_service.domain import validation
+from chat_service.domain.access import group_not_found, require_visible
 from chat_service.domain.errors import InvalidArgument, NotFound, PermissionDenied
 from chat_service.domain.mentions import find_mentions
 from chat_service.domain.models import (
@@ -37,11 +38,6 @@ from chat_service.domain.ports import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def group_not_found(group_id: int) -> NotFound:
-    """What a non-member hears about a missing or invite-only group."""
-    return NotFound(f"group {group_id} not found")
 
 
 # A read costs 1 unit of the caller's "reads" budget per this many messages asked for (at
@@ -362,15 +358,6 @@ class ChatService:
             self._typing_sent.pop(key, None)
         await self._publish([TypingChanged(group_id, caller.id, is_typing)])
 
-    async def role(self, caller: UserProfile, group_id: int) -> Role:
-        """The caller's role; NotFound when they are not a member of a group that is missing
-        or invite-only (Role.NONE only for open groups)."""
-        validation.group_id(group_id)
-        role = await self._repo.role_of(group_id, caller.id)
-        if role == Role.NONE:
-            await self._require_group(group_id)
-        return role
-
     # ---- helpers ----
 
     async def _check_rate(self, rule: str, *identifiers: int, cost: int = 1) -> None:
@@ -381,9 +368,7 @@ class ChatService:
         """For a caller who is not a member: NotFound unless the group exists and is open. An
         invite-only group is answered exactly like a missing one (same status, same message),
         so outsiders cannot probe which groups exist."""
-        group = await self._repo.get_group(group_id, 0)
-        if group is None or group.invite_only:
-            raise group_not_found(group_id)
+        await require_visible(self._repo, group_id)
 
     async def _require_member(self, group_id: int, user_id: int) -> Role:
         role = await self._repo.role_of(group_id, user_id)
