@@ -11,6 +11,7 @@ from chat_service.domain.models import (
     Member,
     MemberChange,
     MembershipResult,
+    Message,
     Role,
     UserProfile,
 )
@@ -20,7 +21,18 @@ from chat_service.storage.postgres.pool import Conn, PostgresStore
 from chat_service.storage.postgres.rows import display, member_from_row, ms, profile_from_row
 
 
-async def _bump(conn: Conn, group_id: int, member_delta: int) -> int:
+async def _record_change(
+    conn: Conn,
+    group_id: int,
+    member_delta: int,
+    user_id: int,
+    actor: UserProfile,
+    by_self: bool,
+    verbs: tuple[str, str],
+) -> Message:
+    """Take the group's next seq (and adjust its member count) for a membership change, and
+    store the change as a SYSTEM message. `verbs` = (said when the user did it themself, said
+    when the actor did it to them): ("joined", "added") gives "Bo joined" or "Ann added Bo"."""
     seq = await conn.fetchval(
         """UPDATE groups SET last_seq = last_seq + 1, member_count = member_count + $2
            WHERE id = $1 RETURNING last_seq""",
@@ -29,12 +41,16 @@ async def _bump(conn: Conn, group_id: int, member_delta: int) -> int:
     )
     if seq is None:
         raise NotFound(f"group {group_id} does not exist")
-    return int(seq)
-
-
-async def _name_of(conn: Conn, user_id: int) -> str:
-    name = await conn.fetchval("SELECT name FROM users WHERE id = $1", user_id)
-    return display(name or "", user_id)
+    name = display(
+        await conn.fetchval("SELECT name FROM users WHERE id = $1", user_id) or "", user_id
+    )
+    alone, done_by_actor = verbs
+    text = (
+        f"{name} {alone}"
+        if by_self
+        else f"{display(actor.name, actor.id)} {done_by_actor} {name}"
+    )
+    return await insert_system(conn, group_id, int(seq), actor, text)
 
 
 class PostgresMembers(PostgresStore):
@@ -92,14 +108,9 @@ class PostgresMembers(PostgresStore):
                 raise InvalidArgument(
                     f"group {group_id} is full ({max_members} members max)"
                 )
-            seq = await _bump(conn, group_id, +1)
-            name = await _name_of(conn, user_id)
-            text = (
-                f"{name} joined"
-                if user_id == actor.id
-                else f"{display(actor.name, actor.id)} added {name}"
+            message = await _record_change(
+                conn, group_id, +1, user_id, actor, user_id == actor.id, ("joined", "added")
             )
-            message = await insert_system(conn, group_id, seq, actor, text)
         return MembershipResult(changed=True, message=message)
 
     @storage_errors
@@ -128,14 +139,9 @@ class PostgresMembers(PostgresStore):
                          ORDER BY role DESC, joined_at, user_id LIMIT 1)""",
                     group_id,
                 )
-            seq = await _bump(conn, group_id, -1)
-            name = await _name_of(conn, user_id)
-            text = (
-                f"{name} left"
-                if change == MemberChange.LEFT
-                else f"{display(actor.name, actor.id)} removed {name}"
+            message = await _record_change(
+                conn, group_id, -1, user_id, actor, change == MemberChange.LEFT, ("left", "removed")
             )
-            message = await insert_system(conn, group_id, seq, actor, text)
         return MembershipResult(changed=True, message=message)
 
     @storage_errors
