@@ -171,7 +171,7 @@ class App:
             parts.push_async_callback(b.notifier.stop)
         convert.configure(expose_member_emails=s.expose_member_emails)
         chat = ChatService(repo, b.fanout, b.presence, s.limits, b.rate)
-        receipts = Receipts(receipt_store, b.fanout, b.rate)
+        receipts = Receipts(receipt_store, repo, b.fanout, b.rate)
         changes = MessageChanges(
             repo, change_store, b.fanout, s.limits, attachments=attachments, rate=b.rate
         )

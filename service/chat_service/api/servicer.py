@@ -24,7 +24,7 @@ from chat_service.domain.errors import (
     Unavailable,
 )
 from chat_service.domain.message_changes import MessageChanges
-from chat_service.domain.models import Role, UserProfile
+from chat_service.domain.models import UserProfile
 from chat_service.domain.ports import PresenceTracker
 from chat_service.domain.receipts import Receipts
 from chat_service.fanout.delivery import Delivery
@@ -246,9 +246,8 @@ class ChatApi:
         self, request: pb.GetReadReceiptsRequest, context: Ctx
     ) -> pb.ReadReceiptsResponse:
         caller = await self._caller(context, request.jwt_token)
-        role = await self._chat.role(caller, request.group_id)
         readers, unread_by = await self._receipts.readers(
-            caller, request.group_id, request.message_id, role != Role.NONE
+            caller, request.group_id, request.message_id
         )
         return pb.ReadReceiptsResponse(
             readers=[convert.user(u) for u in readers], unread_by=unread_by

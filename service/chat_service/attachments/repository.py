@@ -8,7 +8,7 @@ from collections.abc import Callable
 import asyncpg
 
 from chat_service.attachments.models import Attachment, UploadUsage
-from chat_service.storage.postgres.repository import _storage_errors
+from chat_service.storage.postgres.errors import storage_errors as _storage_errors
 
 _COLUMNS = """id, group_id, owner_id, file_name, claimed_type, content_type, size, sha256,
     received, width, height, store, completed_at IS NOT NULL AS completed, message_id, head"""

@@ -12,7 +12,8 @@ import asyncpg
 
 from chat_service.attachments.store import contiguous
 from chat_service.domain.errors import NotFound, Unavailable
-from chat_service.storage.postgres.repository import _CONNECTION_ERRORS, _storage_errors
+from chat_service.storage.postgres.errors import CONNECTION_ERRORS as _CONNECTION_ERRORS
+from chat_service.storage.postgres.errors import storage_errors as _storage_errors
 
 READ_PAGE_PARTS = 4  # parts per query when reading (each at most 1 MiB)
 

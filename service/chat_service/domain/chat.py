@@ -10,6 +10,7 @@ import time
 
 from chat_service.config import Limits
 from chat_service.domain import validation
+from chat_service.domain.access import group_not_found, require_visible, visible_role
 from chat_service.domain.errors import InvalidArgument, NotFound, PermissionDenied
 from chat_service.domain.mentions import find_mentions
 from chat_service.domain.models import (
@@ -37,11 +38,6 @@ from chat_service.domain.ports import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def group_not_found(group_id: int) -> NotFound:
-    """What a non-member hears about a missing or invite-only group."""
-    return NotFound(f"group {group_id} not found")
 
 
 # A read costs 1 unit of the caller's "reads" budget per this many messages asked for (at
@@ -182,13 +178,13 @@ class ChatService:
         role = await self._repo.role_of(group_id, caller.id)
         if target == caller.id:
             if role == Role.NONE:
-                await self._require_group(group_id)
+                await require_visible(self._repo, group_id)
                 raise NotFound(f"you are not a member of group {group_id}")
             change = MemberChange.LEFT
         else:
             if not role.manages_members:
                 if role == Role.NONE:
-                    await self._require_group(group_id)
+                    await require_visible(self._repo, group_id)
                 raise PermissionDenied("only owners and admins can remove other members")
             target_role = await self._repo.role_of(group_id, target)
             if target_role == Role.NONE:
@@ -284,7 +280,7 @@ class ChatService:
         else:
             is_member = await self._repo.role_of(group_id, caller.id) != Role.NONE
         if not is_member:
-            await self._require_group(group_id)
+            await require_visible(self._repo, group_id)
             raise PermissionDenied(f"you are not a member of group {group_id}")
         await self._check_rate("group_send", group_id)
         if reply_to_id:
@@ -309,7 +305,7 @@ class ChatService:
         )
         if result is None:
             self._senders.pop(sender, None)
-            await self._require_group(group_id)
+            await require_visible(self._repo, group_id)
             raise PermissionDenied(f"you are not a member of group {group_id}")
         if len(self._senders) > 100_000:
             self._senders.clear()
@@ -362,33 +358,15 @@ class ChatService:
             self._typing_sent.pop(key, None)
         await self._publish([TypingChanged(group_id, caller.id, is_typing)])
 
-    async def role(self, caller: UserProfile, group_id: int) -> Role:
-        """The caller's role; NotFound when they are not a member of a group that is missing
-        or invite-only (Role.NONE only for open groups)."""
-        validation.group_id(group_id)
-        role = await self._repo.role_of(group_id, caller.id)
-        if role == Role.NONE:
-            await self._require_group(group_id)
-        return role
-
     # ---- helpers ----
 
     async def _check_rate(self, rule: str, *identifiers: int, cost: int = 1) -> None:
         if self._rate is not None:
             await self._rate.check(rule, *identifiers, cost=cost)
 
-    async def _require_group(self, group_id: int) -> None:
-        """For a caller who is not a member: NotFound unless the group exists and is open. An
-        invite-only group is answered exactly like a missing one (same status, same message),
-        so outsiders cannot probe which groups exist."""
-        group = await self._repo.get_group(group_id, 0)
-        if group is None or group.invite_only:
-            raise group_not_found(group_id)
-
     async def _require_member(self, group_id: int, user_id: int) -> Role:
-        role = await self._repo.role_of(group_id, user_id)
+        role = await visible_role(self._repo, group_id, user_id)
         if role == Role.NONE:
-            await self._require_group(group_id)
             raise PermissionDenied(f"you are not a member of group {group_id}")
         return role
 

@@ -21,11 +21,15 @@ from chat_service.domain.models import (
 )
 
 
-class ChatRepository(Protocol):
-    """Durable storage: PostgreSQL in production."""
-
+class UserStore(Protocol):
     async def upsert_user(self, user: UserProfile) -> None: ...
 
+
+class GroupLookup(Protocol):
+    async def get_group(self, group_id: int, viewer_id: int) -> Group | None: ...
+
+
+class GroupStore(GroupLookup, Protocol):
     async def create_group(
         self,
         *,
@@ -36,12 +40,22 @@ class ChatRepository(Protocol):
         invite_only: bool,
     ) -> tuple[Group, Message]: ...
 
-    async def get_group(self, group_id: int, viewer_id: int) -> Group | None: ...
-
     async def list_groups_for_user(self, user_id: int) -> list[Group]: ...
 
-    async def role_of(self, group_id: int, user_id: int) -> Role: ...
+    async def group_ids_for_user(self, user_id: int) -> list[int]: ...
 
+    async def group_heads(self, group_ids: Sequence[int]) -> dict[int, int]:
+        """Current last_seq of each existing group."""
+        ...
+
+
+class MembershipQuery(Protocol):
+    async def role_of(self, group_id: int, user_id: int) -> Role:
+        """Role.NONE for a non-member (or no such group)."""
+        ...
+
+
+class MembershipStore(MembershipQuery, Protocol):
     async def add_member(
         self, group_id: int, user_id: int, actor: UserProfile, max_members: int
     ) -> MembershipResult: ...
@@ -52,6 +66,16 @@ class ChatRepository(Protocol):
 
     async def list_members(self, group_id: int) -> list[Member]: ...
 
+    async def member_names(self, group_id: int) -> list[tuple[int, str]]: ...
+
+    async def set_role(self, group_id: int, user_id: int, role: Role) -> Member | None: ...
+
+
+class GroupAccess(MembershipQuery, GroupLookup, Protocol):
+    """Enough to apply the visibility rule (domain/access.py) to a caller."""
+
+
+class MessageStore(Protocol):
     async def post_message(
         self,
         *,
@@ -73,25 +97,20 @@ class ChatRepository(Protocol):
         self, group_id: int, before_id: int, limit: int, viewer: int = 0
     ) -> HistoryPage: ...
 
-    async def member_names(self, group_id: int) -> list[tuple[int, str]]: ...
-
-    async def attachment_usable(self, attachment_id: str, owner_id: int, group_id: int) -> bool:
-        """A finished upload of this owner in this group, not yet sent in a message."""
-        ...
-
-    async def set_role(self, group_id: int, user_id: int, role: Role) -> Member | None: ...
-
     async def mentions_of(self, user_id: int, before_id: int, limit: int) -> HistoryPage: ...
 
     async def messages_after(
         self, group_id: int, after_seq: int, upto_seq: int, limit: int
     ) -> list[Message]: ...
 
-    async def group_ids_for_user(self, user_id: int) -> list[int]: ...
-
-    async def group_heads(self, group_ids: Sequence[int]) -> dict[int, int]:
-        """Current last_seq of each existing group."""
+    async def attachment_usable(self, attachment_id: str, owner_id: int, group_id: int) -> bool:
+        """A finished upload of this owner in this group, not yet sent in a message."""
         ...
+
+
+class ChatRepository(UserStore, GroupStore, MembershipStore, MessageStore, Protocol):
+    """Durable storage of the chat use cases (PostgreSQL in production): one object that is
+    every store above. Receipts and message changes have stores of their own below."""
 
 
 class EventPublisher(Protocol):

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 from chat_service.domain import validation
+from chat_service.domain.access import visible_role
 from chat_service.domain.errors import InvalidArgument, NotFound, PermissionDenied
-from chat_service.domain.models import ReceiptMoved, UserProfile
-from chat_service.domain.ports import EventPublisher, RateLimits, ReadResultLike, ReceiptStore
+from chat_service.domain.models import ReceiptMoved, Role, UserProfile
+from chat_service.domain.ports import (
+    EventPublisher,
+    GroupAccess,
+    RateLimits,
+    ReadResultLike,
+    ReceiptStore,
+)
 
 
 class Receipts:
     def __init__(
-        self, store: ReceiptStore, events: EventPublisher, rate: RateLimits | None = None
+        self,
+        store: ReceiptStore,
+        groups: GroupAccess,
+        events: EventPublisher,
+        rate: RateLimits | None = None,
     ) -> None:
         self._store = store
+        self._groups = groups
         self._events = events
         self._rate = rate
 
@@ -35,10 +47,15 @@ class Receipts:
         return result
 
     async def readers(
-        self, caller: UserProfile, group_id: int, message_id: int, is_member: bool
+        self, caller: UserProfile, group_id: int, message_id: int
     ) -> tuple[list[UserProfile], int]:
+        """Who has read the message, and how many have not: for members only. A non-member
+        hears NotFound about a missing or invite-only group, else PermissionDenied (after the
+        rate check, as a member's call would be charged)."""
+        validation.group_id(group_id)
+        role = await visible_role(self._groups, group_id, caller.id)
         await self._check_rate("user_reads", caller.id)
-        if not is_member:
+        if role == Role.NONE:
             raise PermissionDenied(f"you are not a member of group {group_id}")
         found = await self._store.readers(group_id, message_id)
         if found is None:

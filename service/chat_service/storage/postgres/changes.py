@@ -8,19 +8,16 @@ import asyncpg
 
 from chat_service.domain.errors import NotFound, ResourceExhausted
 from chat_service.domain.models import Mention, Message
-from chat_service.storage.postgres.repository import (
-    _Conn,
-    _message,
-    _storage_errors,
-    select_messages,
-)
+from chat_service.storage.postgres.errors import storage_errors
+from chat_service.storage.postgres.pool import Conn
+from chat_service.storage.postgres.rows import message_from_row, select_messages
 
 
 class PostgresMessageChanges:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def _bump_update(self, conn: _Conn, group_id: int, message_id: int) -> None:
+    async def _bump_update(self, conn: Conn, group_id: int, message_id: int) -> None:
         await conn.execute(
             """WITH u AS (
                    UPDATE groups SET last_update_seq = last_update_seq + 1
@@ -31,13 +28,13 @@ class PostgresMessageChanges:
             message_id,
         )
 
-    async def _reload(self, conn: _Conn, message_id: int, viewer: int) -> Message:
+    async def _reload(self, conn: Conn, message_id: int, viewer: int) -> Message:
         row = await conn.fetchrow(select_messages("WHERE m.id = $1", "$2"), message_id, viewer)
         if row is None:
             raise NotFound(f"message {message_id} does not exist")
-        return _message(row)
+        return message_from_row(row)
 
-    @_storage_errors
+    @storage_errors
     async def edit(
         self, message: Message, content: str, mentions: Sequence[Mention]
     ) -> Message:
@@ -63,7 +60,7 @@ class PostgresMessageChanges:
             await self._bump_update(conn, message.group_id, message.id)
             return await self._reload(conn, message.id, 0)
 
-    @_storage_errors
+    @storage_errors
     async def delete(self, message: Message) -> tuple[Message, str]:
         """Leave a tombstone: the seq stays, content, mentions, reactions and the attachment
         reference go. Returns the attachment id whose blob must be purged ('' if none)."""
@@ -80,7 +77,7 @@ class PostgresMessageChanges:
             await self._bump_update(conn, message.group_id, message.id)
             return await self._reload(conn, message.id, 0), attachment or ""
 
-    @_storage_errors
+    @storage_errors
     async def react(
         self, message: Message, user_id: int, emoji: str, add: bool, max_distinct: int
     ) -> tuple[Message, bool]:

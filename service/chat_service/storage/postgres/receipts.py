@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import asyncpg
 
 from chat_service.domain.models import UserProfile
-from chat_service.storage.postgres.repository import _storage_errors
+from chat_service.storage.postgres.errors import storage_errors
+from chat_service.storage.postgres.rows import profile_from_row
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class PostgresReceipts:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    @_storage_errors
+    @storage_errors
     async def mark_read(self, group_id: int, user_id: int, seq: int) -> ReadResult | None:
         """Move the read position forward to `seq` (0 = the newest message); never back."""
         row = await self._pool.fetchrow(
@@ -58,7 +59,7 @@ class PostgresReceipts:
             private=row["private"],
         )
 
-    @_storage_errors
+    @storage_errors
     async def readers(
         self, group_id: int, message_id: int
     ) -> tuple[list[UserProfile], int] | None:
@@ -80,14 +81,10 @@ class PostgresReceipts:
         )
         if not exists:
             return None
-        readers = [
-            UserProfile(r["user_id"], r["name"] or "", r["email"] or "", r["avatar"] or "")
-            for r in rows
-            if r["has_read"] and not r["private"]
-        ]
+        readers = [profile_from_row(r) for r in rows if r["has_read"] and not r["private"]]
         return readers, sum(1 for r in rows if not r["has_read"])
 
-    @_storage_errors
+    @storage_errors
     async def set_muted(self, group_id: int, user_id: int, muted: bool) -> bool:
         done = await self._pool.fetchval(
             """UPDATE group_members SET muted = $3 WHERE group_id = $1 AND user_id = $2
@@ -98,7 +95,7 @@ class PostgresReceipts:
         )
         return done is not None
 
-    @_storage_errors
+    @storage_errors
     async def private_receipts(self, user_id: int, value: bool | None) -> bool:
         if value is not None:
             await self._pool.execute(

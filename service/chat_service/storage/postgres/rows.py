@@ -1,0 +1,159 @@
+"""Rows to domain models, next to the column lists they read.
+
+Each mapper names the columns it expects; the SELECTs that feed it (`select_messages`,
+`GROUP_COLUMNS`) live here too, so a column is added in one file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import asyncpg
+
+from chat_service.domain.models import (
+    AttachmentInfo,
+    Group,
+    Member,
+    Mention,
+    Message,
+    MessageKind,
+    Quote,
+    ReactionCount,
+    Role,
+    UserProfile,
+)
+
+
+def ms(ts: datetime) -> int:
+    return int(ts.timestamp() * 1000)
+
+
+def display(name: str, user_id: int) -> str:
+    """How system messages name a user: their display name, else 'user N'."""
+    return name or f"user {user_id}"
+
+
+def select_messages(where: str, viewer: str = "0") -> str:
+    """Messages with sender, reply quote and reaction counts (`mine` for `viewer`)."""
+    return f"""SELECT m.id, m.group_id, m.seq, m.user_id, m.kind, m.content, m.client_msg_id,
+        m.created_at, m.edited_at, m.deleted_at, m.update_seq, m.reply_to_id, m.mentions,
+        u.name AS user_name, u.email AS user_email, u.avatar AS user_avatar,
+        r.user_id AS r_user, ru.name AS r_name, left(r.content, 120) AS r_content,
+        (r.deleted_at IS NOT NULL) AS r_deleted,
+        a.id AS a_id, a.file_name AS a_name, a.content_type AS a_type, a.size AS a_size,
+        a.width AS a_width, a.height AS a_height, a.sha256 AS a_sha256,
+        (SELECT json_agg(json_build_array(x.emoji, x.n, x.mine) ORDER BY x.first)
+           FROM (SELECT emoji, count(*) AS n, bool_or(user_id = {viewer}) AS mine,
+                        min(created_at) AS first
+                 FROM reactions WHERE message_id = m.id GROUP BY emoji) x) AS reactions
+      FROM messages m
+      LEFT JOIN users u ON u.id = m.user_id
+      LEFT JOIN messages r ON r.id = m.reply_to_id
+      LEFT JOIN users ru ON ru.id = r.user_id
+      LEFT JOIN attachments a ON a.id = m.attachment_id
+      {where}"""
+
+
+# A group as member `m` (LEFT or inner joined) sees it: `group_from_row` reads these.
+GROUP_COLUMNS = """g.id, g.name, g.description, g.created_by, g.invite_only, g.created_at,
+      g.last_seq, g.member_count, COALESCE(m.role, 0) AS my_role,
+      m.read_seq, m.muted, g.last_update_seq,
+      (SELECT count(*) FROM messages x
+        WHERE x.group_id = g.id AND x.seq > m.read_seq
+          AND x.user_id <> m.user_id) AS unread_count,
+      (SELECT count(*) FROM message_mentions mm
+        WHERE mm.group_id = g.id AND mm.seq > m.read_seq
+          AND mm.user_id IN (m.user_id, 0)
+          AND mm.from_user <> m.user_id) AS mention_count"""
+
+
+def profile_from_row(row: asyncpg.Record, id_key: str = "user_id", prefix: str = "") -> UserProfile:
+    """A user from `<prefix>name`, `<prefix>email`, `<prefix>avatar` (NULL reads as '')."""
+    return UserProfile(
+        id=row[id_key],
+        name=row[f"{prefix}name"] or "",
+        email=row[f"{prefix}email"] or "",
+        avatar=row[f"{prefix}avatar"] or "",
+    )
+
+
+def member_from_row(row: asyncpg.Record) -> Member:
+    """From user_id, role, joined_at, name, email, avatar."""
+    return Member(
+        user=profile_from_row(row), role=Role(row["role"]), joined_at_ms=ms(row["joined_at"])
+    )
+
+
+def message_from_row(row: asyncpg.Record) -> Message:
+    """From a row of `select_messages`."""
+    quote = None
+    if row["reply_to_id"] and row["r_user"] is not None:
+        quote = Quote(
+            id=row["reply_to_id"],
+            user_id=row["r_user"],
+            user_name=row["r_name"] or "",
+            content="" if row["r_deleted"] else row["r_content"] or "",
+            deleted=row["r_deleted"],
+        )
+    return Message(
+        id=row["id"],
+        group_id=row["group_id"],
+        seq=row["seq"],
+        sender=profile_from_row(row, prefix="user_"),
+        content=row["content"],
+        kind=MessageKind(row["kind"]),
+        created_at_ms=ms(row["created_at"]),
+        client_msg_id=row["client_msg_id"] or "",
+        mentions=tuple(
+            Mention(user_id=m[0], offset=m[1], length=m[2]) for m in row["mentions"] or ()
+        ),
+        reactions=tuple(
+            ReactionCount(emoji=e, count=n, mine=bool(mine))
+            for e, n, mine in row["reactions"] or ()
+        ),
+        reply_to_id=row["reply_to_id"] or 0,
+        reply_quote=quote,
+        edited_at_ms=ms(row["edited_at"]) if row["edited_at"] else 0,
+        deleted=row["deleted_at"] is not None,
+        update_seq=row["update_seq"],
+        attachment=None
+        if row["a_id"] is None
+        else AttachmentInfo(
+            id=row["a_id"],
+            file_name=row["a_name"],
+            content_type=row["a_type"],
+            size=row["a_size"],
+            width=row["a_width"],
+            height=row["a_height"],
+            sha256=row["a_sha256"],
+        ),
+    )
+
+
+def group_from_row(row: asyncpg.Record, member_ids: Sequence[int] = ()) -> Group:
+    """From `GROUP_COLUMNS`, or a subset: the per-member counts read 0 when absent."""
+    return Group(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        created_by=row["created_by"],
+        created_at_ms=ms(row["created_at"]),
+        invite_only=row["invite_only"],
+        last_seq=row["last_seq"],
+        member_count=row["member_count"],
+        member_ids=tuple(member_ids),
+        my_role=Role(row["my_role"] or 0),
+        read_seq=_opt(row, "read_seq"),
+        unread_count=_opt(row, "unread_count"),
+        mention_count=_opt(row, "mention_count"),
+        muted=bool(_opt(row, "muted")),
+        last_update_seq=_opt(row, "last_update_seq"),
+    )
+
+
+def _opt(row: asyncpg.Record, key: str) -> int:
+    try:
+        return int(row[key] or 0)
+    except KeyError:
+        return 0
