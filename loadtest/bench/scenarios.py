@@ -33,6 +33,16 @@ from loadtest.bench.sampler import Sampler, scrape
 from loadtest.bench.workers import WorkerHandle, call_all
 
 
+def merge_replies(replies: Sequence[dict[str, Any]], errors_key: str) -> tuple[Hist, Counter[str]]:
+    """The workers' latency histograms merged, and their error counts (under errors_key) summed."""
+    hist = Hist()
+    errors: Counter[str] = Counter()
+    for reply in replies:
+        hist.merge(reply["latency"])
+        errors.update(reply[errors_key])
+    return hist, errors
+
+
 @dataclass
 class Options:
     quick: bool
@@ -183,20 +193,12 @@ class Bench:
             if prof is not None:
                 self.profiles.append(prof)
 
-        ack = Hist()
-        errors: Counter[str] = Counter()
-        for s in sends:
-            ack.merge(s["latency"])
-            errors.update(s["errors"])
+        ack, errors = merge_replies(sends, "errors")
         start_ms = min(s["start_ms"] for s in sends)
         last_ack = max((s["last_ack_ms"] for s in sends), default=0.0)
         acked = sum(s["acked"] for s in sends)
         send_window = max(duration, (last_ack - start_ms) / 1000.0) if acked else duration
-        deliver = Hist()
-        stream_errors: Counter[str] = Counter()
-        for d in delivers:
-            deliver.merge(d["latency"])
-            stream_errors.update(d["stream_errors"])
+        deliver, stream_errors = merge_replies(delivers, "stream_errors")
         deliveries = sum(d["deliveries"] for d in delivers)
         last_delivery = max((d["last_ms"] for d in delivers), default=0.0)
         deliver_window = max(duration, (last_delivery - start_ms) / 1000.0)
