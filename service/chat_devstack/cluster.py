@@ -136,7 +136,7 @@ class Cluster:
         self.envoy_probes_port = self.envoy_probes_port or free_port()
         if self.web_root is not None and self.web_server is None:
             self.start_web_server()
-        config = envoy_config.render(
+        options = envoy_config.EnvoyOptions(
             listen_host="127.0.0.1",
             listen_port=self.envoy_port,
             admin_port=self.envoy_admin_port,
@@ -150,7 +150,7 @@ class Cluster:
             ),
         )
         path = self.base_dir / "envoy.json"
-        path.write_text(config)
+        path.write_text(envoy_config.render(options))
         log = open(self.base_dir / "envoy.log", "ab")  # noqa: SIM115 - owned by the process
         self.envoy = subprocess.Popen(
             [envoy_binary(), "-c", str(path), "--disable-hot-restart",
