@@ -51,6 +51,11 @@ lint: $(STAMP)
 test: test-deps lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+## Unit and contract tests only (seconds; the contract suites start their own redis-server).
+.PHONY: test-fast
+test-fast: service-deps
+	$(PY) -m pytest tests/unit tests/contract $(PYTEST_ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
 

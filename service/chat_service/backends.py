@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from chat_service.config import Settings
+from chat_service.domain.ports import Presence
 from chat_service.fanout.broker import Broker, EventFanout
 from chat_service.fanout.broker_memory import MemoryBroker
 from chat_service.fanout.broker_redis import RedisStreamsBroker
@@ -26,7 +27,6 @@ from chat_service.presence.redis_presence import RedisPresence
 from chat_service.presence.stream_slots import LocalStreamSlots, RedisStreamSlots
 from chat_service.ratelimit.limiter import RateLimiter
 
-Presence = LocalPresence | RedisPresence
 StreamSlotsImpl = LocalStreamSlots | RedisStreamSlots
 
 
@@ -52,11 +52,12 @@ def build_backends(
     group ids (presence events go to them), `members_of` a group's member ids (webhooks)."""
     if s.broker == "memory":
         broker = MemoryBroker()
-        # Open streams per user are counted in this one process.
+        memory_fanout = EventFanout(broker)
+        # Presence and open streams per user are counted in this one process.
         return Backends(
             broker=broker,
-            fanout=EventFanout(broker),
-            presence=LocalPresence(hub),
+            fanout=memory_fanout,
+            presence=LocalPresence(events=memory_fanout, groups_of=groups_of),
             stream_slots=LocalStreamSlots(s.max_streams_per_user),
             rate=RateLimiter.memory(s.rates),
             notifier=None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from chat_service.domain.models import (
@@ -119,6 +119,10 @@ class EventPublisher(Protocol):
     async def publish(self, events: Sequence[ChatEvent]) -> None: ...
 
 
+GroupsOf = Callable[[int], Awaitable[list[int]]]
+"""A user's group ids: where presence events of that user are addressed."""
+
+
 class PresenceTracker(Protocol):
     """Who is online, across pods; told when this pod's streams open and close."""
 
@@ -129,6 +133,35 @@ class PresenceTracker(Protocol):
         ...
 
     async def disconnected(self, user_id: int) -> None: ...
+
+
+class Presence(PresenceTracker, Protocol):
+    """A PresenceTracker with a lifecycle, as the composition root holds it. Twins:
+    `presence.local.LocalPresence` (one process) and `presence.redis_presence.RedisPresence`
+    (across pods); tests/contract/test_presence_contract.py checks both against one body.
+
+    Guarantees:
+    - A user is online from their first `connected` until as many `disconnected` calls
+      (streams are counted: two streams, one closed, still online). `online_users` answers
+      for exactly the ids asked, in no particular order; an empty question is an empty set.
+    - The change of state, and only the change, is published as one `PresenceChanged`
+      through the EventPublisher the twin was built with: `online` at the first connect,
+      offline at the last disconnect, addressed to `group_ids` when `connected` was given
+      them, otherwise to the user's groups as `GroupsOf` says at that moment. Reconnecting
+      while still connected elsewhere publishes nothing.
+    - `stop()` takes this process's users offline at once and announces it (in the Redis
+      twin: unless another pod still holds a stream of theirs).
+    - Presence is best effort: a failure to publish or to reach the store is logged, never
+      raised to the stream that connected. Nothing survives a restart of the process (memory)
+      except what other pods keep refreshing (Redis: a pod that dies without `stop()` leaves
+      its users online until `PRESENCE_TTL_SECONDS` pass, then one pod announces them offline).
+    """
+
+    def start(self) -> None:
+        """Begin background work (Redis: heartbeats and expiry). Returns at once."""
+        ...
+
+    async def stop(self) -> None: ...
 
 
 class ReadResultLike(Protocol):

@@ -184,7 +184,11 @@ class RedisStreamsBroker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._flusher, 1.0)
         if self._task is not None:
-            self._task.cancel()
+            # redis-py can swallow a cancellation that lands while XREAD is being sent (the
+            # loop then blocks again, for ever): cancel until the tail reader has ended.
+            while not self._task.done():
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=0.1)
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         await self._writer.aclose()
