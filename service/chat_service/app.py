@@ -16,7 +16,6 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from chat_service.api import convert
 from chat_service.api.admission import Admission
 from chat_service.api.attachments import AttachmentApi
 from chat_service.api.auth import Authenticator
@@ -39,6 +38,7 @@ from chat_service.storage.postgres.migrate import migrate
 from chat_service.storage.postgres.receipts import PostgresReceipts
 from chat_service.storage.postgres.repository import PostgresChatRepository, create_pool
 from chat_service.telemetry import metrics, tracing
+from chat_service.wire import convert
 
 log = logging.getLogger(__name__)
 

@@ -17,37 +17,16 @@ import grpc
 
 from chat_service.api.errors import status_of
 from chat_service.api.servicer import Ctx, unary
-from chat_service.attachments.models import Attachment
 from chat_service.attachments.service import AttachmentService
 from chat_service.domain.errors import ChatError, InvalidArgument, Unavailable
 from chat_service.domain.models import UserProfile
 from chat_service.gen import chat_pb2 as pb
 from chat_service.telemetry import metrics
+from chat_service.wire import convert
 
 log = logging.getLogger(__name__)
 
 Caller = Callable[[Ctx, str], Awaitable[UserProfile]]
-
-
-def attachment_pb(a: Attachment) -> pb.Attachment:
-    return pb.Attachment(
-        id=a.id,
-        file_name=a.file_name,
-        content_type=a.content_type,
-        size=a.size,
-        width=a.width,
-        height=a.height,
-        sha256=a.sha256,
-    )
-
-
-def upload_status(a: Attachment) -> pb.UploadStatus:
-    return pb.UploadStatus(
-        upload_id=a.id,
-        received_bytes=a.received,
-        complete=a.completed,
-        attachment=attachment_pb(a) if a.completed else None,
-    )
 
 
 class AttachmentApi:
@@ -77,7 +56,7 @@ class AttachmentApi:
             size=request.size,
             sha256=request.sha256,
         )
-        return upload_status(att)
+        return convert.upload_status(att)
 
     @unary
     async def UploadChunk(self, request: pb.UploadChunkRequest, context: Ctx) -> pb.UploadStatus:
@@ -85,12 +64,12 @@ class AttachmentApi:
         att = await self._service.upload_chunk(
             caller, request.upload_id, request.offset, request.data
         )
-        return upload_status(att)
+        return convert.upload_status(att)
 
     @unary
     async def GetUpload(self, request: pb.GetUploadRequest, context: Ctx) -> pb.UploadStatus:
         caller = await self._caller(context, request.jwt_token)
-        return upload_status(await self._service.get_upload(caller, request.upload_id))
+        return convert.upload_status(await self._service.get_upload(caller, request.upload_id))
 
     @unary  # the decorator passes the request (here: the request stream) through unchanged
     async def UploadFile(
@@ -113,7 +92,7 @@ class AttachmentApi:
             if request.upload_id and request.upload_id != upload_id:
                 raise InvalidArgument("every UploadChunkRequest on a stream must name one upload")
             att = await self._service.upload_chunk(caller, upload_id, request.offset, request.data)
-        return upload_status(att)
+        return convert.upload_status(att)
 
     async def DownloadFile(
         self, request: pb.DownloadFileRequest, context: Ctx
@@ -126,7 +105,7 @@ class AttachmentApi:
                 raise Unavailable("server is shutting down; retry (another pod will answer)")
             caller = await self._caller(context, request.jwt_token)
             att, pieces = await self._service.download(caller, request.attachment_id)
-            first: pb.Attachment | None = attachment_pb(att)
+            first: pb.Attachment | None = convert.attachment(att)
             async with contextlib.aclosing(pieces):
                 async for data in pieces:
                     yield pb.DownloadChunk(attachment=first, data=data)

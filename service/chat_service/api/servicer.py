@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 
 import grpc
 
-from chat_service.api import convert
 from chat_service.api.auth import Authenticator, bearer_from_metadata
 from chat_service.api.errors import status_of
 from chat_service.domain.chat import ChatService
@@ -33,6 +32,7 @@ from chat_service.fanout.session import Session, SessionClosed, SessionStore, Su
 from chat_service.gen import chat_pb2 as pb
 from chat_service.presence.stream_slots import LocalStreamSlots, StreamSlot, StreamSlots
 from chat_service.telemetry import metrics
+from chat_service.wire import convert
 
 log = logging.getLogger(__name__)
 
