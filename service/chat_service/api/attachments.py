@@ -7,43 +7,21 @@ Errors are the domain's, mapped to statuses by the same table as every other RPC
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 
-import grpc
-
-from chat_service.api.errors import status_of
-from chat_service.api.servicer import Ctx, unary
+from chat_service.api.calls import Callers, Ctx, Draining, streaming, unary
 from chat_service.attachments.service import AttachmentService
-from chat_service.domain.errors import ChatError, InvalidArgument, Unavailable
-from chat_service.domain.models import UserProfile
+from chat_service.domain.errors import InvalidArgument
 from chat_service.gen import chat_pb2 as pb
-from chat_service.telemetry import metrics
 from chat_service.wire import convert
-
-log = logging.getLogger(__name__)
-
-Caller = Callable[[Ctx, str], Awaitable[UserProfile]]
 
 
 class AttachmentApi:
-    def __init__(self, service: AttachmentService, caller: Caller) -> None:
+    def __init__(self, service: AttachmentService, callers: Callers, draining: Draining) -> None:
         self._service = service
-        self._caller = caller
-        self._draining = False
-
-    @property
-    def draining(self) -> bool:
-        """Follows the ChatApi that `caller` belongs to (set on SIGTERM), or set directly."""
-        owner = getattr(self._caller, "__self__", None)
-        return self._draining or bool(getattr(owner, "draining", False))
-
-    @draining.setter
-    def draining(self, value: bool) -> None:
-        self._draining = value
+        self._caller = callers
+        self.draining = draining
 
     @unary
     async def StartUpload(self, request: pb.StartUploadRequest, context: Ctx) -> pb.UploadStatus:
@@ -94,36 +72,15 @@ class AttachmentApi:
             att = await self._service.upload_chunk(caller, upload_id, request.offset, request.data)
         return convert.upload_status(att)
 
+    @streaming(live=False)
     async def DownloadFile(
         self, request: pb.DownloadFileRequest, context: Ctx
-    ) -> AsyncIterator[pb.DownloadChunk]:
+    ) -> AsyncGenerator[pb.DownloadChunk, None]:
         """The first chunk carries the attachment's metadata; every chunk at most 256 KiB."""
-        started = time.perf_counter()
-        code = grpc.StatusCode.OK
-        try:
-            if self.draining:
-                raise Unavailable("server is shutting down; retry (another pod will answer)")
-            caller = await self._caller(context, request.jwt_token)
-            att, pieces = await self._service.download(caller, request.attachment_id)
-            first: pb.Attachment | None = convert.attachment(att)
-            async with contextlib.aclosing(pieces):
-                async for data in pieces:
-                    yield pb.DownloadChunk(attachment=first, data=data)
-                    first = None
-        except ChatError as exc:
-            code = status_of(exc)
-            await context.abort(code, str(exc))
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        except grpc.aio.AbortError:
-            code = context.code() or grpc.StatusCode.UNKNOWN
-            raise
-        except Exception:
-            code = grpc.StatusCode.INTERNAL
-            log.exception("unhandled error in DownloadFile")
-            await context.abort(code, "internal error; it has been logged")
-        finally:
-            metrics.RPC_REQUESTS.labels("DownloadFile", code.name).inc()
-            metrics.RPC_DURATION.labels("DownloadFile").observe(time.perf_counter() - started)
-
+        caller = await self._caller(context, request.jwt_token)
+        att, pieces = await self._service.download(caller, request.attachment_id)
+        first: pb.Attachment | None = convert.attachment(att)
+        async with contextlib.aclosing(pieces):
+            async for data in pieces:
+                yield pb.DownloadChunk(attachment=first, data=data)
+                first = None
