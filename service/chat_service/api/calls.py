@@ -71,6 +71,17 @@ class Callers:
         return self._auth.caller(None, token)
 
 
+def refusal(context: Ctx, exc: ChatError, *, trailer: bool) -> grpc.StatusCode:
+    """The status that answers `exc` (the one table, api/errors.py). Counts a dropped
+    subscriber; with `trailer`, tells when to retry (`retry-after-ms`) if `exc` knows."""
+    if isinstance(exc, SubscriberDropped):
+        metrics.SUBSCRIBERS_DROPPED.labels(exc.dropped).inc()
+    retry = getattr(exc, "retry_after", None)
+    if trailer and retry is not None:
+        context.set_trailing_metadata((("retry-after-ms", str(int(retry * 1000))),))
+    return status_of(exc)
+
+
 class _Outcome:
     """Maps how a handler ended to its status and records it. `live`: a stream that runs
     until its client leaves, counted only when it fails and never timed (its length is the
@@ -99,12 +110,7 @@ class _Outcome:
         try:
             if isinstance(exc, ChatError):
                 failed = True
-                self._code = status_of(exc)
-                if isinstance(exc, SubscriberDropped):
-                    metrics.SUBSCRIBERS_DROPPED.labels(exc.dropped).inc()
-                retry = getattr(exc, "retry_after", None)
-                if self._trailer and retry is not None:
-                    context.set_trailing_metadata((("retry-after-ms", str(int(retry * 1000))),))
+                self._code = refusal(context, exc, trailer=self._trailer)
                 await context.abort(self._code, str(exc))
             elif isinstance(exc, asyncio.CancelledError):
                 self._code = grpc.StatusCode.CANCELLED

@@ -6,7 +6,7 @@ from __future__ import annotations
 from chat_service.api.calls import Callers, Ctx, Draining, unary
 from chat_service.domain.chat import ChatService
 from chat_service.domain.message_changes import MessageChanges
-from chat_service.domain.models import Role
+from chat_service.domain.models import Message, Role, UserProfile
 from chat_service.domain.receipts import Receipts
 from chat_service.gen import chat_pb2 as pb
 from chat_service.telemetry import metrics
@@ -110,17 +110,7 @@ class ChatApi:
         self, request: pb.SendMessageRequest, context: Ctx
     ) -> pb.MessageResponse:
         caller = await self._caller(context, request.jwt_token)
-        result = await self._chat.post_message(
-            caller,
-            group_id=request.group_id,
-            content=request.content,
-            kind=request.type,
-            client_msg_id=request.client_msg_id,
-            reply_to_id=request.reply_to_id,
-            attachment_id=request.attachment_id,
-        )
-        metrics.MESSAGES_ACCEPTED.inc(0 if result.duplicate else 1)
-        return convert.message(result.message)
+        return convert.message(await post(self._chat, caller, request))
 
     @unary
     async def GetMessageHistory(
@@ -229,3 +219,20 @@ class ChatApi:
         return pb.MessageHistoryResponse(
             messages=[convert.message(m) for m in page.messages], has_more=page.has_more
         )
+
+
+async def post(
+    chat: ChatService, caller: UserProfile, request: pb.SendMessageRequest | pb.MessageRequest
+) -> Message:
+    """Post the message a SendMessage call or a StreamMessages request carries."""
+    result = await chat.post_message(
+        caller,
+        group_id=request.group_id,
+        content=request.content,
+        kind=request.type,
+        client_msg_id=request.client_msg_id,
+        reply_to_id=request.reply_to_id,
+        attachment_id=request.attachment_id,
+    )
+    metrics.MESSAGES_ACCEPTED.inc(0 if result.duplicate else 1)
+    return result.message

@@ -19,6 +19,7 @@ import grpc
 
 from chat_service.api.auth import bearer_from_metadata
 from chat_service.api.calls import Callers, Ctx, Draining, streaming
+from chat_service.api.servicer import post
 from chat_service.domain.chat import ChatService
 from chat_service.domain.errors import ChatError, InvalidArgument, PermissionDenied
 from chat_service.domain.models import UserProfile
@@ -187,16 +188,7 @@ class StreamApi:
             if other.id != caller.id:
                 raise PermissionDenied("every request on a stream must carry the same user")
         self._chat.check_acting_user(caller, req.user_id, "user_id")
-        result = await self._chat.post_message(
-            caller,
-            group_id=req.group_id,
-            content=req.content,
-            kind=req.type,
-            client_msg_id=req.client_msg_id,
-            reply_to_id=req.reply_to_id,
-            attachment_id=req.attachment_id,
-        )
-        metrics.MESSAGES_ACCEPTED.inc(0 if result.duplicate else 1)
+        await post(self._chat, caller, req)
 
 
 def _entries(batch: list[Delivery]) -> bytes:

@@ -24,23 +24,16 @@ def frame_entry(payload: bytes) -> bytes:
     return b"\x0a" + _varint(len(payload)) + payload
 
 
+# Events that name their group in a `group_id` field of their own.
+_GROUPED = frozenset({"typing", "member", "gap", "updated", "receipt", "mention"})
+
+
 def address(event: pb.ChatEvent, group_id: int = 0) -> tuple[str, int, int]:
     """(the event's oneof name, its group, its message seq or 0). `group_id` addresses
     events that carry no group (presence, heartbeats)."""
     kind = event.WhichOneof("event") or ""
-    seq = 0
     if kind == "message":
-        group_id, seq = event.message.group_id, event.message.seq
-    elif kind == "typing":
-        group_id = event.typing.group_id
-    elif kind == "member":
-        group_id = event.member.group_id
-    elif kind == "gap":
-        group_id = event.gap.group_id
-    elif kind == "updated":
-        group_id = event.updated.group_id
-    elif kind == "receipt":
-        group_id = event.receipt.group_id
-    elif kind == "mention":
-        group_id = event.mention.group_id
-    return kind, group_id, seq
+        return kind, event.message.group_id, event.message.seq
+    if kind in _GROUPED:
+        return kind, getattr(event, kind).group_id, 0
+    return kind, group_id, 0
