@@ -16,13 +16,14 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from chat_service.api import convert
 from chat_service.api.admission import Admission
 from chat_service.api.attachments import AttachmentApi
 from chat_service.api.auth import Authenticator
+from chat_service.api.calls import Callers, Draining
 from chat_service.api.gate import CallGate
 from chat_service.api.handlers import SERVICE, generic_handler
-from chat_service.api.servicer import ChatApi, StreamSettings
+from chat_service.api.servicer import ChatApi
+from chat_service.api.streams import StreamApi, StreamSettings
 from chat_service.attachments.service import create_attachment_service
 from chat_service.auth.jwt import TokenVerifier
 from chat_service.backends import build_backends
@@ -39,6 +40,7 @@ from chat_service.storage.postgres.migrate import migrate
 from chat_service.storage.postgres.receipts import PostgresReceipts
 from chat_service.storage.postgres.repository import PostgresChatRepository, create_pool
 from chat_service.telemetry import metrics, tracing
+from chat_service.wire import convert
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +115,7 @@ class App:
         self._server: grpc.aio.Server | None = None
         self._server_started = False
         self._hub: Hub | None = None
-        self._api: ChatApi | None = None
+        self._draining = Draining()  # read by every servicer; begun by stop()
         self._stopping = False
 
     async def start(self) -> int:
@@ -175,11 +177,11 @@ class App:
         changes = MessageChanges(
             repo, change_store, b.fanout, s.limits, attachments=attachments, rate=b.rate
         )
-        api = self._api = ChatApi(
+        callers = Callers(authenticator, chat.remember)
+        draining = self._draining
+        streams = StreamApi(
             chat,
-            receipts,
-            changes,
-            authenticator,
+            callers,
             hub,
             repo,
             StreamSettings(
@@ -190,10 +192,14 @@ class App:
                 max_per_user=s.max_streams_per_user,
             ),
             b.presence,
+            draining,
             b.stream_slots,
         )
-        attachment_api = AttachmentApi(attachments, api._caller)
-        server.add_generic_rpc_handlers((generic_handler(api, attachment_api),))
+        server.add_generic_rpc_handlers((generic_handler(
+            ChatApi(chat, receipts, changes, callers, draining),
+            streams,
+            AttachmentApi(attachments, callers, draining),
+        ),))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (
@@ -253,8 +259,7 @@ class App:
         self._stopping = True
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         await self._health.enter_graceful_shutdown()
-        if self._api is not None:
-            self._api.draining = True
+        self._draining.begin()
         if self._hub is not None:
             self._hub.close_all("server is shutting down")
         if self._server is not None and self._server_started:

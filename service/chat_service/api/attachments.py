@@ -7,64 +7,21 @@ Errors are the domain's, mapped to statuses by the same table as every other RPC
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 
-import grpc
-
-from chat_service.api.errors import status_of
-from chat_service.api.servicer import Ctx, unary
-from chat_service.attachments.models import Attachment
+from chat_service.api.calls import Callers, Ctx, Draining, streaming, unary
 from chat_service.attachments.service import AttachmentService
-from chat_service.domain.errors import ChatError, InvalidArgument, Unavailable
-from chat_service.domain.models import UserProfile
+from chat_service.domain.errors import InvalidArgument
 from chat_service.gen import chat_pb2 as pb
-from chat_service.telemetry import metrics
-
-log = logging.getLogger(__name__)
-
-Caller = Callable[[Ctx, str], Awaitable[UserProfile]]
-
-
-def attachment_pb(a: Attachment) -> pb.Attachment:
-    return pb.Attachment(
-        id=a.id,
-        file_name=a.file_name,
-        content_type=a.content_type,
-        size=a.size,
-        width=a.width,
-        height=a.height,
-        sha256=a.sha256,
-    )
-
-
-def upload_status(a: Attachment) -> pb.UploadStatus:
-    return pb.UploadStatus(
-        upload_id=a.id,
-        received_bytes=a.received,
-        complete=a.completed,
-        attachment=attachment_pb(a) if a.completed else None,
-    )
+from chat_service.wire import convert
 
 
 class AttachmentApi:
-    def __init__(self, service: AttachmentService, caller: Caller) -> None:
+    def __init__(self, service: AttachmentService, callers: Callers, draining: Draining) -> None:
         self._service = service
-        self._caller = caller
-        self._draining = False
-
-    @property
-    def draining(self) -> bool:
-        """Follows the ChatApi that `caller` belongs to (set on SIGTERM), or set directly."""
-        owner = getattr(self._caller, "__self__", None)
-        return self._draining or bool(getattr(owner, "draining", False))
-
-    @draining.setter
-    def draining(self, value: bool) -> None:
-        self._draining = value
+        self._caller = callers
+        self.draining = draining
 
     @unary
     async def StartUpload(self, request: pb.StartUploadRequest, context: Ctx) -> pb.UploadStatus:
@@ -77,7 +34,7 @@ class AttachmentApi:
             size=request.size,
             sha256=request.sha256,
         )
-        return upload_status(att)
+        return convert.upload_status(att)
 
     @unary
     async def UploadChunk(self, request: pb.UploadChunkRequest, context: Ctx) -> pb.UploadStatus:
@@ -85,12 +42,12 @@ class AttachmentApi:
         att = await self._service.upload_chunk(
             caller, request.upload_id, request.offset, request.data
         )
-        return upload_status(att)
+        return convert.upload_status(att)
 
     @unary
     async def GetUpload(self, request: pb.GetUploadRequest, context: Ctx) -> pb.UploadStatus:
         caller = await self._caller(context, request.jwt_token)
-        return upload_status(await self._service.get_upload(caller, request.upload_id))
+        return convert.upload_status(await self._service.get_upload(caller, request.upload_id))
 
     @unary  # the decorator passes the request (here: the request stream) through unchanged
     async def UploadFile(
@@ -113,38 +70,17 @@ class AttachmentApi:
             if request.upload_id and request.upload_id != upload_id:
                 raise InvalidArgument("every UploadChunkRequest on a stream must name one upload")
             att = await self._service.upload_chunk(caller, upload_id, request.offset, request.data)
-        return upload_status(att)
+        return convert.upload_status(att)
 
+    @streaming(live=False)
     async def DownloadFile(
         self, request: pb.DownloadFileRequest, context: Ctx
-    ) -> AsyncIterator[pb.DownloadChunk]:
+    ) -> AsyncGenerator[pb.DownloadChunk, None]:
         """The first chunk carries the attachment's metadata; every chunk at most 256 KiB."""
-        started = time.perf_counter()
-        code = grpc.StatusCode.OK
-        try:
-            if self.draining:
-                raise Unavailable("server is shutting down; retry (another pod will answer)")
-            caller = await self._caller(context, request.jwt_token)
-            att, pieces = await self._service.download(caller, request.attachment_id)
-            first: pb.Attachment | None = attachment_pb(att)
-            async with contextlib.aclosing(pieces):
-                async for data in pieces:
-                    yield pb.DownloadChunk(attachment=first, data=data)
-                    first = None
-        except ChatError as exc:
-            code = status_of(exc)
-            await context.abort(code, str(exc))
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        except grpc.aio.AbortError:
-            code = context.code() or grpc.StatusCode.UNKNOWN
-            raise
-        except Exception:
-            code = grpc.StatusCode.INTERNAL
-            log.exception("unhandled error in DownloadFile")
-            await context.abort(code, "internal error; it has been logged")
-        finally:
-            metrics.RPC_REQUESTS.labels("DownloadFile", code.name).inc()
-            metrics.RPC_DURATION.labels("DownloadFile").observe(time.perf_counter() - started)
-
+        caller = await self._caller(context, request.jwt_token)
+        att, pieces = await self._service.download(caller, request.attachment_id)
+        first: pb.Attachment | None = convert.attachment(att)
+        async with contextlib.aclosing(pieces):
+            async for data in pieces:
+                yield pb.DownloadChunk(attachment=first, data=data)
+                first = None

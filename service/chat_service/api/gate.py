@@ -24,6 +24,9 @@ memory, not CPU, and has its own per-user cap. A client-streaming upload must ke
 each chunk within `body_timeout` of the last. StreamMessages may stay silent after its first
 message (its client speaks when its user types).
 
+The handlers' side of the gate (draining, the status of what a handler raises, RPC metrics)
+is api/calls.py, whose `refusal` also answers the calls refused here.
+
 The wire is unchanged: a unary request is one message and end-of-stream, whichever handler
 shape reads it.
 """
@@ -39,7 +42,7 @@ from grpc.aio import EOF
 
 from chat_service.api.admission import Admission, queued_for
 from chat_service.api.auth import Authenticator, bearer_from_metadata
-from chat_service.api.errors import status_of
+from chat_service.api.calls import refusal
 from chat_service.api.gate_settings import GateSettings
 from chat_service.domain.errors import (
     ChatError,
@@ -232,11 +235,8 @@ class _Messages:
 
 
 async def _abort(context: Ctx, name: str, exc: ChatError) -> None:
-    code = status_of(exc)
+    code = refusal(context, exc, trailer=True)
     metrics.RPC_REQUESTS.labels(name, code.name).inc()
-    retry = getattr(exc, "retry_after", None)
-    if retry is not None:
-        context.set_trailing_metadata((("retry-after-ms", str(int(retry * 1000))),))
     await context.abort(code, str(exc))
 
 

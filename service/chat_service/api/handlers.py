@@ -1,50 +1,30 @@
-"""Registers ChatApi with a grpc.aio server.
+"""Registers the servicers with a grpc.aio server, method by method as chat.proto declares
+them: request and response classes and the handler's shape come from the descriptors.
 
-Unary methods use the generated message classes. The two streaming methods yield bytes that
-are already serialized (events are encoded once per pod, not once per recipient), so their
-response serializer passes bytes through unchanged; the wire format is exactly
-SubscribeResponse / MessageResponse.
+The two event streams yield bytes that are already serialized (events are encoded once per
+pod, not once per recipient), so their response serializer passes bytes through unchanged;
+the wire format is exactly SubscribeResponse / MessageResponse.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import grpc
+from google.protobuf import message_factory
 
-from chat_service.api.attachments import AttachmentApi
-from chat_service.api.servicer import ChatApi
 from chat_service.gen import chat_pb2 as pb
 
 SERVICE = "chat.ChatService"
+PRE_ENCODED = frozenset({"Subscribe", "StreamMessages"})
 
-_UNARY: dict[str, tuple[Any, Any]] = {
-    "CreateGroup": (pb.CreateGroupRequest, pb.Group),
-    "JoinGroup": (pb.JoinGroupRequest, pb.JoinGroupResponse),
-    "LeaveGroup": (pb.LeaveGroupRequest, pb.LeaveGroupResponse),
-    "GetGroupMembers": (pb.GetGroupMembersRequest, pb.GroupMembersResponse),
-    "SetMemberRole": (pb.SetMemberRoleRequest, pb.User),
-    "GetMessageHistory": (pb.GetHistoryRequest, pb.MessageHistoryResponse),
-    "SendTypingIndicator": (pb.TypingRequest, pb.TypingResponse),
-    "SendMessage": (pb.SendMessageRequest, pb.MessageResponse),
-    "ListMyGroups": (pb.ListMyGroupsRequest, pb.ListMyGroupsResponse),
-    "GetGroup": (pb.GetGroupRequest, pb.Group),
-    "MarkRead": (pb.MarkReadRequest, pb.MarkReadResponse),
-    "GetReadReceipts": (pb.GetReadReceiptsRequest, pb.ReadReceiptsResponse),
-    "UpdateMembership": (pb.UpdateMembershipRequest, pb.Group),
-    "UpdateMySettings": (pb.UpdateMySettingsRequest, pb.MySettings),
-    "EditMessage": (pb.EditMessageRequest, pb.MessageResponse),
-    "DeleteMessage": (pb.DeleteMessageRequest, pb.MessageResponse),
-    "AddReaction": (pb.ReactionRequest, pb.ReactionResponse),
-    "RemoveReaction": (pb.ReactionRequest, pb.ReactionResponse),
-    "GetMyMentions": (pb.GetMyMentionsRequest, pb.MessageHistoryResponse),
-}
-
-# File sharing lives in api/attachments.py (AttachmentApi).
-_ATTACHMENT_UNARY: dict[str, tuple[Any, Any]] = {
-    "StartUpload": (pb.StartUploadRequest, pb.UploadStatus),
-    "UploadChunk": (pb.UploadChunkRequest, pb.UploadStatus),
-    "GetUpload": (pb.GetUploadRequest, pb.UploadStatus),
+# (client streaming, server streaming) -> the grpc handler of that shape
+_SHAPES: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler[Any, Any]]] = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
 }
 
 
@@ -52,44 +32,26 @@ def _passthrough(data: bytes) -> bytes:
     return data
 
 
-def generic_handler(api: ChatApi, attachments: AttachmentApi) -> grpc.GenericRpcHandler:
-    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
-        name: grpc.unary_unary_rpc_method_handler(
-            getattr(api, name),
-            request_deserializer=req.FromString,
-            response_serializer=resp.SerializeToString,
+def generic_handler(*servicers: object) -> grpc.GenericRpcHandler:
+    """Each RPC of chat.ChatService served by the first servicer with a method of its name."""
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    missing: list[str] = []
+    for method in pb.DESCRIPTOR.services_by_name["ChatService"].methods:
+        behaviour = next(
+            (getattr(s, method.name) for s in servicers if hasattr(s, method.name)), None
         )
-        for name, (req, resp) in _UNARY.items()
-    }
-    handlers["Subscribe"] = grpc.unary_stream_rpc_method_handler(
-        api.Subscribe,
-        request_deserializer=pb.SubscribeRequest.FromString,
-        response_serializer=_passthrough,
-    )
-    handlers["StreamMessages"] = grpc.stream_stream_rpc_method_handler(
-        api.StreamMessages,
-        request_deserializer=pb.MessageRequest.FromString,
-        response_serializer=_passthrough,
-    )
-    # file sharing: api/attachments.py
-    for name, (req, resp) in _ATTACHMENT_UNARY.items():
-        handlers[name] = grpc.unary_unary_rpc_method_handler(
-            getattr(attachments, name),
-            request_deserializer=req.FromString,
-            response_serializer=resp.SerializeToString,
+        if behaviour is None:
+            missing.append(method.name)
+            continue
+        request = message_factory.GetMessageClass(method.input_type)
+        response = message_factory.GetMessageClass(method.output_type)
+        handlers[method.name] = _SHAPES[method.client_streaming, method.server_streaming](
+            behaviour,
+            request_deserializer=request.FromString,
+            response_serializer=(
+                _passthrough if method.name in PRE_ENCODED else response.SerializeToString
+            ),
         )
-    handlers["UploadFile"] = grpc.stream_unary_rpc_method_handler(
-        attachments.UploadFile,
-        request_deserializer=pb.UploadChunkRequest.FromString,
-        response_serializer=pb.UploadStatus.SerializeToString,
-    )
-    handlers["DownloadFile"] = grpc.unary_stream_rpc_method_handler(
-        attachments.DownloadFile,
-        request_deserializer=pb.DownloadFileRequest.FromString,
-        response_serializer=pb.DownloadChunk.SerializeToString,
-    )
-    declared = {m.name for m in pb.DESCRIPTOR.services_by_name["ChatService"].methods}
-    missing = declared - set(handlers)
     if missing:
         raise RuntimeError(f"RPCs declared in chat.proto without a handler: {sorted(missing)}")
     return grpc.method_handlers_generic_handler(SERVICE, handlers)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
-from chat_service.api import convert
 from chat_service.domain.models import ChatEvent, PresenceChanged
+from chat_service.wire import convert
 
 # (group_id, serialized ChatEvent) pairs, in publish order per shard.
 PayloadSink = Callable[[Iterable[tuple[int, bytes]]], None]

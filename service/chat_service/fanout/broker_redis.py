@@ -21,18 +21,10 @@ from redis.exceptions import RedisError
 
 from chat_service.fanout.broker import PayloadSink
 from chat_service.telemetry import metrics, tracing
+from chat_service.wire import redis_entry
+from chat_service.wire.redis_entry import decode_text
 
 log = logging.getLogger(__name__)
-
-_FIELD = b"e"
-_GROUP = b"g"
-_TRACE = b"t"
-
-
-def decode_text(value: Any) -> str:
-    """A Redis reply field as text (hiredis gives bytes)."""
-    return value.decode() if isinstance(value, bytes) else str(value)
-
 
 def shard_key(prefix: str, group_id: int, shards: int) -> str:
     return f"{prefix}:{group_id % shards}"
@@ -106,12 +98,9 @@ class RedisStreamsBroker:
                 async with self._writer.pipeline(transaction=False) as pipe:
                     for items, traceparent, _ in batch:
                         for group_id, payload in items:
-                            fields: dict[Any, Any] = {_GROUP: group_id, _FIELD: payload}
-                            if traceparent:
-                                fields[_TRACE] = traceparent
                             pipe.xadd(
                                 shard_key(self._prefix, group_id, self._shards),
-                                fields,
+                                redis_entry.fields(group_id, payload, traceparent),
                                 maxlen=self._maxlen,
                                 approximate=True,
                             )
@@ -169,14 +158,15 @@ class RedisStreamsBroker:
                 ids[name] = decode_text(entries[-1][0])
                 if tracing.enabled():
                     for _, fields in entries:
-                        if _TRACE in fields:
+                        if redis_entry.TRACE in fields:
                             tracing.record_delivery(
-                                decode_text(fields[_TRACE]), int(fields.get(_GROUP, 0))
+                                decode_text(fields[redis_entry.TRACE]),
+                                redis_entry.group_of(fields),
                             )
                 sink(
-                    (int(fields.get(_GROUP, 0)), fields[_FIELD])
+                    (redis_entry.group_of(fields), fields[redis_entry.PAYLOAD])
                     for _, fields in entries
-                    if _FIELD in fields
+                    if redis_entry.PAYLOAD in fields
                 )
 
     async def close(self) -> None:

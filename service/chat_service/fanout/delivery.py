@@ -1,8 +1,8 @@
 """An event ready for the wire: decoded once per pod, encoded once per pod.
 
 `entry` is the event already framed as one element of `SubscribeResponse.events`
-(field 1, length-delimited), so a batch for a stream is just the concatenation of entries:
-no per-recipient protobuf work.
+(wire/frames.py), so a batch for a stream is just the concatenation of entries: no
+per-recipient protobuf work.
 """
 
 from __future__ import annotations
@@ -10,26 +10,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from chat_service.api import convert
 from chat_service.domain.models import Message
 from chat_service.gen import chat_pb2 as pb
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        bits = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(bits | 0x80)
-        else:
-            out.append(bits)
-            return bytes(out)
-
-
-def frame_entry(payload: bytes) -> bytes:
-    """Encode one ChatEvent payload as a `repeated ChatEvent events = 1` element."""
-    return b"\x0a" + _varint(len(payload)) + payload
+from chat_service.wire import convert
+from chat_service.wire.frames import address, frame_entry
 
 
 @dataclass(slots=True)
@@ -53,22 +37,7 @@ class Delivery:
     ) -> Delivery:
         if payload is None:
             payload = event.SerializeToString()
-        kind = event.WhichOneof("event") or ""
-        seq = 0
-        if kind == "message":
-            group_id, seq = event.message.group_id, event.message.seq
-        elif kind == "typing":
-            group_id = event.typing.group_id
-        elif kind == "member":
-            group_id = event.member.group_id
-        elif kind == "gap":
-            group_id = event.gap.group_id
-        elif kind == "updated":
-            group_id = event.updated.group_id
-        elif kind == "receipt":
-            group_id = event.receipt.group_id
-        elif kind == "mention":
-            group_id = event.mention.group_id
+        kind, group_id, seq = address(event, group_id)
         return cls(kind, group_id, seq, event, frame_entry(payload))
 
     @classmethod

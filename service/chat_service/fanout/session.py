@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
+from chat_service.domain.errors import Unavailable
 from chat_service.domain.models import GroupHead, Message
 from chat_service.fanout.delivery import Delivery
 from chat_service.fanout.hub import Hub
@@ -32,15 +33,32 @@ class SessionStore(Protocol):
     ) -> list[Message]: ...
 
 
-class SubscriberLagged(Exception):
+RESUME_HINT = "resume with Subscribe(positions=your last seq per group)"
+
+
+class SubscriberDropped(Unavailable):
+    """The server ended a subscriber's stream; the client resumes by position and loses
+    nothing. `dropped` labels `chat_subscribers_dropped_total` when a stream fails so."""
+
+    dropped = ""
+
+
+class SubscriberLagged(SubscriberDropped):
     """The subscriber's queue overflowed; it must resume from its last positions."""
 
+    dropped = "lagged"
 
-class SessionClosed(Exception):
+    def __init__(self) -> None:
+        super().__init__(f"subscriber fell too far behind; {RESUME_HINT}")
+
+
+class SessionClosed(SubscriberDropped):
     """The server ended the stream (shutdown); `reason` says why."""
 
+    dropped = "closed"
+
     def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+        super().__init__(f"{reason}; {RESUME_HINT}")
         self.reason = reason
 
 

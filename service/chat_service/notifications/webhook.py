@@ -24,9 +24,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from chat_service.fanout.broker_redis import decode_text
 from chat_service.gen import chat_pb2 as pb
 from chat_service.telemetry import metrics
+from chat_service.wire.redis_entry import decode_text, payload_of
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class WebhookNotifier:
 
     async def _handle(self, key: str, entries: Any) -> None:
         for entry_id, fields in entries:
-            payload = fields.get(b"e")
+            payload = payload_of(fields)
             done = True
             if payload is not None:
                 done = await self._notify(payload)

@@ -1,8 +1,10 @@
-"""Domain values to protobuf messages (and back where requests need it)."""
+"""Domain values to protobuf messages: the API's answers and the events' payloads."""
 
 from __future__ import annotations
 
+from chat_service.attachments.models import Attachment
 from chat_service.domain.models import (
+    AttachmentInfo,
     ChatEvent,
     Group,
     Member,
@@ -72,14 +74,29 @@ def message(m: Message, for_everyone: bool = False) -> pb.MessageResponse:
             )
         )
     if m.attachment is not None:
-        a = m.attachment
-        out.attachment.CopyFrom(
-            pb.Attachment(
-                id=a.id, file_name=a.file_name, content_type=a.content_type, size=a.size,
-                width=a.width, height=a.height, sha256=a.sha256,
-            )
-        )
+        out.attachment.CopyFrom(attachment(m.attachment))
     return out
+
+
+def attachment(a: AttachmentInfo | Attachment) -> pb.Attachment:
+    return pb.Attachment(
+        id=a.id,
+        file_name=a.file_name,
+        content_type=a.content_type,
+        size=a.size,
+        width=a.width,
+        height=a.height,
+        sha256=a.sha256,
+    )
+
+
+def upload_status(a: Attachment) -> pb.UploadStatus:
+    return pb.UploadStatus(
+        upload_id=a.id,
+        received_bytes=a.received,
+        complete=a.completed,
+        attachment=attachment(a) if a.completed else None,
+    )
 
 
 def group(g: Group) -> pb.Group:
