@@ -75,7 +75,7 @@ class ChatService:
 
     async def remember(self, user: UserProfile) -> None:
         """Keep the caller's display data (from token claims) for member lists. The API calls
-        this once per call, right after authenticating (ChatApi._caller)."""
+        this once per call, right after authenticating (api.calls.Callers)."""
         if self._known_profiles.get(user.id) == user:
             return
         await self._repo.upsert_user(user)
