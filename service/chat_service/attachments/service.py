@@ -10,10 +10,7 @@ checksum is verified (a mismatch resets the upload to zero), text is checked to 
 throughout and image dimensions are read. Until a message claims it (attachments.message_id),
 the upload is an orphan that the cleanup deletes after ATTACHMENT_ORPHAN_TTL_SECONDS.
 
-Quotas (settings.UploadQuotas), checked at StartUpload against the DECLARED size, so the
-room is reserved before a byte is stored: pending (unsent) uploads per user, in number and
-bytes; uploads and bytes a user started in the rate window; bytes stored and reserved per
-group. Refusals are ResourceExhausted naming the quota and what to do.
+Quotas are checked at StartUpload against the declared size (attachments/quotas.py).
 """
 
 from __future__ import annotations
@@ -30,9 +27,10 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 import asyncpg
 
 from chat_service.attachments import sniff
-from chat_service.attachments.models import Attachment, UploadUsage
+from chat_service.attachments.models import Attachment
+from chat_service.attachments.quotas import quota_check
 from chat_service.attachments.repository import AttachmentRepository
-from chat_service.attachments.settings import GIB, KIB, MIB, AttachmentSettings, UploadQuotas
+from chat_service.attachments.settings import AttachmentSettings
 from chat_service.attachments.store import BlobCorrupt, BlobStore
 from chat_service.attachments.store_postgres import PostgresBlobStore
 from chat_service.attachments.store_s3 import S3BlobStore
@@ -40,12 +38,10 @@ from chat_service.domain.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
-    ResourceExhausted,
     Unavailable,
 )
 from chat_service.domain.models import Role, UserProfile
 from chat_service.domain.validation import safe_name
-from chat_service.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -78,83 +74,6 @@ def clean_content_type(raw: str) -> str:
             f"content_type is {len(raw)} characters; the limit is {CONTENT_TYPE_MAX}"
         )
     return sniff.normalize(safe_name(raw, "content_type"))
-
-
-def size_text(n: int) -> str:
-    """`100 MiB`, `143.1 MiB`, `2500 bytes`: whole units, or one decimal from 10 units on
-    (precise enough there), else bytes."""
-    for unit, name in ((GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")):
-        if n and n % unit == 0:
-            return f"{n // unit} {name}"
-        if n >= 10 * unit:
-            return f"{n / unit:.1f} {name}"
-    return "1 byte" if n == 1 else f"{n} bytes"
-
-
-def duration_text(seconds: float) -> str:
-    if seconds >= 3600 and seconds % 3600 == 0:
-        hours = int(seconds // 3600)
-        return "1 hour" if hours == 1 else f"{hours} hours"
-    if seconds >= 60 and seconds % 60 == 0:
-        minutes = int(seconds // 60)
-        return "1 minute" if minutes == 1 else f"{minutes} minutes"
-    return f"{seconds:g} seconds"
-
-
-def quota_check(
-    quotas: UploadQuotas, ttl_seconds: int, group_id: int, size: int
-) -> Callable[[UploadUsage], None]:
-    """Refuses (ResourceExhausted) an upload of `size` bytes that would break a quota."""
-    expire = f"unsent uploads are deleted {duration_text(ttl_seconds)} after they were started"
-
-    def refuse(rule: str, message: str, retry_after: float | None = None) -> None:
-        metrics.RATE_LIMITED.labels(rule).inc()
-        raise ResourceExhausted(message, retry_after=retry_after)
-
-    def admit(u: UploadUsage) -> None:
-        q = quotas
-        if q.pending_max_per_user and u.pending_count >= q.pending_max_per_user:
-            refuse(
-                "upload_pending_count",
-                f"{u.pending_count} unsent uploads pending (the limit per user is "
-                f"{q.pending_max_per_user}); send them in a message or let them expire "
-                f"({expire}) before starting another",
-            )
-        if q.pending_bytes_per_user and u.pending_bytes + size > q.pending_bytes_per_user:
-            refuse(
-                "upload_pending_bytes",
-                f"unsent uploads pending hold {size_text(u.pending_bytes)} and this one "
-                f"declares {size_text(size)}: over the limit of "
-                f"{size_text(q.pending_bytes_per_user)} of unsent uploads per user; send them "
-                f"in a message or let them expire ({expire})",
-            )
-        window = duration_text(q.window_seconds)
-        retry = max(1.0, q.window_seconds - u.window_oldest_age)
-        if q.user_uploads_per_window and u.window_count >= q.user_uploads_per_window:
-            refuse(
-                "upload_user_count",
-                f"upload limit per user reached: {u.window_count} uploads started in the last "
-                f"{window} (the limit is {q.user_uploads_per_window}); retry in {retry:.0f} s",
-                retry,
-            )
-        if q.user_bytes_per_window and u.window_bytes + size > q.user_bytes_per_window:
-            refuse(
-                "upload_user_bytes",
-                f"upload volume limit per user reached: {size_text(u.window_bytes)} started "
-                f"in the last {window} and this upload declares {size_text(size)}; the limit "
-                f"is {size_text(q.user_bytes_per_window)} per {window}; retry in {retry:.0f} s",
-                retry,
-            )
-        if q.group_storage_bytes and u.group_bytes + size > q.group_storage_bytes:
-            refuse(
-                "upload_group_storage",
-                f"group {group_id} holds {size_text(u.group_bytes)} of files and this upload "
-                f"declares {size_text(size)}: over the group's storage limit of "
-                f"{size_text(q.group_storage_bytes)}; delete messages with files (or wait "
-                f"for unsent uploads to expire) to make room",
-            )
-
-    return admit
 
 
 class AttachmentService:

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
+from chat_service.fanout.channel import Channel
 from chat_service.fanout.delivery import Delivery
 from chat_service.fanout.recent import FetchRange, RecentMessages
 from chat_service.fanout.subscriber import Subscriber
@@ -29,36 +30,6 @@ _PENDING_MAX = 10_000
 # First byte of a serialized ChatEvent whose oneof is `member` (field 3, length-delimited).
 _MEMBER_TAG = bytes([3 << 3 | 2])
 _FILL_PAGE = 1000
-
-
-class Channel:
-    __slots__ = (
-        "fill_target",
-        "filling",
-        "flush_handle",
-        "group_id",
-        "lag_seen",
-        "last_flush",
-        "next_seq",
-        "outbox",
-        "pending",
-        "subs",
-        "typers",
-    )
-
-    def __init__(self, group_id: int) -> None:
-        self.group_id = group_id
-        self.subs: set[Subscriber] = set()
-        self.next_seq: int | None = None  # unknown until the first subscriber reads the head
-        self.pending: dict[int, Delivery] = {}
-        self.filling = False
-        self.fill_target = 0
-        self.lag_seen: int | None = None
-        self.typers: dict[int, float] = {}  # user -> when their typing state expires
-        # Large groups: events held for the next flush (see Hub._deliver)
-        self.outbox: list[Delivery] = []
-        self.flush_handle: asyncio.TimerHandle | None = None
-        self.last_flush = 0.0
 
 
 class Hub:
@@ -270,46 +241,23 @@ class Hub:
                 self.detach(sub, ev.group_id)
 
     def _on_typing(self, d: Delivery) -> None:
-        """Keep the set of typers per group; subscribers get the current set, which also
-        expires by itself when a client stops refreshing it."""
+        """Keep the set of typers per group (fanout/typing_state.py); subscribers get the
+        current set, which also expires by itself when a client stops refreshing it."""
         channel = self.channels.get(d.group_id)
         if channel is None:
             return
         ev = d.event.typing
-        now = time.monotonic()
-        was = ev.user_id in channel.typers and channel.typers[ev.user_id] > now
-        if ev.is_typing:
-            channel.typers[ev.user_id] = now + self._typing_ttl
-        else:
-            channel.typers.pop(ev.user_id, None)
-        if was and ev.is_typing:
-            return  # a refresh: nothing changed for the subscribers
-        self._deliver(channel, self._typing_delivery(channel, ev.user_id, ev.is_typing, now))
-
-    def _typing_delivery(
-        self, channel: Channel, user_id: int, is_typing: bool, now: float
-    ) -> Delivery:
-        current = sorted(u for u, until in channel.typers.items() if until > now)
-        return Delivery.from_event(
-            pb.ChatEvent(
-                typing=pb.TypingEvent(
-                    group_id=channel.group_id,
-                    user_id=user_id,
-                    is_typing=is_typing,
-                    typing_user_ids=current,
-                )
-            )
-        )
+        event = channel.typers.update(ev.user_id, ev.is_typing, time.monotonic(),
+                                      self._typing_ttl)
+        if event is not None:
+            self._deliver(channel, event)
 
     def expire_typing(self) -> None:
         now = time.monotonic()
         for channel in list(self.channels.values()):
-            if not channel.typers:
-                continue
-            expired = [u for u, until in channel.typers.items() if until <= now]
-            for uid in expired:
-                del channel.typers[uid]
-                self._deliver(channel, self._typing_delivery(channel, uid, False, now))
+            if channel.typers:
+                for event in channel.typers.expire(now):
+                    self._deliver(channel, event)
 
     async def _typing_loop(self) -> None:
         while True:
