@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from chat_service.domain.models import PresenceChanged
 from chat_service.domain.ports import EventPublisher, GroupsOf
+from chat_service.presence.announce import announce
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +42,7 @@ class LocalPresence:
     async def _announce(
         self, user_id: int, online: bool, group_ids: Sequence[int] | None = None
     ) -> None:
-        try:
-            groups = await self._groups_of(user_id) if group_ids is None else group_ids
-            await self._events.publish(
-                [PresenceChanged(user_id=user_id, online=online, group_ids=tuple(groups))]
-            )
-        except Exception:
-            log.warning("could not announce presence of user %s", user_id, exc_info=True)
+        await announce(self._events, self._groups_of, user_id, online, group_ids)
 
     def start(self) -> None:
         """No background work for one process."""

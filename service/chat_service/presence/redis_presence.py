@@ -14,19 +14,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
-from chat_service.domain.models import PresenceChanged
-from chat_service.domain.ports import EventPublisher
+from chat_service.domain.ports import EventPublisher, GroupsOf
+from chat_service.presence.announce import announce
 from chat_service.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
-GroupsOf = Callable[[int], Awaitable[list[int]]]
 
 _INDEX = "chat:presence:index"
 _LOCK = "chat:presence:janitor"
@@ -130,13 +129,7 @@ class RedisPresence:
     async def _announce(
         self, user_id: int, online: bool, group_ids: Sequence[int] | None = None
     ) -> None:
-        try:
-            groups = await self._groups_of(user_id) if group_ids is None else group_ids
-            await self._events.publish(
-                [PresenceChanged(user_id=user_id, online=online, group_ids=tuple(groups))]
-            )
-        except Exception:
-            log.warning("could not announce presence of user %s", user_id, exc_info=True)
+        await announce(self._events, self._groups_of, user_id, online, group_ids)
 
     # ---- background: heartbeats and expiry ----
 
