@@ -31,6 +31,7 @@ from chat_service.config import Settings
 from chat_service.domain.chat import ChatService
 from chat_service.domain.errors import Unavailable
 from chat_service.domain.message_changes import MessageChanges
+from chat_service.domain.privacy import Privacy
 from chat_service.domain.receipts import Receipts
 from chat_service.fanout.broker import Broker
 from chat_service.fanout.hub import Hub
@@ -40,7 +41,6 @@ from chat_service.storage.postgres.migrate import migrate
 from chat_service.storage.postgres.receipts import PostgresReceipts
 from chat_service.storage.postgres.repository import PostgresChatRepository, create_pool
 from chat_service.telemetry import metrics, tracing
-from chat_service.wire import convert
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +171,9 @@ class App:
         if b.notifier is not None:
             b.notifier.start()
             parts.push_async_callback(b.notifier.stop)
-        convert.configure(expose_member_emails=s.expose_member_emails)
-        chat = ChatService(repo, b.fanout, b.presence, s.limits, b.rate)
-        receipts = Receipts(receipt_store, repo, b.fanout, b.rate)
+        privacy = Privacy(expose_member_emails=s.expose_member_emails)
+        chat = ChatService(repo, b.fanout, b.presence, s.limits, b.rate, privacy)
+        receipts = Receipts(receipt_store, repo, b.fanout, b.rate, privacy)
         changes = MessageChanges(
             repo, change_store, b.fanout, s.limits, attachments=attachments, rate=b.rate
         )

@@ -36,6 +36,7 @@ from chat_service.domain.ports import (
     PresenceTracker,
     RateLimits,
 )
+from chat_service.domain.privacy import PRIVATE, Privacy
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,10 @@ class ChatService:
         presence: PresenceTracker,
         limits: Limits,
         rate: RateLimits | None = None,
+        privacy: Privacy = PRIVATE,
     ) -> None:
         self._repo = repo
+        self._privacy = privacy
         self._events = events
         self._presence = presence
         self._limits = limits
@@ -214,14 +217,14 @@ class ChatService:
         member = await self._repo.set_role(group_id, user_id, Role(role))
         if member is None:
             raise NotFound(f"user {user_id} is not a member of group {group_id}")
-        return member
+        return self._privacy.member(member)
 
     async def members(self, caller: UserProfile, group_id: int) -> list[tuple[Member, bool]]:
         await self._check_rate("user_reads", caller.id)
         await self._require_member(group_id, caller.id)
         members = await self._repo.list_members(group_id)
         online = await self._presence.online_users([m.user.id for m in members])
-        return [(m, m.user.id in online) for m in members]
+        return [(self._privacy.member(m), m.user.id in online) for m in members]
 
     # ---- messages ----
 

@@ -13,6 +13,7 @@ from chat_service.domain.ports import (
     ReadResultLike,
     ReceiptStore,
 )
+from chat_service.domain.privacy import PRIVATE, Privacy
 
 
 class Receipts:
@@ -22,11 +23,13 @@ class Receipts:
         groups: GroupAccess,
         events: EventPublisher,
         rate: RateLimits | None = None,
+        privacy: Privacy = PRIVATE,
     ) -> None:
         self._store = store
         self._groups = groups
         self._events = events
         self._rate = rate
+        self._privacy = privacy
 
     async def _check_rate(self, rule: str, user_id: int) -> None:
         # Per-user budgets are spent after authentication and input checks, before any
@@ -60,7 +63,8 @@ class Receipts:
         found = await self._store.readers(group_id, message_id)
         if found is None:
             raise NotFound(f"message {message_id} is not in group {group_id}")
-        return found
+        readers, unread_by = found
+        return [self._privacy.user(u) for u in readers], unread_by
 
     async def set_muted(self, caller: UserProfile, group_id: int, muted: bool) -> None:
         if not await self._store.set_muted(group_id, caller.id, muted):

@@ -21,23 +21,6 @@ from chat_service.domain.models import (
 from chat_service.gen import chat_pb2 as pb
 
 
-class _Exposure:
-    """What user data leaves the service. Member e-mails (from token claims) are shown to
-    other members only when EXPOSE_MEMBER_EMAILS is on; otherwise `User.email` is empty for
-    everyone, the caller included (their own app already knows their address)."""
-
-    member_emails = False
-
-
-def configure(*, expose_member_emails: bool) -> None:
-    """Set once at startup (app.py) from Settings."""
-    _Exposure.member_emails = expose_member_emails
-
-
-def _email(u: UserProfile) -> str:
-    return u.email if _Exposure.member_emails else ""
-
-
 def message(m: Message, for_everyone: bool = False) -> pb.MessageResponse:
     """`for_everyone`: an event shared by all recipients, so no per-caller `mine` flags."""
     out = pb.MessageResponse(
@@ -120,14 +103,14 @@ def group(g: Group) -> pb.Group:
 
 
 def user(u: UserProfile) -> pb.User:
-    return pb.User(id=u.id, name=u.name, email=_email(u), avatar=u.avatar)
+    return pb.User(id=u.id, name=u.name, email=u.email, avatar=u.avatar)
 
 
 def member(m: Member, online: bool) -> pb.User:
     return pb.User(
         id=m.user.id,
         name=m.user.name,
-        email=_email(m.user),
+        email=m.user.email,
         avatar=m.user.avatar,
         online=online,
         role=int(m.role),  # type: ignore[arg-type]
