@@ -24,9 +24,9 @@ from chat_service.api.gate import CallGate
 from chat_service.api.handlers import SERVICE, generic_handler
 from chat_service.api.servicer import ChatApi
 from chat_service.api.streams import StreamApi, StreamSettings
-from chat_service.attachments.service import create_attachment_service
+from chat_service.attachments.service import AttachmentService, create_attachment_service
 from chat_service.auth.jwt import TokenVerifier
-from chat_service.backends import build_backends
+from chat_service.backends import Backends, build_backends
 from chat_service.config import Settings
 from chat_service.domain.chat import ChatService
 from chat_service.domain.errors import Unavailable
@@ -171,6 +171,37 @@ class App:
         if b.notifier is not None:
             b.notifier.start()
             parts.push_async_callback(b.notifier.stop)
+        server.add_generic_rpc_handlers((self._servicers(
+            s, repo, receipt_store, change_store, hub, b, attachments, authenticator
+        ),))
+        _serve_health_and_reflection(server, self._health)
+        await server.start()
+        self._server_started = True
+        await self._set_health(SERVING)
+        # For liveness probes: SERVING while the process runs, whatever its dependencies.
+        await self._health.set("liveness", SERVING)
+        monitor = asyncio.create_task(self._watch_dependencies(repo, b.broker, pool), name="health")
+        parts.push_async_callback(_cancel, monitor)
+        if s.metrics_port:
+            metrics.initialise(
+                [m.name for m in chat_pb2.DESCRIPTOR.services_by_name["ChatService"].methods]
+            )
+            start_http_server(s.metrics_port, addr=s.grpc_host)
+        log.info("serving chat.ChatService on %s:%s (broker=%s)", s.grpc_host, self.port, s.broker)
+        return self.port
+
+    def _servicers(
+        self,
+        s: Settings,
+        repo: PostgresChatRepository,
+        receipt_store: PostgresReceipts,
+        change_store: PostgresMessageChanges,
+        hub: Hub,
+        b: Backends,
+        attachments: AttachmentService,
+        authenticator: Authenticator,
+    ) -> grpc.GenericRpcHandler:
+        """The domain's use cases and the three servicers over them (construction only)."""
         privacy = Privacy(expose_member_emails=s.expose_member_emails)
         chat = ChatService(repo, b.fanout, b.presence, s.limits, b.rate, privacy)
         receipts = Receipts(receipt_store, repo, b.fanout, b.rate, privacy)
@@ -195,34 +226,11 @@ class App:
             draining,
             b.stream_slots,
         )
-        server.add_generic_rpc_handlers((generic_handler(
+        return generic_handler(
             ChatApi(chat, receipts, changes, callers, draining),
             streams,
             AttachmentApi(attachments, callers, draining),
-        ),))
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (
-                chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            server,
         )
-        await server.start()
-        self._server_started = True
-        await self._set_health(SERVING)
-        # For liveness probes: SERVING while the process runs, whatever its dependencies.
-        await self._health.set("liveness", SERVING)
-        monitor = asyncio.create_task(self._watch_dependencies(repo, b.broker, pool), name="health")
-        parts.push_async_callback(_cancel, monitor)
-        if s.metrics_port:
-            metrics.initialise(
-                [m.name for m in chat_pb2.DESCRIPTOR.services_by_name["ChatService"].methods]
-            )
-            start_http_server(s.metrics_port, addr=s.grpc_host)
-        log.info("serving chat.ChatService on %s:%s (broker=%s)", s.grpc_host, self.port, s.broker)
-        return self.port
 
     async def _set_health(self, status: Any) -> None:
         for name in ("", SERVICE):
@@ -306,3 +314,15 @@ async def serve(settings: Settings) -> None:
     await stop.wait()
     log.info("shutting down (grace %.0fs)", settings.shutdown_grace_seconds)
     await app.stop()
+
+
+def _serve_health_and_reflection(server: grpc.aio.Server, health: Any) -> None:
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (
+            chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
