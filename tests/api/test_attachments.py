@@ -1,5 +1,4 @@
-"""File and image sharing through the real gRPC API (PostgreSQL store; S3 against a real
-local S3-compatible server run by moto).
+"""File and image sharing through the real gRPC API, with the PostgreSQL blob store.
 
 Refusals and their statuses:
   declared size over ATTACHMENT_MAX_BYTES, chunk > 1 MiB, chunk past the declared size,
@@ -7,316 +6,44 @@ Refusals and their statuses:
   names the detected type), checksum mismatch (upload reset to 0)   -> INVALID_ARGUMENT
   someone else's (or an unknown) upload_id, unknown attachment     -> NOT_FOUND
   not a member of the group (start an upload, download)            -> PERMISSION_DENIED
+
+Settings and content sniffing: tests/unit/test_attachment_sniffing.py; the S3 store:
+test_attachments_s3.py; gRPC-Web through Envoy: tests/cluster/test_attachments_grpc_web.py;
+shared helpers: tests/support/attachments.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
-import hashlib
-import http.client
-import io
 import random
-import shutil
-import struct
-import subprocess
-import sys
-import urllib.parse
-import zipfile
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import AsyncIterator
 
 import asyncpg
 import grpc
 import pytest
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
-from PIL import Image
 
-from chat_devstack import envoy_config
-from chat_devstack.cluster import Cluster, envoy_binary
-from chat_devstack.ports import free_port, wait_for_port
-from chat_devstack.processes import ServiceProcess, wait_serving
-from chat_devstack.tokens import mint
-from chat_service.attachments import sniff
-from chat_service.attachments.repository import AttachmentRepository
-from chat_service.attachments.service import AttachmentService
-from chat_service.attachments.settings import (
-    AttachmentSettings,
-    S3Settings,
-    load_attachment_settings,
-)
-from chat_service.attachments.store import BlobStore
-from chat_service.attachments.store_postgres import PostgresBlobStore
-from chat_service.attachments.store_s3 import S3BlobStore
-from chat_service.config import ConfigError, load_settings
+from chat_devstack.cluster import Cluster
 from chat_service.gen import chat_pb2 as pb
-from chat_service.storage.postgres.repository import PostgresChatRepository, create_pool
 from tests.conftest import UserFactory
-from tests.support.chat_client import ChatClient, expect_status
-
-KIB = 1024
-MIB = 1024 * KIB
-INVALID = grpc.StatusCode.INVALID_ARGUMENT
-
-
-# ---- helpers ----
-
-
-@functools.cache
-def png(min_bytes: int, seed: int = 1) -> tuple[bytes, int, int]:
-    """A real PNG of noise (incompressible, so at least `min_bytes`): (bytes, width, height)."""
-    rng = random.Random(seed)
-    width = 1031
-    height = min_bytes // (width * 3) + 1
-    image = Image.frombytes("RGB", (width, height), rng.randbytes(width * height * 3))
-    out = io.BytesIO()
-    image.save(out, format="PNG", compress_level=1)
-    return out.getvalue(), width, height
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-async def start_upload(
-    client: ChatClient,
-    group_id: int,
-    data: bytes,
-    name: str = "picture.png",
-    content_type: str = "image/png",
-    size: int | None = None,
-    digest: str | None = None,
-) -> pb.UploadStatus:
-    return await client.stub.StartUpload(
-        pb.StartUploadRequest(
-            group_id=group_id,
-            file_name=name,
-            content_type=content_type,
-            size=len(data) if size is None else size,
-            sha256=sha(data) if digest is None else digest,
-        ),
-        metadata=client.metadata,
-    )
-
-
-async def chunk(client: ChatClient, upload_id: str, offset: int, data: bytes) -> pb.UploadStatus:
-    return await client.stub.UploadChunk(
-        pb.UploadChunkRequest(upload_id=upload_id, offset=offset, data=data),
-        metadata=client.metadata,
-    )
-
-
-async def status(client: ChatClient, upload_id: str) -> pb.UploadStatus:
-    return await client.stub.GetUpload(
-        pb.GetUploadRequest(upload_id=upload_id), metadata=client.metadata
-    )
-
-
-async def upload_unary(
-    client: ChatClient, upload_id: str, data: bytes, start: int = 0, size: int = 256 * KIB
-) -> pb.UploadStatus:
-    reply = None
-    for offset in range(start, len(data), size):
-        reply = await chunk(client, upload_id, offset, data[offset : offset + size])
-    assert reply is not None
-    return reply
-
-
-async def upload_stream(
-    client: ChatClient,
-    upload_id: str,
-    data: bytes,
-    start: int = 0,
-    size: int = 256 * KIB,
-    break_after: int | None = None,
-    chunks: int | None = None,
-) -> pb.UploadStatus | None:
-    """UploadFile from `start` (at most `chunks` chunks). With `break_after`, the stream
-    stalls after that many chunks and is cut (cancelled) once the server has stored them:
-    a dropped connection.
-
-    Tests that expect a refusal send only up to the refused chunk: a grpc.aio *client* that
-    is still writing when the server ends the call may report INTERNAL "Internal error from
-    Core" instead of the server's status (grpc/grpc#36066)."""
-
-    async def requests() -> AsyncIterator[pb.UploadChunkRequest]:
-        yield pb.UploadChunkRequest(upload_id=upload_id)  # names the upload, carries no data
-        for n, offset in enumerate(range(start, len(data), size)):
-            if n == chunks:
-                return
-            if n == break_after:
-                await asyncio.Event().wait()  # stall until cancelled
-            yield pb.UploadChunkRequest(offset=offset, data=data[offset : offset + size])
-
-    call: Any = client.stub.UploadFile(requests(), metadata=client.metadata)
-    if break_after is None:
-        reply: pb.UploadStatus = await call
-        return reply
-    stored = start + break_after * size
-
-    async def until_stored() -> None:
-        while (await status(client, upload_id)).received_bytes < stored:
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(until_stored(), 30)
-    call.cancel()
-    with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
-        await call
-    return None
-
-
-async def download(client: ChatClient, attachment_id: str) -> tuple[pb.Attachment, bytes]:
-    meta: pb.Attachment | None = None
-    parts: list[bytes] = []
-    call: Any = client.stub.DownloadFile(
-        pb.DownloadFileRequest(attachment_id=attachment_id), metadata=client.metadata
-    )
-    async for piece in call:
-        if not parts:
-            assert piece.HasField("attachment"), "the first chunk carries the metadata"
-            meta = piece.attachment
-        else:
-            assert not piece.HasField("attachment")
-        assert 0 < len(piece.data) <= 256 * KIB
-        parts.append(piece.data)
-    assert meta is not None
-    return meta, b"".join(parts)
-
-
-def assert_png_attachment(
-    got: pb.Attachment, data: bytes, width: int, height: int, name: str = "picture.png"
-) -> None:
-    assert got.content_type == "image/png"
-    assert (got.width, got.height) == (width, height)
-    assert got.sha256 == sha(data)
-    assert got.size == len(data)
-    assert got.file_name == name
-
-
-async def expect_invalid(awaitable: Any, *words: str) -> str:
-    exc = await expect_status(INVALID, awaitable)
-    text = exc.details() or ""
-    for word in words:
-        assert word in text, f"{word!r} not in {text!r}"
-    return text
-
-
-# ---- pure logic: settings and sniffing (no server needed) ----
-
-
-def test_attachment_settings_defaults_and_env() -> None:
-    d = load_attachment_settings({})
-    assert d.max_bytes == 25 * MIB and d.store == "postgres" and d.orphan_ttl_seconds == 7_200
-    assert d.allowed_types == (
-        "image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain",
-        "application/zip",
-    )
-    assert not d.s3_configured
-    s = load_attachment_settings({
-        "ATTACHMENT_MAX_BYTES": "1000", "ATTACHMENT_ALLOWED_TYPES": "image/png, Text/Plain",
-        "ATTACHMENT_STORE": "s3", "S3_BUCKET": "b", "S3_ENDPOINT_URL": "http://127.0.0.1:9",
-        "S3_ACCESS_KEY_ID": "k", "S3_SECRET_ACCESS_KEY": "s", "S3_REGION": "eu-west-1",
-        "ATTACHMENT_ORPHAN_TTL_SECONDS": "60",
-    })
-    assert (s.max_bytes, s.allowed_types, s.store) == (1000, ("image/png", "text/plain"), "s3")
-    assert (s.s3.bucket, s.s3.region, s.orphan_ttl_seconds) == ("b", "eu-west-1", 60)
-    for bad in (
-        {"ATTACHMENT_STORE": "ftp"},
-        {"ATTACHMENT_STORE": "s3"},
-        {"ATTACHMENT_MAX_BYTES": "lots"},
-        {"ATTACHMENT_MAX_BYTES": "0"},
-        {"ATTACHMENT_ALLOWED_TYPES": "png"},
-        {"S3_ACCESS_KEY_ID": "k"},
-    ):
-        with pytest.raises(ConfigError):
-            load_attachment_settings(bad)
-
-
-def image_bytes(fmt: str, size: tuple[int, int] = (37, 21)) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", size, (200, 10, 10)).save(out, format=fmt)
-    return out.getvalue()
-
-
-@pytest.mark.parametrize(
-    ("fmt", "mime"),
-    [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("GIF", "image/gif"), ("WEBP", "image/webp")],
+from tests.support.attachments import (
+    INVALID,
+    KIB,
+    MIB,
+    age,
+    assert_png_attachment,
+    chunk,
+    download,
+    expect_invalid,
+    png,
+    second_service,
+    sha,
+    stack_db,
+    start_upload,
+    status,
+    upload_stream,
+    upload_unary,
 )
-def test_images_are_detected_and_measured_from_their_bytes(fmt: str, mime: str) -> None:
-    data = image_bytes(fmt)
-    assert sniff.detect(data[: sniff.HEAD_BYTES], complete=True) == mime
-    assert sniff.image_size(data, mime, whole=True) == (37, 21)
-    with pytest.raises(sniff.Refused, match="not a valid"):
-        sniff.image_size(data[:12] + bytes(200), mime, whole=True)
-
-
-def test_detection_of_documents_executables_markup_and_text() -> None:
-    zipped = io.BytesIO()
-    with zipfile.ZipFile(zipped, "w") as z:
-        z.writestr("a.txt", "hello")
-    cases = {
-        b"%PDF-1.7\n": "application/pdf",
-        zipped.getvalue(): "application/zip",
-        b"MZ\x90\x00" + bytes(100): "application/x-msdownload",
-        b"\x7fELF\x02\x01" + bytes(100): "application/x-executable",
-        b"  <!doctype HTML><p>hi": "text/html",
-        b"<html><body>": "text/html",
-        b"<?xml version='1.0'?><svg/>": "image/svg+xml",
-        b"<?xml version='1.0'?><note/>": "application/xml",
-        "plain ünïcode\n".encode(): "text/plain",
-        b"a < b and <c": "text/plain",
-        # Texts that start like short signatures (bitmap "BM", executable "MZ", mp3 "ID3").
-        b"BMI report\n": "text/plain",
-        b"MZ Industries\n": "text/plain",
-        b"ID3 tags\n": "text/plain",
-        b"BM\x36\x00\x0c\x00\x00\x00\x00\x00\x36\x00": "image/bmp",
-        b"%PDF-1.4 all ascii": "application/pdf",
-        b"\x00\x01\x02\x03 binary": "application/octet-stream",
-        b"\xff\xfe not utf-8": "application/octet-stream",
-    }
-    for data, mime in cases.items():
-        assert sniff.detect(data, complete=True) == mime, data
-    # A head cut inside a multi-byte character is still text; a whole file is not.
-    cut = "é".encode() * 10 + b"\xc3"
-    assert sniff.detect(cut, complete=False) == "text/plain"
-    assert sniff.detect(cut, complete=True) == "application/octet-stream"
-
-
-def test_claims_must_match_the_bytes() -> None:
-    allowed = load_attachment_settings({}).allowed_types
-    png_head = image_bytes("PNG")
-    for claim in ("image/png", "IMAGE/PNG", "image/x-png", "", "application/octet-stream"):
-        assert sniff.check(png_head, claimed=claim, allowed=allowed, complete=True) == "image/png"
-    with pytest.raises(sniff.Refused, match="image/png, not image/jpeg as declared"):
-        sniff.check(png_head, claimed="image/jpeg", allowed=allowed, complete=True)
-    with pytest.raises(sniff.Refused, match=r"text/html \(an HTML document\).*not an allowed"):
-        sniff.check(b"<html>", claimed="text/plain", allowed=allowed, complete=True)
-    assert sniff.check(b"a,b\n1,2\n", claimed="text/csv", allowed=allowed, complete=True) == (
-        "text/plain"
-    )
-    assert sniff.claim_allowed("image/jpg", allowed) and sniff.claim_allowed("text/csv", allowed)
-    assert not sniff.claim_allowed("text/html", allowed)
-    assert not sniff.claim_allowed("application/x-msdownload", allowed)
-
-
-def test_text_is_checked_to_the_last_byte() -> None:
-    text = "ça va? 🙂\n".encode() * 100
-    v = sniff.TextValidator()
-    for i in range(0, len(text), 7):  # splits multi-byte characters
-        v.feed(text[i : i + 7])
-    v.finish()
-    v = sniff.TextValidator()
-    v.feed(b"ok")
-    with pytest.raises(sniff.Refused, match="NUL byte at offset 3"):
-        v.feed(b"o\x00")
-    v = sniff.TextValidator()
-    v.feed(b"ok \xc3")
-    with pytest.raises(sniff.Refused, match="truncated"):
-        v.finish()
-
+from tests.support.chat_client import ChatClient, expect_status
 
 # ---- uploads and downloads ----
 
@@ -621,31 +348,8 @@ async def test_unauthenticated_calls_are_refused(channel: grpc.aio.Channel) -> N
 
 @pytest.fixture
 async def db(stack: Cluster) -> AsyncIterator[asyncpg.Pool]:
-    s = load_settings(stack.env, for_serving=False)
-    pool = await create_pool(s.db_dsn, s.db_password, 1, 4)
-    yield pool
-    await pool.close()
-
-
-def second_service(
-    pool: asyncpg.Pool, stores: dict[str, BlobStore] | None = None
-) -> AttachmentService:
-    """Another pod's AttachmentService on the same database (default settings: TTL 2 h)."""
-    return AttachmentService(
-        AttachmentRepository(pool),
-        stores or {"postgres": PostgresBlobStore(pool)},
-        AttachmentSettings(),
-        PostgresChatRepository(pool).role_of,
-    )
-
-
-async def age(pool: asyncpg.Pool, *upload_ids: str, hours: int = 25) -> None:
-    await pool.execute(
-        "UPDATE attachments SET created_at = now() - make_interval(hours => $2) "
-        "WHERE id = ANY($1::text[])",
-        list(upload_ids),
-        hours,
-    )
+    async with stack_db(stack) as pool:
+        yield pool
 
 
 async def claim(pool: asyncpg.Pool, owner: int, group_id: int, upload_id: str) -> bool:
@@ -740,244 +444,3 @@ async def test_a_sent_attachment_shows_in_history_and_goes_with_its_message(
         pb.DeleteMessageRequest(message_id=message.id), metadata=alice.metadata
     )
     await expect_status(grpc.StatusCode.NOT_FOUND, download(bob, upload_id))
-
-
-# ---- the S3 store, against a real S3-compatible server (moto_server) ----
-
-BUCKET = "chat-attachments"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    here = Path(sys.executable).parent / "moto_server"  # the venv may not be on PATH
-    binary = str(here) if here.exists() else shutil.which("moto_server")
-    assert binary, "moto_server is missing: pip install -e '.[dev]' (moto[server])"
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def s3_settings(endpoint: str) -> S3Settings:
-    return S3Settings(
-        endpoint_url=endpoint, bucket=BUCKET, access_key_id="test", secret_access_key="test"
-    )
-
-
-@pytest.fixture
-async def s3_client(s3_endpoint: str) -> AsyncIterator[Any]:
-    async with get_session().create_client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=AioConfig(s3={"addressing_style": "path"}),
-    ) as client:
-        with contextlib.suppress(Exception):
-            await client.create_bucket(Bucket=BUCKET)
-        yield client
-
-
-async def s3_keys(client: Any, upload_id: str) -> list[str]:
-    reply = await client.list_objects_v2(Bucket=BUCKET, Prefix=f"attachments/{upload_id}/")
-    return [item["Key"] for item in reply.get("Contents", [])]
-
-
-@pytest.fixture
-async def s3_pod(stack: Cluster, s3_endpoint: str, s3_client: Any) -> AsyncIterator[str]:
-    """A second service process on the same database whose new uploads go to S3."""
-    env = {
-        **stack.env,
-        "ATTACHMENT_STORE": "s3",
-        "S3_ENDPOINT_URL": s3_endpoint,
-        "S3_BUCKET": BUCKET,
-        "S3_ACCESS_KEY_ID": "test",
-        "S3_SECRET_ACCESS_KEY": "test",
-        "S3_REGION": "us-east-1",
-        "SHUTDOWN_DRAIN_SECONDS": "0",
-        "SHUTDOWN_GRACE_SECONDS": "1",
-    }
-    pod = ServiceProcess("pod-s3", env, free_port(), stack.base_dir)
-    await asyncio.to_thread(pod.start)
-    try:
-        yield pod.address
-    finally:
-        await asyncio.to_thread(pod.stop, 15)
-
-
-async def test_s3_store_round_trip_through_the_api_and_cleanup(
-    s3_pod: str, s3_client: Any, s3_endpoint: str, secret: str, new_user_id: Any,
-    user: UserFactory, db: asyncpg.Pool,
-) -> None:
-    async with grpc.aio.insecure_channel(s3_pod) as channel:
-        uid = new_user_id()
-        alice = ChatClient(channel, mint(secret, uid, name="Alice"), uid)
-        group = await alice.create_group()
-        data, width, height = png(3 * MIB, seed=10)
-        upload_id = (await start_upload(alice, group.id, data)).upload_id
-        await upload_stream(alice, upload_id, data, size=512 * KIB, break_after=2)
-        resume = (await status(alice, upload_id)).received_bytes
-        assert resume == MIB
-        done = await upload_stream(alice, upload_id, data, start=resume, size=512 * KIB)
-        assert done is not None and done.complete
-        assert_png_attachment(done.attachment, data, width, height)
-        meta, body = await download(alice, upload_id)
-        assert body == data and meta == done.attachment
-        uid = new_user_id()
-        other = ChatClient(channel, mint(secret, uid, name="Other"), uid)
-        await expect_status(grpc.StatusCode.PERMISSION_DENIED, download(other, upload_id))
-        await other.join(group.id)
-        assert (await download(other, upload_id))[1] == data
-
-    # The bytes are in the bucket, one object per chunk, none in PostgreSQL.
-    keys = await s3_keys(s3_client, upload_id)
-    assert len(keys) == -(-len(data) // (512 * KIB))
-    assert await db.fetchval(
-        "SELECT count(*) FROM attachment_chunks WHERE attachment_id = $1", upload_id
-    ) == 0
-    assert await db.fetchval("SELECT store FROM attachments WHERE id = $1", upload_id) == "s3"
-    # A pod that has no S3 configured says so instead of failing obscurely.
-    stranger = user()
-    await stranger.join(group.id)
-    exc = await expect_status(grpc.StatusCode.UNAVAILABLE, download(stranger, upload_id))
-    assert "'s3' is not configured" in (exc.details() or "")
-
-    # The cleanup deletes the objects too.
-    s3 = S3BlobStore(s3_settings(s3_endpoint))
-    await s3.open()
-    sweeper = second_service(db, {"postgres": PostgresBlobStore(db), "s3": s3})
-    await age(db, upload_id)
-    assert await sweeper.cleanup_orphans() >= 1
-    assert await s3_keys(s3_client, upload_id) == []
-    await expect_status(grpc.StatusCode.NOT_FOUND, download(stranger, upload_id))
-    await sweeper.stop()
-
-
-# ---- gRPC-Web: a browser's unary chunks through Envoy ----
-
-
-@pytest.fixture(scope="module")
-def envoy_port(stack: Cluster) -> Iterator[int]:
-    """Envoy (the same rendered config as the cluster's) in front of the stack's pod."""
-    port, admin = free_port(), free_port()
-    config = stack.base_dir / f"envoy-attachments-{port}.json"
-    config.write_text(
-        envoy_config.render(
-            listen_host="127.0.0.1",
-            listen_port=port,
-            admin_port=admin,
-            probes_port=free_port(),
-            public_health=True,  # wait_serving below asks Health/Check through Envoy
-            upstreams=[envoy_config.Upstream("127.0.0.1", stack.services[0].grpc_port)],
-        )
-    )
-    proc = subprocess.Popen(
-        [envoy_binary(), "-c", str(config), "--disable-hot-restart", "--base-id", str(port),
-         "--log-level", "warning"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port)
-        wait_serving(f"127.0.0.1:{port}", timeout=30)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def grpc_web(
-    port: int, method: str, message: bytes, token: str
-) -> tuple[list[bytes], dict[str, str]]:
-    """One gRPC-Web call exactly as a browser makes it: HTTP/1.1 POST, grpc-web+proto.
-    Returns the messages and the status (trailer frame, or headers when trailers-only)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request(
-            "POST",
-            f"/chat.ChatService/{method}",
-            body=b"\x00" + struct.pack(">I", len(message)) + message,
-            headers={
-                "content-type": "application/grpc-web+proto",
-                "x-grpc-web": "1",
-                "x-user-agent": "grpc-web-javascript/0.1",
-                "origin": "http://localhost:5173",
-                "authorization": f"Bearer {token}",
-            },
-        )
-        response = conn.getresponse()
-        assert response.status == 200, response.status
-        body = response.read()
-        headers = {k.lower(): v for k, v in response.getheaders()}
-    finally:
-        conn.close()
-    messages: list[bytes] = []
-    trailers = {k: v for k, v in headers.items() if k.startswith("grpc-")}
-    pos = 0
-    while pos + 5 <= len(body):
-        (length,) = struct.unpack(">I", body[pos + 1 : pos + 5])
-        frame = body[pos + 5 : pos + 5 + length]
-        if body[pos] & 0x80:
-            for line in frame.decode().split("\r\n"):
-                key, _, value = line.partition(":")
-                trailers[key.strip().lower()] = value.strip()
-        else:
-            messages.append(frame)
-        pos += 5 + length
-    return messages, trailers
-
-
-async def test_browser_uploads_1mib_chunks_over_grpc_web_and_downloads(
-    envoy_port: int, user: UserFactory
-) -> None:
-    alice = user()
-    group = await alice.create_group()
-    data, width, height = png(3 * MIB, seed=11)
-
-    async def call(method: str, request: Any) -> tuple[list[bytes], dict[str, str]]:
-        return await asyncio.to_thread(
-            grpc_web, envoy_port, method, request.SerializeToString(), alice.token
-        )
-
-    replies, trailers = await call(
-        "StartUpload",
-        pb.StartUploadRequest(
-            group_id=group.id, file_name="web.png", content_type="image/png",
-            size=len(data), sha256=sha(data),
-        ),
-    )
-    assert trailers["grpc-status"] == "0", trailers
-    upload_id = pb.UploadStatus.FromString(replies[0]).upload_id
-    for offset in range(0, len(data), MIB):  # the largest chunk allowed
-        replies, trailers = await call(
-            "UploadChunk",
-            pb.UploadChunkRequest(upload_id=upload_id, offset=offset,
-                                  data=data[offset : offset + MIB]),
-        )
-        assert trailers["grpc-status"] == "0", trailers
-    done = pb.UploadStatus.FromString(replies[0])
-    assert done.complete
-    assert_png_attachment(done.attachment, data, width, height, name="web.png")
-
-    # A refusal reaches the browser as a status with its message.
-    _, trailers = await call(
-        "UploadChunk", pb.UploadChunkRequest(upload_id=upload_id, offset=0, data=b"x")
-    )
-    assert trailers["grpc-status"] == str(INVALID.value[0])
-    assert "already complete" in urllib.parse.unquote(trailers["grpc-message"])
-
-    replies, trailers = await call("DownloadFile", pb.DownloadFileRequest(attachment_id=upload_id))
-    assert trailers["grpc-status"] == "0", trailers
-    chunks = [pb.DownloadChunk.FromString(r) for r in replies]
-    assert chunks[0].attachment == done.attachment
-    assert all(len(c.data) <= 256 * KIB for c in chunks)
-    assert b"".join(c.data for c in chunks) == data

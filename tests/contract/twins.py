@@ -13,14 +13,35 @@ import random
 import uuid
 from collections.abc import Callable, Iterable
 
-from chat_service.domain.ports import EventPublisher, GroupsOf, Presence
+import asyncpg
+
+from chat_service.domain.ports import (
+    ChatRepository,
+    EventPublisher,
+    GroupsOf,
+    MessageChangeStore,
+    Presence,
+    ReceiptStore,
+)
 from chat_service.fanout.broker import Broker
 from chat_service.fanout.broker_memory import MemoryBroker
 from chat_service.fanout.broker_redis import RedisStreamsBroker
 from chat_service.presence.local import LocalPresence
 from chat_service.presence.redis_presence import RedisPresence
+from chat_service.storage.memory import (
+    MemoryChatRepository,
+    MemoryMessageChanges,
+    MemoryReceipts,
+    MemoryState,
+)
+from chat_service.storage.postgres.changes import PostgresMessageChanges
+from chat_service.storage.postgres.receipts import PostgresReceipts
+from chat_service.storage.postgres.repository import PostgresChatRepository
 
 TWINS = ("memory", "redis")
+STORES = ("memory", "postgres")
+
+ChatStores = tuple[ChatRepository, ReceiptStore, MessageChangeStore]
 
 # Presence keys in Redis are global: each test takes user ids nobody else used.
 _user_ids = itertools.count(random.randint(1_000, 1_000_000) * 1_000)
@@ -54,6 +75,19 @@ def redis_presence(broker: Broker, events: EventPublisher, groups_of: GroupsOf) 
         events=events,
         groups_of=groups_of,
     )
+
+
+def memory_chat_stores() -> ChatStores:
+    state = MemoryState()
+    return MemoryChatRepository(state), MemoryReceipts(state), MemoryMessageChanges(state)
+
+
+def postgres_chat_stores(pool: asyncpg.Pool) -> tuple[PostgresChatRepository, ReceiptStore,
+                                                       MessageChangeStore]:
+    """As app.py builds them: sends group-committed by the batcher (start() it first)."""
+    repo: ChatRepository = PostgresChatRepository(pool, batch_sends=True)
+    assert isinstance(repo, PostgresChatRepository)
+    return repo, PostgresReceipts(pool), PostgresMessageChanges(pool)
 
 
 class Received:

@@ -1,0 +1,218 @@
+"""The twin's tables, and the one place that turns rows into domain models (as rows.py does
+for PostgreSQL)."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+
+from chat_service.domain.models import (
+    AttachmentInfo,
+    Group,
+    Mention,
+    Message,
+    MessageKind,
+    Quote,
+    ReactionCount,
+    Role,
+    UserProfile,
+)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def display(name: str, user_id: int) -> str:
+    """How system messages name a user: their display name, else 'user N'."""
+    return name or f"user {user_id}"
+
+
+@dataclass
+class UserRow:
+    id: int
+    name: str = ""
+    email: str = ""
+    avatar: str = ""
+    private_receipts: bool = False
+
+    def profile(self) -> UserProfile:
+        return UserProfile(self.id, self.name, self.email, self.avatar)
+
+
+@dataclass
+class MemberRow:
+    role: Role
+    joined: int  # order of joining (one tick per change; a group's founders share one)
+    joined_at_ms: int
+    read_seq: int = 0
+    muted: bool = False
+
+
+@dataclass
+class GroupRow:
+    id: int
+    name: str
+    description: str
+    created_by: int
+    invite_only: bool
+    created_at_ms: int
+    last_seq: int = 0
+    last_update_seq: int = 0
+    members: dict[int, MemberRow] = field(default_factory=dict)
+
+    def ordered_members(self) -> list[tuple[int, MemberRow]]:
+        """In order of joining, then user id (PostgreSQL: joined_at, user_id)."""
+        return sorted(self.members.items(), key=lambda kv: (kv[1].joined, kv[0]))
+
+
+@dataclass
+class MessageRow:
+    id: int
+    group_id: int
+    seq: int
+    user_id: int
+    kind: MessageKind
+    content: str
+    created_at_ms: int
+    client_msg_id: str = ""
+    reply_to_id: int = 0
+    mentions: tuple[Mention, ...] = ()
+    attachment_id: str = ""
+    edited_at_ms: int = 0
+    deleted: bool = False
+    update_seq: int = 0
+    reactions: list[tuple[int, str]] = field(default_factory=list)  # (user, emoji), in order
+
+    def mentioned(self) -> set[int]:
+        return {m.user_id for m in self.mentions}
+
+
+@dataclass
+class AttachmentRow:
+    info: AttachmentInfo
+    owner_id: int
+    group_id: int
+    completed: bool = True
+    message_id: int = 0
+
+
+class MemoryState:
+    """Everything the memory stores keep, shared by them."""
+
+    def __init__(self) -> None:
+        self.users: dict[int, UserRow] = {}
+        self.groups: dict[int, GroupRow] = {}
+        self.messages: dict[int, MessageRow] = {}
+        self.by_group: dict[int, list[MessageRow]] = {}  # in seq order
+        self.attachments: dict[str, AttachmentRow] = {}
+        self._ids = itertools.count(1)
+        self._ticks = itertools.count(1)
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def tick(self) -> int:
+        return next(self._ticks)
+
+    def user(self, user_id: int) -> UserRow:
+        """The user's row, made empty on first mention (INSERT ... ON CONFLICT DO NOTHING)."""
+        return self.users.setdefault(user_id, UserRow(user_id))
+
+    def add_upload(
+        self, info: AttachmentInfo, owner_id: int, group_id: int, *, completed: bool = True
+    ) -> None:
+        """A test's stand-in for the attachments service: a finished (or running) upload."""
+        self.attachments[info.id] = AttachmentRow(info, owner_id, group_id, completed)
+
+    def insert(self, row: MessageRow) -> MessageRow:
+        self.messages[row.id] = row
+        self.by_group.setdefault(row.group_id, []).append(row)
+        return row
+
+    def system(self, group: GroupRow, actor: UserProfile, text: str) -> MessageRow:
+        """A SYSTEM message at the group's next seq."""
+        group.last_seq += 1
+        return self.insert(
+            MessageRow(self.next_id(), group.id, group.last_seq, actor.id, MessageKind.SYSTEM,
+                       text, now_ms())
+        )
+
+    def bump_update(self, row: MessageRow) -> None:
+        group = self.groups[row.group_id]
+        group.last_update_seq += 1
+        row.update_seq = group.last_update_seq
+
+    def profile(self, user_id: int) -> UserProfile:
+        row = self.users.get(user_id)
+        return row.profile() if row is not None else UserProfile(user_id)
+
+    def show(self, row: MessageRow, viewer: int = 0) -> Message:
+        """A message as `select_messages` shows it: sender, quote, reactions, attachment."""
+        quote = None
+        original = self.messages.get(row.reply_to_id) if row.reply_to_id else None
+        if original is not None:
+            quote = Quote(
+                id=original.id,
+                user_id=original.user_id,
+                user_name=self.profile(original.user_id).name,
+                content="" if original.deleted else original.content[:120],
+                deleted=original.deleted,
+            )
+        counts: dict[str, ReactionCount] = {}
+        for user_id, emoji in row.reactions:
+            was = counts.get(emoji, ReactionCount(emoji, 0))
+            counts[emoji] = ReactionCount(emoji, was.count + 1, was.mine or user_id == viewer)
+        upload = self.attachments.get(row.attachment_id) if row.attachment_id else None
+        return Message(
+            id=row.id,
+            group_id=row.group_id,
+            seq=row.seq,
+            sender=self.profile(row.user_id),
+            content=row.content,
+            kind=row.kind,
+            created_at_ms=row.created_at_ms,
+            client_msg_id=row.client_msg_id,
+            mentions=row.mentions,
+            reactions=tuple(counts.values()),
+            reply_to_id=row.reply_to_id,
+            reply_quote=quote,
+            edited_at_ms=row.edited_at_ms,
+            deleted=row.deleted,
+            attachment=None if upload is None else upload.info,
+            update_seq=row.update_seq,
+        )
+
+    def unread(self, group_id: int, user_id: int, read_seq: int) -> int:
+        """Messages after `read_seq` by others."""
+        return sum(1 for m in self.by_group.get(group_id, ())
+                   if m.seq > read_seq and m.user_id != user_id)
+
+    def show_group(self, group: GroupRow, viewer: int, with_members: bool) -> Group:
+        """A group as `viewer` sees it (per-member state when they are a member)."""
+        me = group.members.get(viewer)
+        mentions = 0
+        if me is not None:
+            mentions = sum(
+                len(m.mentioned() & {viewer, 0})
+                for m in self.by_group.get(group.id, ())
+                if m.seq > me.read_seq and m.user_id != viewer and not m.deleted
+            )
+        return Group(
+            id=group.id,
+            name=group.name,
+            description=group.description,
+            created_by=group.created_by,
+            created_at_ms=group.created_at_ms,
+            invite_only=group.invite_only,
+            last_seq=group.last_seq,
+            member_count=len(group.members),
+            member_ids=tuple(u for u, _ in group.ordered_members()) if with_members else (),
+            my_role=me.role if me is not None else Role.NONE,
+            read_seq=me.read_seq if me is not None else 0,
+            unread_count=self.unread(group.id, viewer, me.read_seq) if me is not None else 0,
+            mention_count=mentions,
+            muted=me.muted if me is not None else False,
+            last_update_seq=group.last_update_seq,
+        )
