@@ -31,7 +31,7 @@ from chat_service.storage.postgres.repository import PostgresChatRepository, cre
 from loadtest.bench import RESULTS_DIR, ROOT, summarize_raw
 
 # One TCP connection per channel: grpc-core otherwise shares one connection between all
-# channels to a target, and Envoy admits 100 streams per connection (the pods 4,096).
+# channels to a target, and Envoy admits 100 streams per connection (the pods 1,024).
 ONE_CONNECTION_EACH = [("grpc.use_local_subchannel_pool", 1)]
 
 

@@ -26,7 +26,7 @@ from chat_service.gen import chat_pb2_grpc as pb_grpc
 STREAMS_PER_CHANNEL = 250
 
 # One TCP connection per channel: grpc-core otherwise shares one connection between all
-# channels to a target, and Envoy admits 100 streams per connection (the pods 4,096).
+# channels to a target, and Envoy admits 100 streams per connection (the pods 1,024).
 ONE_CONNECTION_EACH = [("grpc.use_local_subchannel_pool", 1)]
 
 

@@ -40,10 +40,11 @@ from chat_service.storage.postgres.changes import PostgresMessageChanges
 from chat_service.storage.postgres.migrate import migrate
 from chat_service.storage.postgres.receipts import PostgresReceipts
 from chat_service.storage.postgres.repository import PostgresChatRepository, create_pool
-from chat_service.telemetry import metrics, tracing
+from chat_service.telemetry import heap, metrics, tracing
 
 log = logging.getLogger(__name__)
 
+TRIM_EVERY_SECONDS = 10
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -243,6 +244,7 @@ class App:
         Redis is reported separately under the service name 'redis': without it messages
         still flow, through the storage sweep, only slower."""
         db_ok = True
+        ticks = 0
         while not self._stopping:
             try:
                 await asyncio.wait_for(repo.ping(), timeout=2.0)
@@ -257,6 +259,9 @@ class App:
             await self._health.set("redis", SERVING if broker.healthy else NOT_SERVING)
             metrics.DB_POOL_SIZE.set(pool.get_size())
             metrics.DB_POOL_IDLE.set(pool.get_idle_size())
+            ticks += 1
+            if ticks % TRIM_EVERY_SECONDS == 0:
+                heap.release_free_memory()  # RSS back down after a burst (telemetry/heap.py)
             await asyncio.sleep(1.0)
 
     async def stop(self, grace: float | None = None) -> None:

@@ -69,7 +69,7 @@ class Settings:
     large_group_subscribers: int = var("LARGE_GROUP_SUBSCRIBERS", 64)
     max_inflight_calls: int = var("MAX_INFLIGHT_CALLS", 500)
     max_inflight_calls_per_user: int = var("MAX_INFLIGHT_CALLS_PER_USER", 50)
-    grpc_max_concurrent_streams: int = var("GRPC_MAX_CONCURRENT_STREAMS", 4096)
+    grpc_max_concurrent_streams: int = var("GRPC_MAX_CONCURRENT_STREAMS", 1024)
     grpc_max_connection_idle_seconds: float = var("GRPC_MAX_CONNECTION_IDLE_SECONDS", 300.0)
     grpc_max_connection_age_seconds: float = var("GRPC_MAX_CONNECTION_AGE_SECONDS", 3600.0)
     grpc_max_connection_age_grace_seconds: float = var(

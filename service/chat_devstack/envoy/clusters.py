@@ -56,7 +56,7 @@ def cluster(name: str, lb_policy: str, options: EnvoyOptions) -> JSON:
                         # rarely; TCP keepalive below catches dead peers sooner.
                         "connection_keepalive": {"interval": "300s", "timeout": "20s"},
                         # Envoy ignores the pods' advertised SETTINGS_MAX_CONCURRENT_STREAMS
-                        # (GRPC_MAX_CONCURRENT_STREAMS, 4096) and would queue streams past it
+                        # (GRPC_MAX_CONCURRENT_STREAMS, 1024) and would queue streams past it
                         # inside one connection (envoyproxy/envoy#13933): open another
                         # connection well before that.
                         "max_concurrent_streams": LIMITS["upstream_max_concurrent_streams"],

@@ -45,7 +45,7 @@ LIMITS: dict[str, Any] = {
     "legacy_stream_idle_timeout": "3600s",
     # HTTP/2 per downstream connection: extra streams wait in the client until one ends.
     "max_concurrent_streams": 100,
-    # Per connection to a pod (below the pods' GRPC_MAX_CONCURRENT_STREAMS of 4096).
+    # Per connection to a pod (below the pods' GRPC_MAX_CONCURRENT_STREAMS of 1024).
     "upstream_max_concurrent_streams": 1000,
     "initial_stream_window_size": 65536,
     "initial_connection_window_size": 1048576,
