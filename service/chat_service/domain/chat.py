@@ -30,12 +30,7 @@ from chat_service.domain.models import (
     TypingChanged,
     UserProfile,
 )
-from chat_service.domain.ports import (
-    ChatRepository,
-    EventPublisher,
-    PresenceTracker,
-    RateLimits,
-)
+from chat_service.domain.ports import ChatRepository, EventPublisher, PresenceTracker, RateLimits
 from chat_service.domain.privacy import PRIVATE, Privacy
 
 log = logging.getLogger(__name__)
