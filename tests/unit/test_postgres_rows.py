@@ -10,7 +10,6 @@ from typing import Any
 
 from chat_service.domain.models import MessageKind, Role, UserProfile
 from chat_service.storage.postgres.rows import (
-    display,
     group_from_row,
     member_from_row,
     message_from_row,
@@ -38,11 +37,6 @@ def _message_row(**over: Any) -> Any:
 def test_timestamps_are_epoch_milliseconds() -> None:
     assert ms(T0) == int(T0.timestamp() * 1000)
     assert ms(T0) % 1000 == 678
-
-
-def test_a_user_without_a_name_is_named_by_id_in_system_messages() -> None:
-    assert display("", 42) == "user 42"
-    assert display("Ann", 42) == "Ann"
 
 
 def test_null_profile_columns_read_as_empty_strings() -> None:

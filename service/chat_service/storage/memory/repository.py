@@ -20,12 +20,12 @@ from chat_service.domain.models import (
     Role,
     UserProfile,
 )
+from chat_service.domain.system_text import group_created, membership_changed
 from chat_service.storage.memory.state import (
     GroupRow,
     MemberRow,
     MemoryState,
     MessageRow,
-    display,
     now_ms,
 )
 
@@ -57,11 +57,8 @@ class MemoryChatRepository:
         self, group: GroupRow, user_id: int, actor: UserProfile, by_self: bool,
         verbs: tuple[str, str],
     ) -> Message:
-        name = display(self.state.user(user_id).name, user_id)
-        alone, done_by_actor = verbs
-        text = f"{name} {alone}" if by_self else (
-            f"{display(actor.name, actor.id)} {done_by_actor} {name}"
-        )
+        name = self.state.user(user_id).name
+        text = membership_changed(name, user_id, actor, by_self, verbs)
         return self.state.show(self.state.system(group, actor, text))
 
     async def add_member(
@@ -145,7 +142,7 @@ class MemoryChatRepository:
                 Role.OWNER if uid == creator.id else Role.MEMBER, tick, joined_ms
             )
         created = self.state.system(
-            group, creator, f'{display(creator.name, creator.id)} created "{name}"'
+            group, creator, group_created(creator, name)
         )
         shown = self.state.show_group(group, creator.id, with_members=True)
         return shown, self.state.show(created)

@@ -24,11 +24,6 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def display(name: str, user_id: int) -> str:
-    """How system messages name a user: their display name, else 'user N'."""
-    return name or f"user {user_id}"
-
-
 @dataclass
 class UserRow:
     id: int

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from chat_service.domain.models import Group, GroupHead, Message, MessageKind, UserProfile
+from chat_service.domain.system_text import group_created
 from chat_service.storage.postgres.errors import storage_errors
 from chat_service.storage.postgres.pool import Conn, PostgresStore
-from chat_service.storage.postgres.rows import GROUP_COLUMNS, display, group_from_row, ms
+from chat_service.storage.postgres.rows import GROUP_COLUMNS, group_from_row, ms
 
 
 async def insert_system(
@@ -78,7 +79,7 @@ class PostgresGroups(PostgresStore):
                 [creator.id, *others],
             )
             message = await insert_system(
-                conn, gid, 1, creator, f'{display(creator.name, creator.id)} created "{name}"'
+                conn, gid, 1, creator, group_created(creator, name)
             )
         return group_from_row(row, [creator.id, *others]), message
 

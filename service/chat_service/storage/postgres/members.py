@@ -15,10 +15,11 @@ from chat_service.domain.models import (
     Role,
     UserProfile,
 )
+from chat_service.domain.system_text import membership_changed
 from chat_service.storage.postgres.errors import storage_errors
 from chat_service.storage.postgres.groups import insert_system
 from chat_service.storage.postgres.pool import Conn, PostgresStore
-from chat_service.storage.postgres.rows import display, member_from_row, ms, profile_from_row
+from chat_service.storage.postgres.rows import member_from_row, ms, profile_from_row
 
 
 async def _record_change(
@@ -41,15 +42,8 @@ async def _record_change(
     )
     if seq is None:
         raise NotFound(f"group {group_id} does not exist")
-    name = display(
-        await conn.fetchval("SELECT name FROM users WHERE id = $1", user_id) or "", user_id
-    )
-    alone, done_by_actor = verbs
-    text = (
-        f"{name} {alone}"
-        if by_self
-        else f"{display(actor.name, actor.id)} {done_by_actor} {name}"
-    )
+    name = await conn.fetchval("SELECT name FROM users WHERE id = $1", user_id) or ""
+    text = membership_changed(name, user_id, actor, by_self, verbs)
     return await insert_system(conn, group_id, int(seq), actor, text)
 
 

@@ -29,11 +29,6 @@ def ms(ts: datetime) -> int:
     return int(ts.timestamp() * 1000)
 
 
-def display(name: str, user_id: int) -> str:
-    """How system messages name a user: their display name, else 'user N'."""
-    return name or f"user {user_id}"
-
-
 def select_messages(where: str, viewer: str = "0") -> str:
     """Messages with sender, reply quote and reaction counts (`mine` for `viewer`)."""
     return f"""SELECT m.id, m.group_id, m.seq, m.user_id, m.kind, m.content, m.client_msg_id,
