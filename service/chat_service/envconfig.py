@@ -44,36 +44,28 @@ GROUP: Mapping[str, Any] = MappingProxyType({"group": True})
 # Parsers --------------------------------------------------------------------------------
 
 
-def integer(minimum: int | None = None) -> Parse:
-    def parse(name: str, raw: str, default: Any) -> int:
+def _numeric(convert: Callable[[str], float], noun: str, minimum: float | None) -> Parse:
+    def parse(name: str, raw: str, default: Any) -> Any:
         raw = raw.strip()
         if not raw:
-            return int(default)
+            return convert(default)
         try:
-            value = int(raw)
+            value = convert(raw)
         except ValueError as exc:
-            raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+            raise ConfigError(f"{name} must be {noun}, got {raw!r}") from exc
         if minimum is not None and value < minimum:
             raise ConfigError(f"{name} must be at least {minimum}, got {value}")
         return value
 
     return parse
+
+
+def integer(minimum: int | None = None) -> Parse:
+    return _numeric(int, "an integer", minimum)
 
 
 def number(minimum: float | None = None) -> Parse:
-    def parse(name: str, raw: str, default: Any) -> float:
-        raw = raw.strip()
-        if not raw:
-            return float(default)
-        try:
-            value = float(raw)
-        except ValueError as exc:
-            raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
-        if minimum is not None and value < minimum:
-            raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-        return value
-
-    return parse
+    return _numeric(float, "a number", minimum)
 
 
 def boolean(name: str, raw: str, default: Any) -> bool:
