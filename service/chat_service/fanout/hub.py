@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
@@ -30,6 +31,8 @@ _PENDING_MAX = 10_000
 # First byte of a serialized ChatEvent whose oneof is `member` (field 3, length-delimited).
 _MEMBER_TAG = bytes([3 << 3 | 2])
 _FILL_PAGE = 1000
+# A loop that runs a scheduled flush later than this is behind: large groups' events are held.
+_BUSY_LATENESS = 0.002
 
 
 class Hub:
@@ -45,9 +48,11 @@ class Hub:
         recent_total: int = 50_000,
         large_group: int = 64,
         large_group_flush: float = 0.1,
+        large_group_busy_rate: float = 25.0,
     ) -> None:
         self._large_group = large_group
         self._flush_window = large_group_flush
+        self._busy_rate = large_group_busy_rate
         self.recent = RecentMessages(fetch_range, per_group=recent_per_group, total=recent_total)
         self._fetch_heads = fetch_heads
         self._reorder_wait = reorder_wait
@@ -180,12 +185,14 @@ class Hub:
     def _deliver(self, channel: Channel, d: Delivery) -> None:
         """Queue an event for the channel's subscribers.
 
-        A large group (many subscribers on this pod) is flushed at most once per window: the
-        first event after a quiet window goes out at once, later ones are gathered and go
-        out together, so each stream gets one write per window instead of one per event.
-        Under a busy group this bounds the writes (the cost that grows with members x
-        messages) and adds at most one window of latency; quiet groups and small groups
-        are not delayed."""
+        A large group (many subscribers on this pod) gathers its events in an outbox flushed
+        on the loop's next turn, so the events of one broker read reach each stream as one
+        write. Events are held longer only when batching pays: while the group is busy (more
+        than `busy_rate` events/s, smoothed over a second) it is flushed at most once per
+        window, and while this pod is behind (its loop runs flushes > 2 ms late) for twice that
+        lateness, capped at the window. A quiet group on an idle pod adds no latency; a busy
+        one writes each stream at most once per window instead of once per event (the cost
+        that grows with members x messages). Small groups are never delayed."""
         if channel.flush_handle is None and (
             len(channel.subs) < self._large_group or self._flush_window <= 0
         ):
@@ -193,14 +200,32 @@ class Hub:
             for sub in channel.subs:
                 sub.push(d)
             return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        channel.rate = channel.rate * math.exp(channel.rate_at - now) + 1.0
+        channel.rate_at = now
         channel.outbox.append(d)
-        if channel.flush_handle is None:
-            loop = asyncio.get_running_loop()
-            wait = channel.last_flush + self._flush_window - loop.time()
-            if wait <= 0:
-                self._flush(channel)
-            else:
-                channel.flush_handle = loop.call_later(wait, self._flush, channel)
+        if channel.flush_handle is not None:
+            return
+        late = channel.lateness
+        if channel.rate > self._busy_rate:
+            hold = self._flush_window
+        else:
+            hold = min(self._flush_window, 2 * late) if late > _BUSY_LATENESS else 0.0
+        due = channel.last_flush + hold
+        if due <= now:
+            channel.flush_due = now
+            channel.flush_handle = loop.call_soon(self._flush_on_time, channel)
+        else:
+            channel.flush_due = due
+            channel.flush_handle = loop.call_later(due - now, self._flush_on_time, channel)
+
+    def _flush_on_time(self, channel: Channel) -> None:
+        """The scheduled flush: also measures how late the loop ran it (rises at once, decays
+        slowly, so holding stays steady while the pod is busy)."""
+        late = max(0.0, asyncio.get_running_loop().time() - channel.flush_due)
+        channel.lateness = late if late > channel.lateness else 0.8 * channel.lateness + 0.2 * late
+        self._flush(channel)
 
     def _deliver_now(self, channel: Channel, d: Delivery) -> None:
         """Deliver before anything else happens to the channel (membership changes)."""
