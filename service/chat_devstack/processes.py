@@ -110,6 +110,17 @@ class ServiceProcess:
             self.proc.wait()
 
 
+def terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """SIGTERM a helper process, SIGKILL it if it has not ended within `timeout`."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def run_migrations(env: dict[str, str]) -> None:
     subprocess.run(
         [sys.executable, "-m", "chat_service", "migrate"],

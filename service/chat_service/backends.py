@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from chat_service.config import Settings
 from chat_service.domain.ports import Presence
@@ -21,6 +21,8 @@ from chat_service.fanout.broker import Broker, EventFanout
 from chat_service.fanout.broker_memory import MemoryBroker
 from chat_service.fanout.broker_redis import RedisStreamsBroker
 from chat_service.fanout.hub import Hub
+from chat_service.fanout.redis_connect import RedisClient, RedisConnector, parse_nodes
+from chat_service.fanout.stream_keys import StreamKeys
 from chat_service.notifications.webhook import WebhookNotifier
 from chat_service.presence.local import LocalPresence
 from chat_service.presence.redis_presence import RedisPresence
@@ -38,7 +40,7 @@ class Backends:
     stream_slots: StreamSlotsImpl
     rate: RateLimiter
     notifier: WebhookNotifier | None  # only with Redis and NOTIFY_WEBHOOK_URL
-    redis: aioredis.Redis | None  # the shared client; None with BROKER=memory
+    redis: RedisClient | None  # the shared client; None with BROKER=memory
 
 
 def build_backends(
@@ -52,6 +54,7 @@ def build_backends(
     group ids (presence events go to them), `members_of` a group's member ids (webhooks)."""
     if s.broker.kind == "memory":
         broker = MemoryBroker()
+        hub.set_interest(broker)
         memory_fanout = EventFanout(broker)
         # Presence and open streams per user are counted in this one process.
         return Backends(
@@ -63,14 +66,17 @@ def build_backends(
             notifier=None,
             redis=None,
         )
+    connector = RedisConnector(s.redis)
     redis_broker = RedisStreamsBroker(
-        host=s.redis.host,
-        port=s.redis.port,
-        password=s.redis.password,
-        shards=s.broker.stream_shards,
+        connector,
+        keys=StreamKeys(
+            shards=s.broker.stream_shards,
+            lanes=s.broker.stream_lanes if connector.cluster else 1,
+        ),
         maxlen=s.broker.stream_maxlen,
         on_recovered=hub.resync,
     )
+    hub.set_interest(redis_broker)
     client = redis_broker.client
     fanout = EventFanout(redis_broker)
     presence = RedisPresence(
@@ -83,7 +89,7 @@ def build_backends(
     notifier = (
         WebhookNotifier(
             client,
-            stream_keys=redis_broker.stream_keys,
+            stream_lanes=redis_broker.stream_lanes,
             consumer=s.server.pod_name,
             url=s.notifications.webhook_url,
             secret=s.notifications.webhook_secret,
@@ -106,7 +112,14 @@ def build_backends(
             max_per_user=s.presence.max_streams_per_user,
             ttl_seconds=s.presence.ttl_seconds,
         ),
-        rate=RateLimiter.redis(client, s.rates),
+        rate=(
+            RateLimiter.redis_cluster(
+                parse_nodes("REDIS_CLUSTER_NODES", s.redis.cluster_nodes), s.redis.password,
+                s.rates,
+            )
+            if isinstance(client, RedisCluster)
+            else RateLimiter.redis(client, s.rates)
+        ),
         notifier=notifier,
         redis=client,
     )

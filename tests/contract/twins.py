@@ -26,6 +26,9 @@ from chat_service.domain.ports import (
 from chat_service.fanout.broker import Broker
 from chat_service.fanout.broker_memory import MemoryBroker
 from chat_service.fanout.broker_redis import RedisStreamsBroker
+from chat_service.fanout.redis_connect import RedisConnector
+from chat_service.fanout.settings import RedisSettings
+from chat_service.fanout.stream_keys import StreamKeys
 from chat_service.presence.local import LocalPresence
 from chat_service.presence.redis_presence import RedisPresence
 from chat_service.storage.memory import (
@@ -58,7 +61,8 @@ def memory_broker() -> Broker:
 def redis_broker(port: int, *, shards: int = 4) -> Broker:
     # A prefix of its own: streams left by other tests are not this broker's business.
     return RedisStreamsBroker(
-        host="127.0.0.1", port=port, shards=shards, prefix=f"contract:{uuid.uuid4().hex}"
+        RedisConnector(RedisSettings(port=port)),
+        keys=StreamKeys(prefix=f"contract:{uuid.uuid4().hex}", shards=shards),
     )
 
 

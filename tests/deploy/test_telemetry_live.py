@@ -68,7 +68,7 @@ import yaml
 
 from chat_devstack.cluster import Cluster
 from chat_devstack.ports import free_port
-from chat_devstack.processes import wait_serving
+from chat_devstack.processes import terminate, wait_serving
 from chat_devstack.tokens import mint
 from chat_service.gen import chat_pb2 as pb
 from tests.support.chat_client import ChatClient, Subscription, expect_status, gather_limited
@@ -192,13 +192,7 @@ class Prometheus:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
 
     def api(self, path: str, **params: str | list[str]) -> Any:
         """GET /api/v1/<path>; returns `data`, raises ValueError with Prometheus' error."""

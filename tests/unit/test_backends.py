@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from redis.asyncio import Redis
 
 from chat_service.backends import build_backends
 from chat_service.config import load_settings
@@ -46,6 +47,7 @@ async def test_redis_backends_share_the_brokers_client() -> None:
     assert isinstance(b.stream_slots, RedisStreamSlots) and b.stream_slots._redis is b.redis
     assert b.notifier is not None
     limiter_client = b.rate._limiter.storage.bridge.storage
+    assert isinstance(b.redis, Redis)
     assert limiter_client.connection_pool is b.redis.connection_pool
     await b.redis.aclose()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
-from chat_service.domain.models import ChatEvent, PresenceChanged
+from chat_service.domain.models import ChatEvent, MemberChange, MembershipChanged, PresenceChanged
 from chat_service.wire import convert
 
 # (group_id, serialized ChatEvent) pairs, in publish order per shard.
@@ -13,13 +13,20 @@ PayloadSink = Callable[[Iterable[tuple[int, bytes]]], None]
 
 
 class Broker(Protocol):
-    """Carries serialized ChatEvents, keyed by group, to every pod (including this one).
+    """Carries serialized ChatEvents, keyed by group, to the pods that follow the group
+    (including this one), and group-0 items to every pod.
 
     Twins: `broker_memory.MemoryBroker` (one process) and `broker_redis.RedisStreamsBroker`
     (every pod); tests/contract/test_broker_contract.py checks both against one body.
 
+    Interest: a pod `follow`s a group while it has a subscriber of it, and `unfollow`s it
+    after (calls are counted: as many unfollows as follows). A follower gets the group's
+    items published after `since` (a `position()` taken earlier); a twin may hand over more
+    (other groups, earlier items: the Redis twin reads whole shards), never fewer.
+
     Guarantees, once `start(sink)` has returned:
-    - every (group, payload) published is handed to the sink unchanged, bytes and group id;
+    - every (group, payload) published for a followed group, or for group 0, is handed to
+      the sink unchanged, bytes and group id;
     - one group's payloads arrive in publish order (the order of the `publish` calls, then of
       the items within one); there is no order between different groups;
     - a burst, or a consumer behind by many reads, loses nothing up to the transport's bound
@@ -33,6 +40,16 @@ class Broker(Protocol):
 
     async def publish(self, items: Sequence[tuple[int, bytes]]) -> None: ...
 
+    async def position(self) -> str:
+        """Now, on the transport (opaque; "" where it means nothing)."""
+        ...
+
+    def follow(self, group_id: int, since: str = "") -> None:
+        """Hand over the group's items from `since` on ("": from about now)."""
+        ...
+
+    def unfollow(self, group_id: int) -> None: ...
+
     async def start(self, sink: PayloadSink) -> None: ...
 
     async def close(self) -> None: ...
@@ -42,18 +59,26 @@ class Broker(Protocol):
 
 
 class EventFanout:
-    """Encodes domain events once and hands them to the broker."""
+    """Encodes domain events once and hands them to the broker.
+
+    A "joined" member event also goes to group 0, every pod, as a join notice: the pod that
+    holds the new member's stream may not follow that group yet (fanout/hub.py)."""
 
     def __init__(self, broker: Broker) -> None:
         self._broker = broker
 
     async def publish(self, events: Sequence[ChatEvent]) -> None:
         items: list[tuple[int, bytes]] = []
+        notices: list[tuple[int, bytes]] = []
         for e in events:
             if isinstance(e, PresenceChanged):
                 payload = convert.event(e).SerializeToString()
                 items.extend((gid, payload) for gid in e.group_ids)
             else:
-                items.append((convert.group_of(e), convert.event(e).SerializeToString()))
+                payload = convert.event(e).SerializeToString()
+                items.append((convert.group_of(e), payload))
+                if isinstance(e, MembershipChanged) and e.change == MemberChange.JOINED:
+                    notices.append((0, payload))
+        items.extend(notices)  # after the group's own items (see Hub.on_payloads)
         if items:
             await self._broker.publish(items)

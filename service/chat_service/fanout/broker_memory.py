@@ -18,6 +18,15 @@ class MemoryBroker:
         if self._sink is not None:
             self._sink(list(items))
 
+    async def position(self) -> str:
+        return ""
+
+    def follow(self, group_id: int, since: str = "") -> None:
+        """One process: every group is handed over anyway."""
+
+    def unfollow(self, group_id: int) -> None:
+        """One process: nothing to stop reading."""
+
     async def close(self) -> None:
         self._sink = None
 

@@ -13,11 +13,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from chat_service.fanout.channel import Channel
 from chat_service.fanout.delivery import Delivery
 from chat_service.fanout.gathering import Gathering
+from chat_service.fanout.interest import Everything, Interest
 from chat_service.fanout.recent import FetchRange, RecentMessages
 from chat_service.fanout.subscriber import Subscriber
 from chat_service.gen import chat_pb2 as pb
@@ -31,6 +33,7 @@ _PENDING_MAX = 10_000
 # First byte of a serialized ChatEvent whose oneof is `member` (field 3, length-delimited).
 _MEMBER_TAG = bytes([3 << 3 | 2])
 _FILL_PAGE = 1000
+_NOTICES_KEPT = 4096
 
 
 class Hub:
@@ -60,6 +63,18 @@ class Hub:
         self.by_user: dict[int, set[Subscriber]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._interest: Interest = Everything()
+        # Join notices handled (group, seq): the group's own copy of the event is not repeated.
+        self._noticed: OrderedDict[tuple[int, int], None] = OrderedDict()
+
+    def set_interest(self, interest: Interest) -> None:
+        """The broker to tell which groups this pod follows (before any subscriber)."""
+        self._interest = interest
+
+    async def position(self) -> str:
+        """Where the broker stands now: a subscriber takes it before reading storage and
+        attaches its groups `since` it, so nothing committed after the read is missed."""
+        return await self._interest.position()
 
     # ---- lifecycle ----
 
@@ -93,10 +108,11 @@ class Hub:
         for gid in group_ids:
             self.attach(sub, gid)
 
-    def attach(self, sub: Subscriber, group_id: int) -> None:
+    def attach(self, sub: Subscriber, group_id: int, since: str = "") -> None:
         channel = self.channels.get(group_id)
         if channel is None:
             channel = self.channels[group_id] = Channel(group_id)
+            self._interest.follow(group_id, since)
         channel.subs.add(sub)
         sub.groups.add(group_id)
 
@@ -126,6 +142,7 @@ class Hub:
             if not channel.subs:
                 self._gather.cancel(channel)
                 del self.channels[group_id]
+                self._interest.unfollow(group_id)
 
     def remove(self, sub: Subscriber) -> None:
         for gid in list(sub.groups):
@@ -141,19 +158,45 @@ class Hub:
     def on_payloads(self, items: Iterable[tuple[int, bytes]]) -> None:
         """Entry point for the broker: (group, serialized ChatEvent), in order per shard.
 
-        Every pod reads every shard; events of groups with no local subscriber are skipped
-        without decoding. Member events are the exception: they may concern a local user who
-        is not yet subscribed to that group (their first byte is the `member` field's tag)."""
+        The broker hands over the shards of followed groups; events of groups with no local
+        subscriber are skipped without decoding. Member events are the exception: they may
+        concern a local user who is not yet subscribed to that group (their first byte is
+        the `member` field's tag). A member event addressed to group 0 is a join notice
+        (fanout/broker.py EventFanout), which every pod reads."""
         channels = self.channels
         for group_id, payload in items:
-            if group_id and group_id not in channels and payload[:1] != _MEMBER_TAG:
+            member = payload[:1] == _MEMBER_TAG
+            if group_id and group_id not in channels and not member:
                 continue
             try:
                 delivery = Delivery.from_payload(payload, group_id)
             except Exception:  # a malformed entry must not stop the stream for everyone
                 log.exception("dropping undecodable event from the broker")
                 continue
-            self.dispatch(delivery)
+            if member and not group_id:
+                self._on_join_notice(delivery)
+            else:
+                self.dispatch(delivery)
+
+    def _on_join_notice(self, d: Delivery) -> None:
+        """A user joined a group: if this pod holds their streams but does not follow the
+        group, it starts now (from the notice's position: the group's own copy of the event
+        and the join's SYSTEM message were published just before, so they are delivered here
+        and read back from storage)."""
+        ev = d.event.member
+        if ev.kind != pb.MemberEvent.JOINED or ev.group_id in self.channels:
+            return  # the group's own copy arrives through the followed shard
+        subs = self.by_user.get(ev.user.id)
+        if not subs:
+            return
+        self._noticed[(ev.group_id, ev.seq)] = None
+        while len(self._noticed) > _NOTICES_KEPT:
+            self._noticed.popitem(last=False)
+        self._on_member(d, notice=True)
+        channel = self.channels.get(ev.group_id)
+        if channel is not None and channel.next_seq is not None:
+            channel.fill_target = max(channel.fill_target, ev.seq)
+            self._schedule_fill(channel)
 
     def dispatch(self, d: Delivery) -> None:
         if d.kind == "message":
@@ -177,10 +220,12 @@ class Hub:
             if channel is not None:
                 self._gather.deliver(channel, d)
 
-    def _on_member(self, d: Delivery) -> None:
+    def _on_member(self, d: Delivery, *, notice: bool = False) -> None:
         ev = d.event.member
         subject = ev.user.id
         if ev.kind == pb.MemberEvent.JOINED:
+            if not notice and (ev.group_id, ev.seq) in self._noticed:
+                return  # delivered from its join notice already
             for sub in self.by_user.get(subject, ()):
                 self.attach(sub, ev.group_id)
             channel = self.channels.get(ev.group_id)

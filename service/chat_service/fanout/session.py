@@ -95,12 +95,14 @@ class Session:
         hub = self._hub
         hub.add(self.sub, ())
         # Known to the hub before the read, so a group joined meanwhile reaches the stream
-        # through its member event.
+        # through its member event; a group whose shard this pod starts reading is read from
+        # where the broker stood before the read.
+        since = await hub.position()
         stored = await self._store.heads_for_user(self.user_id)
         group_ids = self.group_ids = sorted(stored)
         heads: dict[int, int] = {}
         for gid in group_ids:
-            hub.attach(self.sub, gid)
+            hub.attach(self.sub, gid, since)
             # The hub may have delivered messages committed after the read before the
             # stream was attached: the replay covers them too.
             heads[gid] = max(stored[gid].seq, hub.delivered_upto(gid))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chat_service.envconfig import choice, var
+from chat_service.envconfig import choice, integer, var
 
 
 @dataclass(frozen=True)
@@ -13,16 +13,26 @@ class RedisSettings:
     """The one Redis client (built by the Redis broker, shared by presence, stream slots,
     the rate limiter and the webhook notifier; see backends.py)."""
 
+    # standalone: REDIS_HOST/PORT; sentinel: the master named REDIS_SENTINEL_MASTER, found
+    # through REDIS_SENTINELS (and followed across failovers); cluster: REDIS_CLUSTER_NODES.
+    mode: str = var("REDIS_MODE", "standalone", choice("standalone", "sentinel", "cluster"))
     host: str = var("REDIS_HOST", "127.0.0.1")
     port: int = var("REDIS_PORT", 6379)
     password: str = var("REDIS_PASSWORD", "")
+    sentinels: str = var("REDIS_SENTINELS", "")  # host:port,host:port,...
+    sentinel_master: str = var("REDIS_SENTINEL_MASTER", "mymaster")
+    sentinel_password: str = var("REDIS_SENTINEL_PASSWORD", "")
+    cluster_nodes: str = var("REDIS_CLUSTER_NODES", "")  # host:port,... (any of the nodes)
 
 
 @dataclass(frozen=True)
 class BrokerSettings:
     # "redis": Redis Streams, any number of pods; "memory": one process.
     kind: str = var("BROKER", "redis", choice("redis", "memory"))
-    stream_shards: int = var("STREAM_SHARDS", 8)
+    # A pod reads only the shards its groups hash to: more shards, less to read per pod.
+    stream_shards: int = var("STREAM_SHARDS", 256, integer(1))
+    # Redis Cluster only: the shards are spread over this many hash slots (one XREAD each).
+    stream_lanes: int = var("STREAM_LANES", 16, integer(1))
     stream_maxlen: int = var("STREAM_MAXLEN", 100_000)
 
 

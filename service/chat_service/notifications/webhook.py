@@ -1,7 +1,10 @@
 """Tells the Laravel app about new messages (for push notifications, e-mail digests...).
 
 Work that exactly one pod must do, at least once: every pod joins the Redis consumer group
-`notifier` on every event shard and reads with XREADGROUP, so each event goes to one pod.
+`notifier` on every group shard and reads with XREADGROUP, so each event goes to one pod (one
+XREADGROUP per lane: with Redis Cluster each lane's shards share a slot, see
+fanout/stream_keys.py). Unlike the live fan-out this reads every shard: the app wants every
+message once, whichever pod serves its members.
 An event is XACKed only after the app answered 2xx; entries left pending by a pod that died or
 by a failed call are taken over with XAUTOCLAIM once idle for `claim_idle_ms`. Deliveries can
 repeat after a crash, so every call carries an `Idempotency-Key` (the message id), and a body
@@ -21,9 +24,9 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from chat_service.fanout.redis_connect import RedisClient
 from chat_service.gen import chat_pb2 as pb
 from chat_service.telemetry import metrics
 from chat_service.wire.redis_entry import decode_text, payload_of
@@ -43,9 +46,9 @@ def sign(secret: str, body: bytes) -> str:
 class WebhookNotifier:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         *,
-        stream_keys: Sequence[str],
+        stream_lanes: Sequence[Sequence[str]],
         consumer: str,
         url: str,
         secret: str,
@@ -55,7 +58,8 @@ class WebhookNotifier:
         timeout: float = 5.0,
     ) -> None:
         self._redis = client
-        self._keys = list(stream_keys)
+        self._lanes = [list(lane) for lane in stream_lanes if lane]
+        self._keys = [key for lane in self._lanes for key in lane]
         self._consumer = consumer
         self._url = url
         self._secret = secret
@@ -93,11 +97,13 @@ class WebhookNotifier:
                 if cycle % 10 == 0:
                     await self.claim_abandoned()
                 cycle += 1
-                replies: Any = await self._redis.xreadgroup(
-                    GROUP, self._consumer, dict.fromkeys(self._keys, ">"), count=100, block=1000
-                )
-                for key, entries in replies or ():
-                    await self._handle(decode_text(key), entries)
+                block = max(1, 1000 // len(self._lanes))
+                for lane in self._lanes:
+                    replies: Any = await self._redis.xreadgroup(
+                        GROUP, self._consumer, dict.fromkeys(lane, ">"), count=100, block=block
+                    )
+                    for key, entries in replies or ():
+                        await self._handle(decode_text(key), entries)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError):

@@ -16,11 +16,12 @@ import logging
 import time
 from collections.abc import Sequence
 
-import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 from redis.exceptions import RedisError
 
 from chat_service.domain.ports import EventPublisher, GroupsOf
+from chat_service.fanout.redis_connect import RedisClient
 from chat_service.presence.announce import announce
 from chat_service.telemetry import metrics
 
@@ -41,7 +42,7 @@ def _key(user_id: int) -> str:
 class RedisPresence:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         *,
         pod: str,
         ttl_seconds: int,
@@ -121,7 +122,7 @@ class RedisPresence:
                     self._queue_mark(pipe, uid, expiry)
                 await pipe.execute()
 
-    def _queue_mark(self, pipe: Pipeline, user_id: int, expiry: float) -> None:
+    def _queue_mark(self, pipe: Pipeline | ClusterPipeline, user_id: int, expiry: float) -> None:
         pipe.zadd(_key(user_id), {self._pod: expiry})
         pipe.expire(_key(user_id), self._ttl * 2)
         pipe.zadd(_INDEX, {str(user_id): expiry}, gt=True)

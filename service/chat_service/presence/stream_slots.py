@@ -26,10 +26,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from chat_service.domain.errors import ResourceExhausted
+from chat_service.fanout.redis_connect import RedisClient
 from chat_service.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class RedisStreamSlots:
     """Every pod's streams, counted together in Redis. `max_per_user` <= 0 means no cap."""
 
     def __init__(
-        self, client: aioredis.Redis, *, pod: str, max_per_user: int, ttl_seconds: float
+        self, client: RedisClient, *, pod: str, max_per_user: int, ttl_seconds: float
     ) -> None:
         self._redis = client
         self._max = max_per_user

@@ -10,10 +10,11 @@ import logging
 import time
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import quote
 
 import redis.asyncio as aioredis
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import MemoryStorage, RedisClusterStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from chat_service.domain.errors import ResourceExhausted
@@ -82,11 +83,25 @@ class RateLimiter:
     @classmethod
     def redis(cls, client: aioredis.Redis, rules: RateRules) -> RateLimiter:
         """Counters in Redis, through the connection pool of `client` (the service's one
-        Redis client): `limits` builds its own redis-py client over a given pool, so no
-        connection of its own is opened. The URI only names the implementation."""
+        Redis client, standalone or Sentinel's master): `limits` builds its own redis-py
+        client over a given pool, so no connection of its own is opened. The URI only names
+        the implementation."""
         storage = RedisStorage(
             "async+redis://", implementation="redispy", key_prefix="chat:rl",
             connection_pool=client.connection_pool,  # type: ignore[arg-type]
+        )
+        return cls(storage, rules)
+
+    @classmethod
+    def redis_cluster(
+        cls, nodes: list[tuple[str, int]], password: str, rules: RateRules
+    ) -> RateLimiter:
+        """Counters in a Redis Cluster (each counter is one key: no cross-slot command)."""
+        auth = f":{quote(password, safe='')}@" if password else ""
+        hosts = ",".join(f"{h}:{p}" for h, p in nodes)
+        storage = RedisClusterStorage(
+            f"async+redis+cluster://{auth}{hosts}", implementation="redispy",
+            key_prefix="chat:rl",
         )
         return cls(storage, rules)
 

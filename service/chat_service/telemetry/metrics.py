@@ -58,6 +58,15 @@ DB_POOL_IDLE = Gauge("chat_db_pool_idle", "Idle connections in the PostgreSQL po
 WEBHOOK_CALLS = Counter(
     "chat_webhook_calls", "Calls to the app's notification webhook, by result", ["result"]
 )
+BROKER_ENTRIES_READ = Counter(
+    "chat_broker_entries_read", "Redis stream entries this pod read, by stream kind", ["stream"]
+)
+BROKER_BYTES_READ = Counter(
+    "chat_broker_bytes_read", "Payload bytes of the Redis stream entries this pod read"
+)
+BROKER_SHARDS_FOLLOWED = Gauge(
+    "chat_broker_shards_followed", "Event shards this pod reads (those its groups hash to)"
+)
 RATE_LIMITED = Counter("chat_rate_limited", "Calls refused by a rate limit", ["rule"])
 
 
@@ -69,6 +78,8 @@ def initialise(methods: list[str]) -> None:
     for op in ("publish", "read", "presence", "notifier", "ratelimit", "publish_skipped",
                "stream_slots"):
         REDIS_ERRORS.labels(op)
+    for stream in ("shard", "broadcast"):
+        BROKER_ENTRIES_READ.labels(stream)
     for reason in ("lagged", "closed"):
         SUBSCRIBERS_DROPPED.labels(reason)
     for rpc in ("Subscribe", "StreamMessages"):
