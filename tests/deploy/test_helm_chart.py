@@ -159,6 +159,8 @@ def test_ci_value_sets_exist() -> None:
         "external-db-values.yaml",
         "ha-values.yaml",
         "minimal-values.yaml",
+        "redis-cluster-values.yaml",
+        "redis-sentinel-values.yaml",
     }
 
 
@@ -306,6 +308,10 @@ def test_any_one_jwt_key_renders(jwt: dict[str, Any]) -> None:
     [
         ({"postgresql": {"enabled": False}}, "externalDatabase.host"),
         ({"redis": {"enabled": False}}, "externalRedis.host"),
+        ({"redis": {"enabled": False}, "externalRedis": {"mode": "sentinel"}},
+         "externalRedis.sentinel.nodes"),
+        ({"redis": {"enabled": False}, "externalRedis": {"mode": "cluster"}},
+         "externalRedis.cluster.nodes"),
         ({"envoy": {"tls": {"enabled": True}}}, "envoy.tls.existingSecret"),
         ({"terminationGracePeriodSeconds": 20}, "terminationGracePeriodSeconds"),
     ],
@@ -693,6 +699,20 @@ def test_network_policies() -> None:
 # ---------------------------------------------------------------------------------------------
 # Migrations
 # ---------------------------------------------------------------------------------------------
+
+
+def test_redis_engine_settings_reach_the_pods() -> None:
+    """externalRedis.mode picks the engine; the pods get REDIS_MODE and that engine's nodes."""
+    sentinel = find(objs("redis-sentinel-values.yaml"), "ConfigMap", "chat")["data"]
+    assert sentinel["REDIS_MODE"] == "sentinel"
+    assert sentinel["REDIS_SENTINEL_MASTER"] == "mymaster"
+    assert sentinel["REDIS_SENTINELS"].count(":26379") == 3
+    cluster = find(objs("redis-cluster-values.yaml"), "ConfigMap", "chat")["data"]
+    assert cluster["REDIS_MODE"] == "cluster"
+    assert cluster["REDIS_CLUSTER_NODES"].count(":6379") == 3
+    assert cluster["STREAM_LANES"] == "16"
+    in_chart = find(objs("default-values.yaml"), "ConfigMap", "chat")["data"]
+    assert "REDIS_MODE" not in in_chart  # the in-chart Redis is standalone (the default)
 
 
 def test_migrations_with_in_chart_postgresql_run_on_start() -> None:

@@ -200,6 +200,18 @@ DB_USERNAME: {{ include "chat.db.username" . | quote }}
 DB_POOL_MAX: {{ .Values.config.dbPoolMax | quote }}
 REDIS_HOST: {{ include "chat.redis.host" . | quote }}
 REDIS_PORT: {{ include "chat.redis.port" . | quote }}
+{{- if not .Values.redis.enabled }}
+{{- with .Values.externalRedis }}
+REDIS_MODE: {{ .mode | quote }}
+{{- if eq .mode "sentinel" }}
+REDIS_SENTINELS: {{ join "," .sentinel.nodes | quote }}
+REDIS_SENTINEL_MASTER: {{ .sentinel.master | quote }}
+{{- else if eq .mode "cluster" }}
+REDIS_CLUSTER_NODES: {{ join "," .cluster.nodes | quote }}
+STREAM_LANES: {{ .cluster.lanes | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
 JWT_ALGORITHMS: {{ .Values.jwt.algorithms | quote }}
 JWT_ISSUER: {{ .Values.jwt.issuer | quote }}
 JWT_AUDIENCE: {{ .Values.jwt.audience | quote }}
@@ -282,8 +294,15 @@ true
 {{- if and (not .Values.postgresql.enabled) (not .Values.externalDatabase.password) (not .Values.externalDatabase.existingSecret) -}}
 {{- $errors = append $errors "postgresql.enabled=false needs externalDatabase.password or externalDatabase.existingSecret" -}}
 {{- end -}}
-{{- if and (not .Values.redis.enabled) (not .Values.externalRedis.host) -}}
+{{- $xr := .Values.externalRedis -}}
+{{- if and (not .Values.redis.enabled) (eq $xr.mode "standalone") (not $xr.host) -}}
 {{- $errors = append $errors "redis.enabled=false needs externalRedis.host" -}}
+{{- end -}}
+{{- if and (not .Values.redis.enabled) (eq $xr.mode "sentinel") (not $xr.sentinel.nodes) -}}
+{{- $errors = append $errors "externalRedis.mode=sentinel needs externalRedis.sentinel.nodes" -}}
+{{- end -}}
+{{- if and (not .Values.redis.enabled) (eq $xr.mode "cluster") (not $xr.cluster.nodes) -}}
+{{- $errors = append $errors "externalRedis.mode=cluster needs externalRedis.cluster.nodes" -}}
 {{- end -}}
 {{- if and .Values.envoy.tls.enabled (not .Values.envoy.tls.existingSecret) (not .Values.envoy.tls.certManager.enabled) -}}
 {{- $errors = append $errors "envoy.tls.enabled needs envoy.tls.existingSecret or envoy.tls.certManager.enabled" -}}
