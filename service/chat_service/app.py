@@ -39,6 +39,7 @@ from chat_service.gen import chat_pb2
 from chat_service.storage.postgres.changes import PostgresMessageChanges
 from chat_service.storage.postgres.migrate import migrate
 from chat_service.storage.postgres.receipts import PostgresReceipts
+from chat_service.storage.postgres.replica import ReadRoute
 from chat_service.storage.postgres.repository import PostgresChatRepository, create_pool
 from chat_service.storage.postgres.settings import DatabaseSettings
 from chat_service.telemetry import heap, metrics, tracing
@@ -85,6 +86,15 @@ def server_options(s: ServerSettings) -> list[tuple[str, Any]]:
         # clients that do not (browsers through gRPC-Web) get them uncompressed.
         options.append(("grpc.default_compression_algorithm", grpc.Compression.Gzip.value))
     return options
+
+
+async def replica_reads(db: DatabaseSettings, primary: asyncpg.Pool) -> ReadRoute:
+    """The read route: the primary alone, or with the replica DB_REPLICA_HOST names (its pool
+    connects lazily: a replica that is down only sends reads to the primary)."""
+    if not db.replica_host:
+        return ReadRoute(primary)
+    replica = await create_pool(db.replica_dsn, db.password, 0, db.replica_pool_max, timeout=2.0)
+    return ReadRoute(primary, replica, max_wait=db.replica_max_wait_ms / 1000)
 
 
 async def connect_pool(db: DatabaseSettings, attempts: int = 60) -> asyncpg.Pool:
@@ -140,8 +150,11 @@ class App:
         if s.database.migrate_on_start:
             async with pool.acquire() as conn:
                 await migrate(conn)
-        # Storage (PostgreSQL).
-        repo = PostgresChatRepository(pool, batch_sends=s.database.batch_sends)
+        # Storage (PostgreSQL), reading from a replica where one is configured.
+        reads = await replica_reads(s.database, pool)
+        if reads.replica is not None:
+            parts.push_async_callback(reads.replica.close)
+        repo = PostgresChatRepository(pool, batch_sends=s.database.batch_sends, reads=reads)
         receipt_store = PostgresReceipts(pool)
         change_store = PostgresMessageChanges(pool)
         repo.start()

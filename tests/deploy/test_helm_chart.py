@@ -715,6 +715,13 @@ def test_redis_engine_settings_reach_the_pods() -> None:
     assert "REDIS_MODE" not in in_chart  # the in-chart Redis is standalone (the default)
 
 
+def test_a_database_replica_reaches_the_pods() -> None:
+    external = find(objs("external-db-values.yaml"), "ConfigMap", "chat")["data"]
+    assert external["DB_REPLICA_HOST"] == "chat-db-ro.example.internal"
+    assert external["DB_REPLICA_PORT"] == "5432"
+    assert "DB_REPLICA_HOST" not in find(objs("default-values.yaml"), "ConfigMap", "chat")["data"]
+
+
 def test_migrations_with_in_chart_postgresql_run_on_start() -> None:
     docs = objs("default-values.yaml")
     assert not [d for d in docs if d["kind"] == "Job"], "pre-install hook cannot reach the DB"

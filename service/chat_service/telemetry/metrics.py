@@ -53,6 +53,10 @@ REPLAY_READS = Counter(
 )
 DB_ERRORS = Counter("chat_db_errors", "PostgreSQL calls that failed for lack of a connection")
 REDIS_ERRORS = Counter("chat_redis_errors", "Redis calls that failed", ["op"])
+DB_READS = Counter(
+    "chat_db_reads", "History, member and mention reads by where they ran (replica configured)",
+    ["target"],
+)
 DB_POOL_SIZE = Gauge("chat_db_pool_size", "Connections in the PostgreSQL pool")
 DB_POOL_IDLE = Gauge("chat_db_pool_idle", "Idle connections in the PostgreSQL pool")
 WEBHOOK_CALLS = Counter(
@@ -78,6 +82,8 @@ def initialise(methods: list[str]) -> None:
     for op in ("publish", "read", "presence", "notifier", "ratelimit", "publish_skipped",
                "stream_slots"):
         REDIS_ERRORS.labels(op)
+    for target in ("replica", "primary_fallback"):
+        DB_READS.labels(target)
     for stream in ("shard", "broadcast"):
         BROKER_ENTRIES_READ.labels(stream)
     for reason in ("lagged", "closed"):

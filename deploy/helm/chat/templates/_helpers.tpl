@@ -195,6 +195,10 @@ GRPC_PORT: {{ .Values.ports.grpc | quote }}
 METRICS_PORT: {{ .Values.ports.metrics | quote }}
 DB_HOST: {{ include "chat.db.host" . | quote }}
 DB_PORT: {{ include "chat.db.port" . | quote }}
+{{- if and (not .Values.postgresql.enabled) .Values.externalDatabase.replicaHost }}
+DB_REPLICA_HOST: {{ .Values.externalDatabase.replicaHost | quote }}
+DB_REPLICA_PORT: {{ .Values.externalDatabase.replicaPort | quote }}
+{{- end }}
 DB_DATABASE: {{ include "chat.db.database" . | quote }}
 DB_USERNAME: {{ include "chat.db.username" . | quote }}
 DB_POOL_MAX: {{ .Values.config.dbPoolMax | quote }}

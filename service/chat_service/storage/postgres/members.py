@@ -140,13 +140,14 @@ class PostgresMembers(PostgresStore):
 
     @storage_errors
     async def list_members(self, group_id: int) -> list[Member]:
-        rows = await self._pool.fetch(
-            """SELECT m.user_id, m.role, m.joined_at, u.name, u.email, u.avatar
-               FROM group_members m LEFT JOIN users u ON u.id = m.user_id
-               WHERE m.group_id = $1
-               ORDER BY m.role DESC, m.joined_at, m.user_id""",
-            group_id,
-        )
+        async with self._reads.reader() as conn:
+            rows = await conn.fetch(
+                """SELECT m.user_id, m.role, m.joined_at, u.name, u.email, u.avatar
+                   FROM group_members m LEFT JOIN users u ON u.id = m.user_id
+                   WHERE m.group_id = $1
+                   ORDER BY m.role DESC, m.joined_at, m.user_id""",
+                group_id,
+            )
         return [member_from_row(r) for r in rows]
 
     @storage_errors

@@ -22,14 +22,17 @@ from chat_service.domain.models import (
     UserProfile,
 )
 from chat_service.storage.postgres.errors import storage_errors
-from chat_service.storage.postgres.pool import PostgresStore
+from chat_service.storage.postgres.pool import Conn, PostgresStore
+from chat_service.storage.postgres.replica import ReadRoute
 from chat_service.storage.postgres.rows import message_from_row, ms, select_messages
 from chat_service.storage.postgres.send_batcher import PendingSend, SendBatcher
 
 
 class PostgresMessages(PostgresStore):
-    def __init__(self, pool: asyncpg.Pool, batch_sends: bool = True) -> None:
-        super().__init__(pool)
+    def __init__(
+        self, pool: asyncpg.Pool, batch_sends: bool = True, reads: ReadRoute | None = None
+    ) -> None:
+        super().__init__(pool, reads)
         self._batcher: SendBatcher | None = None
         if batch_sends:
             self._batcher = SendBatcher(pool, self._post_plain)
@@ -184,9 +187,16 @@ class PostgresMessages(PostgresStore):
     async def history(
         self, group_id: int, before_id: int, limit: int, viewer: int = 0
     ) -> HistoryPage:
+        async with self._reads.reader() as conn:
+            return await self._history(conn, group_id, before_id, limit, viewer)
+
+    @staticmethod
+    async def _history(
+        conn: Conn, group_id: int, before_id: int, limit: int, viewer: int
+    ) -> HistoryPage:
         if before_id:
             # The anchor's position in the same query: one round trip for a page.
-            rows = await self._pool.fetch(
+            rows = await conn.fetch(
                 select_messages(
                     "WHERE m.group_id = $1 AND m.seq < (SELECT b.seq FROM messages b"
                     " WHERE b.id = $2 AND b.group_id = $1) ORDER BY m.seq DESC LIMIT $3", "$4"
@@ -196,12 +206,12 @@ class PostgresMessages(PostgresStore):
                 limit + 1,
                 viewer,
             )
-            if not rows and not await self._pool.fetchval(
+            if not rows and not await conn.fetchval(
                 "SELECT true FROM messages WHERE id = $1 AND group_id = $2", before_id, group_id
             ):
                 raise NotFound(f"message {before_id} is not in group {group_id}")
         else:
-            rows = await self._pool.fetch(
+            rows = await conn.fetch(
                 select_messages("WHERE m.group_id = $1 ORDER BY m.seq DESC LIMIT $2", "$3"),
                 group_id,
                 limit + 1,
@@ -249,22 +259,23 @@ class PostgresMessages(PostgresStore):
     @storage_errors
     async def mentions_of(self, user_id: int, before_id: int, limit: int) -> HistoryPage:
         """Messages mentioning the user by name or @all in groups they belong to."""
-        rows = await self._pool.fetch(
-            select_messages(
-                """WHERE m.id IN (
-                       SELECT mm.message_id FROM message_mentions mm
-                       JOIN group_members gm ON gm.group_id = mm.group_id AND gm.user_id = $1
-                       WHERE mm.user_id IN ($1, 0) AND mm.from_user <> $1
-                         AND ($2::bigint = 0 OR mm.message_id < $2::bigint)
-                       ORDER BY mm.message_id DESC LIMIT $3)
-                   AND m.deleted_at IS NULL
-                   ORDER BY m.id DESC""",
-                "$1",
-            ),
-            user_id,
-            before_id,
-            limit + 1,
-        )
+        async with self._reads.reader() as conn:
+            rows = await conn.fetch(
+                select_messages(
+                    """WHERE m.id IN (
+                           SELECT mm.message_id FROM message_mentions mm
+                           JOIN group_members gm ON gm.group_id = mm.group_id AND gm.user_id = $1
+                           WHERE mm.user_id IN ($1, 0) AND mm.from_user <> $1
+                             AND ($2::bigint = 0 OR mm.message_id < $2::bigint)
+                           ORDER BY mm.message_id DESC LIMIT $3)
+                       AND m.deleted_at IS NULL
+                       ORDER BY m.id DESC""",
+                    "$1",
+                ),
+                user_id,
+                before_id,
+                limit + 1,
+            )
         return HistoryPage(messages=[message_from_row(r) for r in rows[:limit]],
                            has_more=len(rows) > limit)
 

@@ -9,6 +9,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from chat_service.storage.postgres.errors import storage_errors
+from chat_service.storage.postgres.replica import ReadRoute
 
 # What a store's helpers accept: a pooled connection (inside a transaction) or a bare one.
 Conn = asyncpg.Connection | PoolConnectionProxy
@@ -17,8 +18,10 @@ Conn = asyncpg.Connection | PoolConnectionProxy
 class PostgresStore:
     """One concern's statements over the shared pool (see repository.py for the whole)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, reads: ReadRoute | None = None) -> None:
         self._pool = pool
+        # History, member lists, mentions: a replica when one is configured (replica.py)
+        self._reads = reads or ReadRoute(pool)
 
     @storage_errors
     async def ping(self) -> None:

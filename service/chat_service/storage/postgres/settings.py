@@ -20,6 +20,17 @@ class DatabaseSettings:
     migrate_on_start: bool = var("MIGRATE_ON_START", False)
     # Group commit: plain sends arriving during a commit share the next one.
     batch_sends: bool = var("BATCH_SENDS", True)
+    # A streaming replica for history, member lists and mentions (empty: none); same
+    # database, user and password as the primary. See storage/postgres/replica.py.
+    replica_host: str = var("DB_REPLICA_HOST", "")
+    replica_port: int = var("DB_REPLICA_PORT", 5432)
+    replica_pool_max: int = var("DB_REPLICA_POOL_MAX", 20)
+    replica_max_wait_ms: float = var("DB_REPLICA_MAX_WAIT_MS", 100.0)
+
+    @property
+    def replica_dsn(self) -> str:
+        return (f"postgresql://{self.username}@{self.replica_host}:{self.replica_port}"
+                f"/{self.database}")
 
     @property
     def dsn(self) -> str:
