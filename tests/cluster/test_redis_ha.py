@@ -17,6 +17,9 @@ import pytest
 
 from chat_devstack.cluster import Cluster
 from chat_devstack.tokens import mint
+from chat_service.domain.errors import ResourceExhausted
+from chat_service.fanout.redis_connect import parse_nodes
+from chat_service.ratelimit.limiter import RateLimiter, RateRules
 from tests.support.chat_client import ChatClient
 from tests.support.redis_ha import RedisClusterHarness, SentinelHarness, cli
 from tests.support.resilient import (
@@ -126,3 +129,17 @@ async def test_a_sentinel_failover_under_load_loses_no_acknowledged_message(
     finally:
         c.stop()
         ha.stop()
+
+
+async def test_rate_limits_are_counted_in_the_redis_cluster(
+    redis_cluster: RedisClusterHarness,
+) -> None:
+    """The limiter fails open when its storage fails, so refusing the fourth call proves the
+    counters live in the cluster (limits' cluster storage, one key per counter)."""
+    nodes = parse_nodes("REDIS_CLUSTER_NODES", redis_cluster.env["REDIS_CLUSTER_NODES"])
+    limiter = RateLimiter.redis_cluster(nodes, "", RateRules(user_send="3/minute"))
+    user = next(_ids)
+    for _ in range(3):
+        await limiter.check("user_send", user)
+    with pytest.raises(ResourceExhausted):
+        await limiter.check("user_send", user)
