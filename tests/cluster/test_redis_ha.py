@@ -18,7 +18,10 @@ import pytest
 from chat_devstack.cluster import Cluster
 from chat_devstack.tokens import mint
 from chat_service.domain.errors import ResourceExhausted
-from chat_service.fanout.redis_connect import parse_nodes
+from chat_service.fanout.redis_connect import RedisConnector, parse_nodes
+from chat_service.fanout.settings import RedisSettings
+from chat_service.presence.redis_presence import RedisPresence
+from chat_service.presence.stream_slots import RedisStreamSlots
 from chat_service.ratelimit.limiter import RateLimiter, RateRules
 from tests.support.chat_client import ChatClient
 from tests.support.redis_ha import RedisClusterHarness, SentinelHarness, cli
@@ -143,3 +146,35 @@ async def test_rate_limits_are_counted_in_the_redis_cluster(
         await limiter.check("user_send", user)
     with pytest.raises(ResourceExhausted):
         await limiter.check("user_send", user)
+
+
+async def test_stream_slots_and_presence_work_on_the_redis_cluster(
+    redis_cluster: RedisClusterHarness,
+) -> None:
+    """Stream slots admit fail-open too: a refused second stream proves the Lua admission runs
+    in the cluster; presence marks and reads a user through the cluster client."""
+    connector = RedisConnector(RedisSettings(mode="cluster",
+                                             cluster_nodes=redis_cluster.env["REDIS_CLUSTER_NODES"]))
+    client = connector.client(socket_timeout=2.0)
+    slots = RedisStreamSlots(client, pod="p", max_per_user=1, ttl_seconds=30)
+    uid = next(_ids)
+    slot = await slots.acquire(uid)
+    with pytest.raises(ResourceExhausted):
+        await slots.acquire(uid)
+    await slots.release(slot)
+    await slots.release(await slots.acquire(uid))
+
+    async def no_groups(user_id: int) -> list[int]:
+        return []
+
+    class NoEvents:
+        async def publish(self, events: object) -> None:
+            return None
+
+    presence = RedisPresence(client, pod="p", ttl_seconds=30, events=NoEvents(),
+                             groups_of=no_groups)
+    await presence.connected(uid)
+    assert await presence.online_users([uid, uid + 1]) == {uid}
+    await presence.disconnected(uid)
+    assert await presence.online_users([uid]) == set()
+    await client.aclose()
