@@ -20,6 +20,7 @@ from chat_service.api.admission import Admission
 from chat_service.api.attachments import AttachmentApi
 from chat_service.api.auth import Authenticator
 from chat_service.api.calls import Callers, Draining
+from chat_service.api.conversation import ConversationApi
 from chat_service.api.gate import CallGate
 from chat_service.api.handlers import SERVICE, generic_handler
 from chat_service.api.servicer import ChatApi
@@ -31,8 +32,11 @@ from chat_service.config import Settings
 from chat_service.domain.chat import ChatService
 from chat_service.domain.errors import Unavailable
 from chat_service.domain.message_changes import MessageChanges
+from chat_service.domain.pins import Pins
 from chat_service.domain.privacy import Privacy
 from chat_service.domain.receipts import Receipts
+from chat_service.domain.search import Search
+from chat_service.domain.threads import Threads
 from chat_service.fanout.broker import Broker
 from chat_service.fanout.hub import Hub
 from chat_service.gen import chat_pb2
@@ -138,9 +142,11 @@ class App:
         parts.push_async_callback(pool.close)
         if s.migrate_on_start:
             async with pool.acquire() as conn:
-                await migrate(conn)
+                await migrate(conn, s.search_text_config)
         # Storage (PostgreSQL).
-        repo = PostgresChatRepository(pool, batch_sends=s.batch_sends)
+        repo = PostgresChatRepository(
+            pool, batch_sends=s.batch_sends, text_search_config=s.search_text_config
+        )
         receipt_store = PostgresReceipts(pool)
         change_store = PostgresMessageChanges(pool)
         repo.start()
@@ -227,8 +233,17 @@ class App:
             draining,
             b.stream_slots,
         )
+        conversation = ConversationApi(
+            Threads(repo, b.fanout, s.limits, b.rate),
+            Search(repo, repo, s.limits, b.rate),
+            Pins(repo, b.fanout, s.limits, b.rate),
+            receipts,
+            callers,
+            draining,
+        )
         return generic_handler(
             ChatApi(chat, receipts, changes, callers, draining),
+            conversation,
             streams,
             AttachmentApi(attachments, callers, draining),
         )

@@ -17,7 +17,16 @@ from dataclasses import dataclass, field, replace
 from chat_service.api.gate_settings import GateSettings
 from chat_service.attachments.settings import AttachmentSettings, load_attachment_settings
 from chat_service.auth.settings import JwtSettings, load_jwt_settings
-from chat_service.envconfig import GROUP, ConfigError, choice, load, lower, upper, var
+from chat_service.envconfig import (
+    GROUP,
+    ConfigError,
+    choice,
+    identifier,
+    load,
+    lower,
+    upper,
+    var,
+)
 from chat_service.ratelimit.limiter import RateRules
 
 __all__ = ["ConfigError", "JwtSettings", "Limits", "Settings", "load_settings"]
@@ -35,6 +44,11 @@ class Limits:
     history_page_max: int = var("HISTORY_PAGE_MAX", 200)
     client_msg_id_max: int = 64
     replay_max_messages: int = var("REPLAY_MAX_MESSAGES", 2000)
+    pins_per_group_max: int = var("LIMIT_PINS_PER_GROUP", 50)
+    search_query_max_chars: int = var("LIMIT_SEARCH_QUERY_CHARS", 256)
+    search_page_default: int = var("SEARCH_PAGE_DEFAULT", 20)
+    search_page_max: int = var("SEARCH_PAGE_MAX", 50)
+    search_results_max: int = var("SEARCH_RESULTS_MAX", 1000)
 
 
 @dataclass(frozen=True)
@@ -95,6 +109,7 @@ class Settings:
     log_format: str = var("LOG_FORMAT", "json", lower)
     tls_cert_file: str = var("TLS_CERT_FILE", "")
     tls_key_file: str = var("TLS_KEY_FILE", "")
+    search_text_config: str = var("SEARCH_TEXT_CONFIG", "simple", identifier)
     jwt: JwtSettings = field(default_factory=JwtSettings, metadata=GROUP)
     limits: Limits = field(default_factory=Limits, metadata=GROUP)
     rates: RateRules = field(default_factory=RateRules, metadata=GROUP)

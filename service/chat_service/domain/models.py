@@ -64,6 +64,8 @@ class Group:
     mention_count: int = 0
     muted: bool = False
     last_update_seq: int = 0
+    thread_unread_count: int = 0
+    pinned_count: int = 0
 
     def public_card(self) -> Group:
         """What a non-member may see of an open group: id, name, description, creator,
@@ -137,6 +139,18 @@ class Message:
     deleted: bool = False
     attachment: AttachmentInfo | None = None
     update_seq: int = 0
+    thread_parent_id: int = 0  # a thread reply names its thread's parent
+    also_in_group: bool = False  # a thread reply also shown in the main timeline
+    reply_count: int = 0  # a parent: its thread's summary
+    last_reply_at_ms: int = 0
+    thread_participants: tuple[int, ...] = ()
+    pinned_by: int = 0
+    pinned_at_ms: int = 0
+
+    @property
+    def in_timeline(self) -> bool:
+        """Shown in the group's main timeline (history, unread counts)."""
+        return not self.thread_parent_id or self.also_in_group
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +165,55 @@ class GroupHead:
 class HistoryPage:
     messages: list[Message]
     has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadLink:
+    """Where a thread reply goes: its thread's parent (id, author, seq) and whether it is
+    also shown in the main timeline."""
+
+    parent_id: int
+    parent_author: int
+    parent_seq: int
+    also_in_group: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadPage:
+    parent: Message
+    replies: list[Message]
+    has_more: bool
+    read_seq: int  # the viewer's read position in the thread (0: not a participant)
+    unread_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRead:
+    read_seq: int
+    unread_count: int  # in the thread
+    group_thread_unread: int  # in all the user's threads of the group
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    message: Message
+    snippet: str  # plain text; highlights are (offset, length) in code points
+    highlights: tuple[tuple[int, int], ...]
+    rank: float
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    hits: list[SearchHit]
+    next_offset: int  # 0 on the last page
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadResult:
+    read_seq: int
+    unread_count: int
+    mention_count: int
+    private: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +277,27 @@ class Mentioned:
 
 
 @dataclass(frozen=True, slots=True)
+class ThreadReplied:
+    """A new reply, for the thread's participants (the reply itself is a MessagePosted)."""
+
+    group_id: int
+    parent_id: int
+    message_id: int
+    seq: int
+    from_user_id: int
+    participant_ids: tuple[int, ...]
+    reply_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class PinChanged:
+    group_id: int
+    message_id: int
+    pinned: bool
+    actor_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class PresenceChanged:
     user_id: int
     online: bool
@@ -228,4 +312,6 @@ ChatEvent = (
     | MessageUpdated
     | ReceiptMoved
     | Mentioned
+    | ThreadReplied
+    | PinChanged
 )

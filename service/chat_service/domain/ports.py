@@ -17,6 +17,10 @@ from chat_service.domain.models import (
     MessageKind,
     PostResult,
     Role,
+    SearchHit,
+    ThreadLink,
+    ThreadRead,
+    UnreadResult,
     UserProfile,
 )
 
@@ -87,8 +91,12 @@ class MessageStore(Protocol):
         reply_to_id: int = 0,
         mentions: Sequence[Mention] = (),
         attachment_id: str = "",
+        thread: ThreadLink | None = None,
     ) -> PostResult | None:
-        """Store a message; None when the sender is not a member (or no such group)."""
+        """Store a message; None when the sender is not a member (or no such group).
+        With `thread`, a reply in that thread: in the same transaction the parent's summary
+        (reply count, last reply, participants) changes and takes the next update_seq, and
+        the sender becomes a participant who has read up to their reply."""
         ...
 
     async def get_message(self, message_id: int, viewer: int = 0) -> Message | None: ...
@@ -108,7 +116,51 @@ class MessageStore(Protocol):
         ...
 
 
-class ChatRepository(UserStore, GroupStore, MembershipStore, MessageStore, Protocol):
+class ThreadStore(Protocol):
+    async def thread_replies(
+        self, parent_id: int, after_seq: int, limit: int, viewer: int
+    ) -> tuple[list[Message], bool]:
+        """Replies with seq > after_seq, in seq order (at most `limit`), and whether more
+        follow."""
+        ...
+
+    async def thread_position(self, parent_id: int, user_id: int) -> tuple[int, int]:
+        """(read_seq, unread replies by others) of a participant; (0, 0) for anyone else."""
+        ...
+
+    async def mark_thread_read(self, parent_id: int, user_id: int, seq: int) -> ThreadRead:
+        """Move a participant's position forward to `seq` (0: the last reply), never back;
+        a non-participant's stays (0, 0)."""
+        ...
+
+
+class SearchStore(Protocol):
+    async def search(
+        self, user_id: int, group_id: int, query: str, limit: int, offset: int
+    ) -> list[SearchHit]:
+        """Best matches first among the user's current groups (or `group_id` of them):
+        never deleted messages, SYSTEM messages or text edited away. Snippets mark each
+        match between SNIPPET_START and SNIPPET_STOP (domain/search.py)."""
+        ...
+
+
+class PinStore(Protocol):
+    async def set_pin(
+        self, message: Message, actor_id: int, pinned: bool, max_pins: int
+    ) -> tuple[Message, bool]:
+        """Pin or unpin; (the message, whether it changed). A change takes the group's next
+        update_seq. ResourceExhausted when `max_pins` are pinned already."""
+        ...
+
+    async def pinned(self, group_id: int, viewer: int) -> list[Message]:
+        """The group's pinned messages, most recently pinned first."""
+        ...
+
+
+class ChatRepository(
+    UserStore, GroupStore, MembershipStore, MessageStore, ThreadStore, SearchStore, PinStore,
+    Protocol,
+):
     """Durable storage of the chat use cases (PostgreSQL in production): one object that is
     every store above. Receipts and message changes have stores of their own below."""
 
@@ -179,6 +231,13 @@ class ReceiptStore(Protocol):
     async def mark_read(
         self, group_id: int, user_id: int, seq: int
     ) -> ReadResultLike | None: ...
+
+    async def mark_unread(
+        self, group_id: int, user_id: int, message_id: int
+    ) -> UnreadResult | None:
+        """Move the read position back to just before the message (never forward); None
+        when the user is not a member or the message is not in the group."""
+        ...
 
     async def readers(
         self, group_id: int, message_id: int

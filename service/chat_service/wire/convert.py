@@ -13,8 +13,11 @@ from chat_service.domain.models import (
     Message,
     MessagePosted,
     MessageUpdated,
+    PinChanged,
     PresenceChanged,
     ReceiptMoved,
+    SearchHit,
+    ThreadReplied,
     TypingChanged,
     UserProfile,
 )
@@ -47,6 +50,13 @@ def message(m: Message, for_everyone: bool = False) -> pb.MessageResponse:
         edited_at_ms=m.edited_at_ms,
         deleted=m.deleted,
         update_seq=m.update_seq,
+        thread_parent_id=m.thread_parent_id,
+        also_in_group=m.also_in_group,
+        reply_count=m.reply_count,
+        last_reply_at_ms=m.last_reply_at_ms,
+        thread_participant_ids=list(m.thread_participants),
+        pinned_by=m.pinned_by,
+        pinned_at_ms=m.pinned_at_ms,
     )
     if m.reply_quote is not None:
         q = m.reply_quote
@@ -99,6 +109,17 @@ def group(g: Group) -> pb.Group:
         mention_count=g.mention_count,
         muted=g.muted,
         last_update_seq=g.last_update_seq,
+        thread_unread_count=g.thread_unread_count,
+        pinned_count=g.pinned_count,
+    )
+
+
+def search_hit(h: SearchHit) -> pb.SearchHit:
+    return pb.SearchHit(
+        message=message(h.message),
+        snippet=h.snippet,
+        highlights=[pb.Highlight(offset=o, length=n) for o, n in h.highlights],
+        rank=h.rank,
     )
 
 
@@ -157,6 +178,27 @@ def event(e: ChatEvent) -> pb.ChatEvent:
                     ),
                     actor_id=e.actor_id,
                     seq=e.seq,
+                )
+            )
+        case ThreadReplied():
+            return pb.ChatEvent(
+                thread=pb.ThreadEvent(
+                    group_id=e.group_id,
+                    parent_id=e.parent_id,
+                    message_id=e.message_id,
+                    seq=e.seq,
+                    from_user_id=e.from_user_id,
+                    participant_ids=list(e.participant_ids),
+                    reply_count=e.reply_count,
+                )
+            )
+        case PinChanged():
+            return pb.ChatEvent(
+                pin=pb.PinEvent(
+                    group_id=e.group_id,
+                    message_id=e.message_id,
+                    pinned=e.pinned,
+                    actor_id=e.actor_id,
                 )
             )
         case PresenceChanged(user_id=uid, online=online):

@@ -19,6 +19,7 @@ from chat_service.domain.models import (
     Message,
     MessageKind,
     PostResult,
+    ThreadLink,
     UserProfile,
 )
 from chat_service.storage.postgres.errors import storage_errors
@@ -63,8 +64,9 @@ class PostgresMessages(PostgresStore):
         reply_to_id: int = 0,
         mentions: Sequence[Mention] = (),
         attachment_id: str = "",
+        thread: ThreadLink | None = None,
     ) -> PostResult | None:
-        if self._batcher is not None and not (reply_to_id or mentions or attachment_id):
+        if self._batcher is not None and not (reply_to_id or mentions or attachment_id or thread):
             return await self._batcher.post(
                 PendingSend(group_id, sender, content, kind, client_msg_id)
             )
@@ -77,6 +79,7 @@ class PostgresMessages(PostgresStore):
             reply_to_id=reply_to_id,
             mentions=mentions,
             attachment_id=attachment_id,
+            thread=thread,
         )
 
     async def _post_one(
@@ -90,6 +93,7 @@ class PostgresMessages(PostgresStore):
         reply_to_id: int = 0,
         mentions: Sequence[Mention] = (),
         attachment_id: str = "",
+        thread: ThreadLink | None = None,
     ) -> PostResult | None:
         key = client_msg_id or None
         mention_json = [[m.user_id, m.offset, m.length] for m in mentions] or None
@@ -104,22 +108,41 @@ class PostgresMessages(PostgresStore):
             if attachment_id
             else ""
         )
+        thread_args: list[object] = []
+        if thread is not None:
+            # The parent's summary changes with the reply (and takes the update_seq the bump
+            # below reserved); the sender joins the participants, having read their reply.
+            claim += """, par AS (
+                   UPDATE messages p SET reply_count = p.reply_count + 1,
+                       last_reply_at = ins.created_at, update_seq = bumped.last_update_seq
+                   FROM ins, bumped WHERE p.id = $10
+               ), tp AS (
+                   INSERT INTO thread_participants (parent_id, group_id, user_id, read_seq)
+                   SELECT $10, $1, v.u, max(v.r)
+                   FROM ins CROSS JOIN LATERAL
+                        (VALUES ($2::bigint, ins.seq), ($12::bigint, $13::bigint)) AS v (u, r)
+                   GROUP BY v.u
+                   ON CONFLICT (parent_id, user_id) DO UPDATE
+                   SET read_seq = GREATEST(thread_participants.read_seq, EXCLUDED.read_seq))"""
+            thread_args = [thread.parent_author, thread.parent_seq]
         try:
             row = await self._pool.fetchrow(
                 f"""WITH member AS (
                        SELECT 1 FROM group_members WHERE group_id = $1 AND user_id = $2
                    ), bumped AS (
-                       UPDATE groups SET last_seq = last_seq + 1
+                       UPDATE groups SET last_seq = last_seq + 1,
+                           last_update_seq = last_update_seq + (($10::bigint > 0)::int)
                        WHERE id = $1 AND EXISTS (SELECT 1 FROM member)
                          AND ($5::text IS NULL OR NOT EXISTS (
                                SELECT 1 FROM messages
                                WHERE group_id = $1 AND user_id = $2 AND client_msg_id = $5))
-                       RETURNING last_seq
+                       RETURNING last_seq, last_update_seq
                    ), ins AS (
                        INSERT INTO messages (group_id, seq, user_id, kind, content,
-                                             client_msg_id, reply_to_id, attachment_id, mentions)
+                                             client_msg_id, reply_to_id, attachment_id, mentions,
+                                             thread_parent_id, also_in_group)
                        SELECT $1, last_seq, $2, $3, $4, $5, NULLIF($6, 0), NULLIF($7, ''),
-                              $8::jsonb
+                              $8::jsonb, NULLIF($10::bigint, 0), $11
                        FROM bumped
                        RETURNING id, seq, created_at
                    ), men AS (
@@ -136,6 +159,9 @@ class PostgresMessages(PostgresStore):
                 attachment_id,
                 mention_json,
                 mentioned,
+                thread.parent_id if thread else 0,
+                bool(thread and thread.also_in_group),
+                *thread_args,
             )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "messages_attachment_idx":
@@ -156,7 +182,7 @@ class PostgresMessages(PostgresStore):
                 mentions=tuple(mentions),
                 reply_to_id=reply_to_id,
             )
-            if reply_to_id or attachment_id:
+            if reply_to_id or attachment_id or thread:
                 full = await self.get_message(row["id"])
                 message = full if full is not None else message
             return PostResult(message=message, duplicate=False)
@@ -196,7 +222,10 @@ class PostgresMessages(PostgresStore):
             before_seq = 2**63 - 1
         rows = await self._pool.fetch(
             select_messages(
-                "WHERE m.group_id = $1 AND m.seq < $2 ORDER BY m.seq DESC LIMIT $3", "$4"
+                """WHERE m.group_id = $1 AND m.seq < $2
+                     AND (m.thread_parent_id IS NULL OR m.also_in_group)
+                   ORDER BY m.seq DESC LIMIT $3""",
+                "$4",
             ),
             group_id,
             before_seq,
