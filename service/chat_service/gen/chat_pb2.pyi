@@ -472,7 +472,7 @@ class MessageResponse(_message.Message):
     def attachment(self) -> Global___Attachment: ...
     @_builtins.property
     def thread_participant_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """the parent's author, then repliers"""
+        """the parent's author and repliers, by id"""
 
     def __init__(
         self,
@@ -1922,7 +1922,7 @@ class SearchMessagesRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     JWT_TOKEN_FIELD_NUMBER: _builtins.int
     query: _builtins.str
-    """web-search syntax: words, "a phrase", -excluded, or"""
+    """web-search syntax: words, "a phrase", -excluded, a or b"""
     group_id: _builtins.int
     """0: all the caller's groups"""
     limit: _builtins.int
