@@ -36,7 +36,8 @@ async def apply_text_search_config(
     """Rebuild the search column for `config` when it was built for another; True if it was."""
     if not _NAME.match(config):
         raise ValueError(f"not a text-search configuration name: {config!r}")
-    if await current_config(conn) == config:
+    current = await current_config(conn)
+    if current in ("", config):  # no column yet (before 0005), or built for this one
         return False
     known = await conn.fetchval("SELECT 1 FROM pg_ts_config WHERE cfgname = $1", config)
     if not known:
