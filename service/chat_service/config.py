@@ -49,6 +49,7 @@ class Limits:
     search_page_default: int = var("SEARCH_PAGE_DEFAULT", 20)
     search_page_max: int = var("SEARCH_PAGE_MAX", 50)
     search_results_max: int = var("SEARCH_RESULTS_MAX", 1000)
+    search_candidates: int = var("SEARCH_RANK_CANDIDATES", 2000)
 
 
 @dataclass(frozen=True)

@@ -97,18 +97,18 @@ async def test_search_reaches_current_groups_only_and_live_text_only(
     gone = await _sent(chat_stores, mine.id, bo, "zebra to delete")
     await chat_stores.changes.edit(edited, "new text", ())
     await chat_stores.changes.delete(gone)
-    hits = await chat_stores.repo.search(ann.id, 0, "zebra", 10, 0)
+    hits = await chat_stores.repo.search(ann.id, 0, "zebra", 10, 0, 100)
     assert [h.message.id for h in hits] == [kept.id]
     assert hits[0].snippet[hits[0].highlights[0][0]:][:5] == "zebra"
-    assert await chat_stores.repo.search(ann.id, 0, "draft", 10, 0) == []
-    assert [h.message.id for h in await chat_stores.repo.search(ann.id, 0, "new", 10, 0)] == [
+    assert await chat_stores.repo.search(ann.id, 0, "draft", 10, 0, 100) == []
+    assert [h.message.id for h in await chat_stores.repo.search(ann.id, 0, "new", 10, 0, 100)] == [
         edited.id]
-    assert await chat_stores.repo.search(ann.id, other.id, "zebra", 10, 0) == []
-    assert await chat_stores.repo.search(ann.id, 0, "zebra -quarterly", 10, 0) == []
+    assert await chat_stores.repo.search(ann.id, other.id, "zebra", 10, 0, 100) == []
+    assert await chat_stores.repo.search(ann.id, 0, "zebra -quarterly", 10, 0, 100) == []
     # SYSTEM messages ("... created the group") are not searched
-    assert await chat_stores.repo.search(ann.id, 0, "created", 10, 0) == []
+    assert await chat_stores.repo.search(ann.id, 0, "created", 10, 0, 100) == []
     await chat_stores.repo.remove_member(mine.id, ann.id, ann, MemberChange.LEFT)
-    assert await chat_stores.repo.search(ann.id, 0, "zebra", 10, 0) == []
+    assert await chat_stores.repo.search(ann.id, 0, "zebra", 10, 0, 100) == []
 
 
 async def test_pins_are_bounded_per_group_and_ordered_newest_first(
@@ -149,3 +149,18 @@ async def test_mark_unread_moves_back_only_and_recounts(chat_stores: ChatStoreRi
     other = await _group(chat_stores, bo)
     foreign = await _sent(chat_stores, other.id, bo)
     assert await chat_stores.receipts.mark_unread(group.id, ann.id, foreign.id) is None
+
+
+async def test_search_ranks_the_newest_matches_of_each_group_within_the_budget(
+    chat_stores: ChatStoreRig,
+) -> None:
+    ann = await chat_stores.user("Ann")
+    group = await _group(chat_stores, ann)
+    best_but_oldest = await _sent(chat_stores, group.id, ann, "yak yak yak yak")
+    newer = [await _sent(chat_stores, group.id, ann, f"yak {i}") for i in range(4)]
+    # budget 3 in one group: the 3 newest matches are ranked, the oldest is not reached
+    hits = await chat_stores.repo.search(ann.id, 0, "yak", 2, 0, 3)
+    assert {h.message.id for h in hits} <= {m.id for m in newer[1:]} and len(hits) == 2
+    # a budget that covers every match ranks the best first
+    hits = await chat_stores.repo.search(ann.id, 0, "yak", 2, 0, 100)
+    assert hits[0].message.id == best_but_oldest.id

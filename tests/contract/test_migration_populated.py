@@ -62,7 +62,7 @@ async def test_0005_applies_to_a_populated_database(
             applied = await migrations.migrate(conn, "simple")
         assert 5 in applied
         repo = PostgresChatRepository(pool, batch_sends=False)
-        hits = await repo.search(ann.id, 0, "reports", 10, 0)
+        hits = await repo.search(ann.id, 0, "reports", 10, 0, 100)
         assert sorted(h.message.content for h in hits) == [
             "reports attached", "the quarterly reports are late"]
         group = await repo.get_group(group_id, ann.id)
@@ -76,7 +76,7 @@ async def test_0005_applies_to_a_populated_database(
         edited = await repo.get_message(hits[0].message.id)
         assert edited is not None
         await PostgresMessageChanges(pool).edit(edited, "renamed", ())
-        assert len(await repo.search(ann.id, 0, "reports", 10, 0)) == 1
+        assert len(await repo.search(ann.id, 0, "reports", 10, 0, 100)) == 1
 
         # Another text-search configuration rebuilds the column: English stems.
         async with pool.acquire() as conn:
@@ -84,7 +84,7 @@ async def test_0005_applies_to_a_populated_database(
             await migrations.migrate(conn, "english")
             assert await current_config(conn) == "english"
         english = PostgresChatRepository(pool, batch_sends=False, text_search_config="english")
-        assert len(await english.search(ann.id, 0, "report", 10, 0)) == 1
+        assert len(await english.search(ann.id, 0, "report", 10, 0, 100)) == 1
         async with pool.acquire() as conn:
             assert await migrations.migrate(conn, "english") == []
             with pytest.raises(ValueError, match="no text-search configuration"):

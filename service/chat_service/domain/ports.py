@@ -136,11 +136,13 @@ class ThreadStore(Protocol):
 
 class SearchStore(Protocol):
     async def search(
-        self, user_id: int, group_id: int, query: str, limit: int, offset: int
+        self, user_id: int, group_id: int, query: str, limit: int, offset: int,
+        candidates: int,
     ) -> list[SearchHit]:
         """Best matches first among the user's current groups (or `group_id` of them):
-        never deleted messages, SYSTEM messages or text edited away. Snippets mark each
-        match between SNIPPET_START and SNIPPET_STOP (domain/search.py)."""
+        never deleted messages, SYSTEM messages or text edited away. The ranking covers the
+        newest max(offset + limit, candidates / groups) matches of each group. Snippets mark
+        each match between SNIPPET_START and SNIPPET_STOP (domain/search.py)."""
         ...
 
 

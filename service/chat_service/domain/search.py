@@ -106,6 +106,8 @@ class Search:
             await self._rate.check("user_search", caller.id)
         if group_id and await visible_role(self._groups, group_id, caller.id) == Role.NONE:
             raise PermissionDenied(f"you are not a member of group {group_id}")
-        hits = await self._store.search(caller.id, group_id, text, size + 1, offset)
+        hits = await self._store.search(
+            caller.id, group_id, text, size + 1, offset, self._limits.search_candidates
+        )
         more = len(hits) > size and offset + size < deepest
         return SearchPage(hits[:size], offset + size if more else 0)

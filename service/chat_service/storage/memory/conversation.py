@@ -2,7 +2,7 @@
 PostgreSQL's threads.py, search.py and pins.py (thread replies are stored by the
 repository's send path). Search is a plain token match: every query word (`-word` excluded)
 must occur; rank is the number of occurrences; the same membership, deleted and SYSTEM rules
-as PostgreSQL's."""
+and the same bounded candidates (the newest matches of each group) as PostgreSQL's."""
 
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ class MemoryConversation:
     # ---- search ----
 
     async def search(
-        self, user_id: int, group_id: int, query: str, limit: int, offset: int
+        self, user_id: int, group_id: int, query: str, limit: int, offset: int,
+        candidates: int,
     ) -> list[SearchHit]:
         wanted = [w for w in _words(" ".join(t for t in query.split() if not t.startswith("-")))
                   if w != "or"]
@@ -67,14 +68,17 @@ class MemoryConversation:
             return []
         groups = [g for g in self.state.groups.values()
                   if user_id in g.members and group_id in (0, g.id)]
+        per_group = max(offset + limit, candidates // max(1, len(groups)))
         found: list[tuple[int, MessageRow]] = []
         for group in groups:
-            for m in self.state.by_group.get(group.id, ()):
+            matches: list[tuple[int, MessageRow]] = []
+            for m in reversed(self.state.by_group.get(group.id, ())):
                 if m.deleted or m.kind == MessageKind.SYSTEM:
                     continue
                 words = _words(m.content)
                 if all(w in words for w in wanted) and not unwanted & set(words):
-                    found.append((sum(words.count(w) for w in wanted), m))
+                    matches.append((sum(words.count(w) for w in wanted), m))
+            found.extend(matches[:per_group])  # the newest matches of each group
         found.sort(key=lambda hit: (-hit[0], -hit[1].id))
         hits = []
         for rank, m in found[offset:offset + limit]:

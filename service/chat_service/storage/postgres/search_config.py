@@ -17,6 +17,10 @@ from asyncpg.pool import PoolConnectionProxy
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+# As migration 0005 creates it (bulk loads drop it and create it again with this).
+SEARCH_INDEX_DDL = (
+    "CREATE INDEX messages_search_idx ON messages USING gin (group_id, search_vector)"
+)
 
 
 async def current_config(conn: asyncpg.Connection | PoolConnectionProxy) -> str:
@@ -51,8 +55,6 @@ async def apply_text_search_config(
             f"""ALTER TABLE messages ADD COLUMN search_vector tsvector GENERATED ALWAYS AS
                 (to_tsvector('{config}'::regconfig, content)) STORED"""
         )
-        await conn.execute(
-            "CREATE INDEX messages_search_idx ON messages USING gin (group_id, search_vector)"
-        )
+        await conn.execute(SEARCH_INDEX_DDL)
     log.info("search column rebuilt for text-search configuration %r", config)
     return True
