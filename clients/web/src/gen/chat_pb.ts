@@ -21,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat.proto.
  */
 export const file_chat: GenFile = /*@__PURE__*/
-  fileDesc("CgpjaGF0LnByb3RvEgRjaGF0IocBChJDcmVhdGVHcm91cFJlcXVlc3QSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRISCgptZW1iZXJfaWRzGAMgAygDEhIKCmNyZWF0ZWRfYnkYBCABKAMSEQoJand0X3Rva2VuGAUgASgJEhMKC2ludml0ZV9vbmx5GAYgASgIIrkCCgVHcm91cBIKCgJpZBgBIAEoAxIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEhIKCm1lbWJlcl9pZHMYBCADKAMSEgoKY3JlYXRlZF9ieRgFIAEoAxISCgpjcmVhdGVkX2F0GAYgASgDEhMKC2ludml0ZV9vbmx5GAcgASgIEhAKCGxhc3Rfc2VxGAggASgDEhQKDG1lbWJlcl9jb3VudBgJIAEoBRIhCgdteV9yb2xlGAogASgOMhAuY2hhdC5NZW1iZXJSb2xlEhAKCHJlYWRfc2VxGAsgASgDEhQKDHVucmVhZF9jb3VudBgMIAEoAxIVCg1tZW50aW9uX2NvdW50GA0gASgFEg0KBW11dGVkGA4gASgIEhcKD2xhc3RfdXBkYXRlX3NlcRgPIAEoAyJIChBKb2luR3JvdXBSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgDEg8KB3VzZXJfaWQYAiABKAMSEQoJand0X3Rva2VuGAMgASgJIjUKEUpvaW5Hcm91cFJlc3BvbnNlEg8KB3N1Y2Nlc3MYASABKAgSDwoHbWVzc2FnZRgCIAEoCSJJChFMZWF2ZUdyb3VwUmVxdWVzdBIQCghncm91cF9pZBgBIAEoAxIPCgd1c2VyX2lkGAIgASgDEhEKCWp3dF90b2tlbhgDIAEoCSI2ChJMZWF2ZUdyb3VwUmVzcG9uc2USDwoHc3VjY2VzcxgBIAEoCBIPCgdtZXNzYWdlGAIgASgJIj0KFkdldEdyb3VwTWVtYmVyc1JlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAMSEQoJand0X3Rva2VuGAIgASgJIjMKFEdyb3VwTWVtYmVyc1Jlc3BvbnNlEhsKB21lbWJlcnMYASADKAsyCi5jaGF0LlVzZXIibwoEVXNlchIKCgJpZBgBIAEoAxIMCgRuYW1lGAIgASgJEg0KBWVtYWlsGAMgASgJEg4KBmF2YXRhchgEIAEoCRIOCgZvbmxpbmUYBSABKAgSHgoEcm9sZRgGIAEoDjIQLmNoYXQuTWVtYmVyUm9sZSK7AQoOTWVzc2FnZVJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAMSDwoHdXNlcl9pZBgCIAEoAxIPCgdjb250ZW50GAMgASgJEh8KBHR5cGUYBCABKA4yES5jaGF0Lk1lc3NhZ2VUeXBlEhEKCWp3dF90b2tlbhgFIAEoCRIVCg1jbGllbnRfbXNnX2lkGAYgASgJEhMKC3JlcGx5X3RvX2lkGAcgASgDEhUKDWF0dGFjaG1lbnRfaWQYCCABKAkizwMKD01lc3NhZ2VSZXNwb25zZRIKCgJpZBgBIAEoAxIQCghncm91cF9pZBgCIAEoAxIPCgd1c2VyX2lkGAMgASgDEhEKCXVzZXJfbmFtZRgEIAEoCRITCgt1c2VyX2F2YXRhchgFIAEoCRIPCgdjb250ZW50GAYgASgJEh8KBHR5cGUYByABKA4yES5jaGF0Lk1lc3NhZ2VUeXBlEhEKCXRpbWVzdGFtcBgIIAEoAxILCgNzZXEYCSABKAMSFQoNY2xpZW50X21zZ19pZBgKIAEoCRIUCgx0aW1lc3RhbXBfbXMYCyABKAMSHwoIbWVudGlvbnMYDCADKAsyDS5jaGF0Lk1lbnRpb24SJgoJcmVhY3Rpb25zGA0gAygLMhMuY2hhdC5SZWFjdGlvbkNvdW50EhMKC3JlcGx5X3RvX2lkGA4gASgDEicKC3JlcGx5X3F1b3RlGA8gASgLMhIuY2hhdC5NZXNzYWdlUXVvdGUSFAoMZWRpdGVkX2F0X21zGBAgASgDEg8KB2RlbGV0ZWQYESABKAgSJAoKYXR0YWNobWVudBgSIAEoCzIQLmNoYXQuQXR0YWNobWVudBISCgp1cGRhdGVfc2VxGBMgASgDIkcKB01lbnRpb24SDwoHdXNlcl9pZBgBIAEoAxIOCgZvZmZzZXQYAiABKAUSDgoGbGVuZ3RoGAMgASgFEgsKA2FsbBgEIAEoCCI7Cg1SZWFjdGlvbkNvdW50Eg0KBWVtb2ppGAEgASgJEg0KBWNvdW50GAIgASgFEgwKBG1pbmUYAyABKAgiYAoMTWVzc2FnZVF1b3RlEgoKAmlkGAEgASgDEg8KB3VzZXJfaWQYAiABKAMSEQoJdXNlcl9uYW1lGAMgASgJEg8KB2NvbnRlbnQYBCABKAkSDwoHZGVsZXRlZBgFIAEoCCJ+CgpBdHRhY2htZW50EgoKAmlkGAEgASgJEhEKCWZpbGVfbmFtZRgCIAEoCRIUCgxjb250ZW50X3R5cGUYAyABKAkSDAoEc2l6ZRgEIAEoAxINCgV3aWR0aBgFIAEoBRIOCgZoZWlnaHQYBiABKAUSDgoGc2hhMjU2GAcgASgJIloKEUdldEhpc3RvcnlSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgDEg0KBWxpbWl0GAIgASgFEhEKCWJlZm9yZV9pZBgDIAEoAxIRCglqd3RfdG9rZW4YBCABKAkiUwoWTWVzc2FnZUhpc3RvcnlSZXNwb25zZRInCghtZXNzYWdlcxgBIAMoCzIVLmNoYXQuTWVzc2FnZVJlc3BvbnNlEhAKCGhhc19tb3JlGAIgASgIIlgKDVR5cGluZ1JlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAMSDwoHdXNlcl9pZBgCIAEoAxIRCglpc190eXBpbmcYAyABKAgSEQoJand0X3Rva2VuGAQgASgJIiEKDlR5cGluZ1Jlc3BvbnNlEg8KB3N1Y2Nlc3MYASABKAgirgEKElNlbmRNZXNzYWdlUmVxdWVzdBIQCghncm91cF9pZBgBIAEoAxIPCgdjb250ZW50GAIgASgJEh8KBHR5cGUYAyABKA4yES5jaGF0Lk1lc3NhZ2VUeXBlEhUKDWNsaWVudF9tc2dfaWQYBCABKAkSEQoJand0X3Rva2VuGAUgASgJEhMKC3JlcGx5X3RvX2lkGAYgASgDEhUKDWF0dGFjaG1lbnRfaWQYByABKAkiTAoNR3JvdXBQb3NpdGlvbhIQCghncm91cF9pZBgBIAEoAxIQCghsYXN0X3NlcRgCIAEoAxIXCg9sYXN0X3VwZGF0ZV9zZXEYAyABKAMiTQoQU3Vic2NyaWJlUmVxdWVzdBImCglwb3NpdGlvbnMYASADKAsyEy5jaGF0Lkdyb3VwUG9zaXRpb24SEQoJand0X3Rva2VuGAIgASgJIjQKEVN1YnNjcmliZVJlc3BvbnNlEh8KBmV2ZW50cxgBIAMoCzIPLmNoYXQuQ2hhdEV2ZW50Iu4CCglDaGF0RXZlbnQSKAoHbWVzc2FnZRgBIAEoCzIVLmNoYXQuTWVzc2FnZVJlc3BvbnNlSAASIwoGdHlwaW5nGAIgASgLMhEuY2hhdC5UeXBpbmdFdmVudEgAEiMKBm1lbWJlchgDIAEoCzIRLmNoYXQuTWVtYmVyRXZlbnRIABInCghwcmVzZW5jZRgEIAEoCzITLmNoYXQuUHJlc2VuY2VFdmVudEgAEh0KA2dhcBgFIAEoCzIOLmNoYXQuR2FwRXZlbnRIABIkCgloZWFydGJlYXQYBiABKAsyDy5jaGF0LkhlYXJ0YmVhdEgAEigKB3VwZGF0ZWQYByABKAsyFS5jaGF0Lk1lc3NhZ2VSZXNwb25zZUgAEiUKB3JlY2VpcHQYCCABKAsyEi5jaGF0LlJlY2VpcHRFdmVudEgAEiUKB21lbnRpb24YCSABKAsyEi5jaGF0Lk1lbnRpb25FdmVudEgAQgcKBWV2ZW50IkMKDFJlY2VpcHRFdmVudBIQCghncm91cF9pZBgBIAEoAxIPCgd1c2VyX2lkGAIgASgDEhAKCHJlYWRfc2VxGAMgASgDImgKDE1lbnRpb25FdmVudBIQCghncm91cF9pZBgBIAEoAxISCgptZXNzYWdlX2lkGAIgASgDEgsKA3NlcRgDIAEoAxIUCgxmcm9tX3VzZXJfaWQYBCABKAMSDwoHdXNlcl9pZBgFIAEoAyJcCgtUeXBpbmdFdmVudBIQCghncm91cF9pZBgBIAEoAxIPCgd1c2VyX2lkGAIgASgDEhEKCWlzX3R5cGluZxgDIAEoCBIXCg90eXBpbmdfdXNlcl9pZHMYBCADKAMivwEKC01lbWJlckV2ZW50EhAKCGdyb3VwX2lkGAEgASgDEiQKBGtpbmQYAiABKA4yFi5jaGF0Lk1lbWJlckV2ZW50LktpbmQSGAoEdXNlchgDIAEoCzIKLmNoYXQuVXNlchIQCghhY3Rvcl9pZBgEIAEoAxILCgNzZXEYBSABKAMiPwoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASCgoGSk9JTkVEEAESCAoETEVGVBACEgsKB1JFTU9WRUQQAyIwCg1QcmVzZW5jZUV2ZW50Eg8KB3VzZXJfaWQYASABKAMSDgoGb25saW5lGAIgASgIIkIKCEdhcEV2ZW50EhAKCGdyb3VwX2lkGAEgASgDEhAKCGZyb21fc2VxGAIgASgDEhIKCnJlc3VtZV9zZXEYAyABKAMiIQoJSGVhcnRiZWF0EhQKDHRpbWVzdGFtcF9tcxgBIAEoAyIoChNMaXN0TXlHcm91cHNSZXF1ZXN0EhEKCWp3dF90b2tlbhgBIAEoCSIzChRMaXN0TXlHcm91cHNSZXNwb25zZRIbCgZncm91cHMYASADKAsyCy5jaGF0Lkdyb3VwIjYKD0dldEdyb3VwUmVxdWVzdBIQCghncm91cF9pZBgBIAEoAxIRCglqd3RfdG9rZW4YAiABKAkiQwoPTWFya1JlYWRSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgDEgsKA3NlcRgCIAEoAxIRCglqd3RfdG9rZW4YAyABKAkiOgoQTWFya1JlYWRSZXNwb25zZRIQCghyZWFkX3NlcRgBIAEoAxIUCgx1bnJlYWRfY291bnQYAiABKAMiUQoWR2V0UmVhZFJlY2VpcHRzUmVxdWVzdBIQCghncm91cF9pZBgBIAEoAxISCgptZXNzYWdlX2lkGAIgASgDEhEKCWp3dF90b2tlbhgDIAEoCSJGChRSZWFkUmVjZWlwdHNSZXNwb25zZRIbCgdyZWFkZXJzGAEgAygLMgouY2hhdC5Vc2VyEhEKCXVucmVhZF9ieRgCIAEoBSJcChdVcGRhdGVNZW1iZXJzaGlwUmVxdWVzdBIQCghncm91cF9pZBgBIAEoAxISCgVtdXRlZBgCIAEoCEgAiAEBEhEKCWp3dF90b2tlbhgDIAEoCUIICgZfbXV0ZWQiYAoXVXBkYXRlTXlTZXR0aW5nc1JlcXVlc3QSHQoQcHJpdmF0ZV9yZWNlaXB0cxgBIAEoCEgAiAEBEhEKCWp3dF90b2tlbhgCIAEoCUITChFfcHJpdmF0ZV9yZWNlaXB0cyImCgpNeVNldHRpbmdzEhgKEHByaXZhdGVfcmVjZWlwdHMYASABKAgiTAoSRWRpdE1lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAMSDwoHY29udGVudBgCIAEoCRIRCglqd3RfdG9rZW4YAyABKAkiPQoURGVsZXRlTWVzc2FnZVJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoAxIRCglqd3RfdG9rZW4YAiABKAkiRwoPUmVhY3Rpb25SZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAMSDQoFZW1vamkYAiABKAkSEQoJand0X3Rva2VuGAMgASgJIk4KEFJlYWN0aW9uUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoAxImCglyZWFjdGlvbnMYAiADKAsyEy5jaGF0LlJlYWN0aW9uQ291bnQiSwoUR2V0TXlNZW50aW9uc1JlcXVlc3QSDQoFbGltaXQYASABKAUSEQoJYmVmb3JlX2lkGAIgASgDEhEKCWp3dF90b2tlbhgDIAEoCSKAAQoSU3RhcnRVcGxvYWRSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgDEhEKCWZpbGVfbmFtZRgCIAEoCRIUCgxjb250ZW50X3R5cGUYAyABKAkSDAoEc2l6ZRgEIAEoAxIOCgZzaGEyNTYYBSABKAkSEQoJand0X3Rva2VuGAYgASgJIlgKElVwbG9hZENodW5rUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkSDgoGb2Zmc2V0GAIgASgDEgwKBGRhdGEYAyABKAwSEQoJand0X3Rva2VuGAQgASgJIjgKEEdldFVwbG9hZFJlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJEhEKCWp3dF90b2tlbhgCIAEoCSJxCgxVcGxvYWRTdGF0dXMSEQoJdXBsb2FkX2lkGAEgASgJEhYKDnJlY2VpdmVkX2J5dGVzGAIgASgDEhAKCGNvbXBsZXRlGAMgASgIEiQKCmF0dGFjaG1lbnQYBCABKAsyEC5jaGF0LkF0dGFjaG1lbnQiPwoTRG93bmxvYWRGaWxlUmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJEhEKCWp3dF90b2tlbhgCIAEoCSJDCg1Eb3dubG9hZENodW5rEiQKCmF0dGFjaG1lbnQYASABKAsyEC5jaGF0LkF0dGFjaG1lbnQSDAoEZGF0YRgCIAEoDCJsChRTZXRNZW1iZXJSb2xlUmVxdWVzdBIQCghncm91cF9pZBgBIAEoAxIPCgd1c2VyX2lkGAIgASgDEh4KBHJvbGUYAyABKA4yEC5jaGF0Lk1lbWJlclJvbGUSEQoJand0X3Rva2VuGAQgASgJKkwKCk1lbWJlclJvbGUSDQoJUk9MRV9OT05FEAASDwoLUk9MRV9NRU1CRVIQARIOCgpST0xFX0FETUlOEAISDgoKUk9MRV9PV05FUhADKjgKC01lc3NhZ2VUeXBlEggKBFRFWFQQABIJCgVJTUFHRRABEggKBEZJTEUQAhIKCgZTWVNURU0QAzKeDQoLQ2hhdFNlcnZpY2USNAoLQ3JlYXRlR3JvdXASGC5jaGF0LkNyZWF0ZUdyb3VwUmVxdWVzdBoLLmNoYXQuR3JvdXASPAoJSm9pbkdyb3VwEhYuY2hhdC5Kb2luR3JvdXBSZXF1ZXN0GhcuY2hhdC5Kb2luR3JvdXBSZXNwb25zZRI/CgpMZWF2ZUdyb3VwEhcuY2hhdC5MZWF2ZUdyb3VwUmVxdWVzdBoYLmNoYXQuTGVhdmVHcm91cFJlc3BvbnNlEksKD0dldEdyb3VwTWVtYmVycxIcLmNoYXQuR2V0R3JvdXBNZW1iZXJzUmVxdWVzdBoaLmNoYXQuR3JvdXBNZW1iZXJzUmVzcG9uc2USNwoNU2V0TWVtYmVyUm9sZRIaLmNoYXQuU2V0TWVtYmVyUm9sZVJlcXVlc3QaCi5jaGF0LlVzZXISQQoOU3RyZWFtTWVzc2FnZXMSFC5jaGF0Lk1lc3NhZ2VSZXF1ZXN0GhUuY2hhdC5NZXNzYWdlUmVzcG9uc2UoATABEkoKEUdldE1lc3NhZ2VIaXN0b3J5EhcuY2hhdC5HZXRIaXN0b3J5UmVxdWVzdBocLmNoYXQuTWVzc2FnZUhpc3RvcnlSZXNwb25zZRJAChNTZW5kVHlwaW5nSW5kaWNhdG9yEhMuY2hhdC5UeXBpbmdSZXF1ZXN0GhQuY2hhdC5UeXBpbmdSZXNwb25zZRI+CgtTZW5kTWVzc2FnZRIYLmNoYXQuU2VuZE1lc3NhZ2VSZXF1ZXN0GhUuY2hhdC5NZXNzYWdlUmVzcG9uc2USPgoJU3Vic2NyaWJlEhYuY2hhdC5TdWJzY3JpYmVSZXF1ZXN0GhcuY2hhdC5TdWJzY3JpYmVSZXNwb25zZTABEkUKDExpc3RNeUdyb3VwcxIZLmNoYXQuTGlzdE15R3JvdXBzUmVxdWVzdBoaLmNoYXQuTGlzdE15R3JvdXBzUmVzcG9uc2USLgoIR2V0R3JvdXASFS5jaGF0LkdldEdyb3VwUmVxdWVzdBoLLmNoYXQuR3JvdXASOQoITWFya1JlYWQSFS5jaGF0Lk1hcmtSZWFkUmVxdWVzdBoWLmNoYXQuTWFya1JlYWRSZXNwb25zZRJLCg9HZXRSZWFkUmVjZWlwdHMSHC5jaGF0LkdldFJlYWRSZWNlaXB0c1JlcXVlc3QaGi5jaGF0LlJlYWRSZWNlaXB0c1Jlc3BvbnNlEj4KEFVwZGF0ZU1lbWJlcnNoaXASHS5jaGF0LlVwZGF0ZU1lbWJlcnNoaXBSZXF1ZXN0GgsuY2hhdC5Hcm91cBJDChBVcGRhdGVNeVNldHRpbmdzEh0uY2hhdC5VcGRhdGVNeVNldHRpbmdzUmVxdWVzdBoQLmNoYXQuTXlTZXR0aW5ncxI+CgtFZGl0TWVzc2FnZRIYLmNoYXQuRWRpdE1lc3NhZ2VSZXF1ZXN0GhUuY2hhdC5NZXNzYWdlUmVzcG9uc2USQgoNRGVsZXRlTWVzc2FnZRIaLmNoYXQuRGVsZXRlTWVzc2FnZVJlcXVlc3QaFS5jaGF0Lk1lc3NhZ2VSZXNwb25zZRI8CgtBZGRSZWFjdGlvbhIVLmNoYXQuUmVhY3Rpb25SZXF1ZXN0GhYuY2hhdC5SZWFjdGlvblJlc3BvbnNlEj8KDlJlbW92ZVJlYWN0aW9uEhUuY2hhdC5SZWFjdGlvblJlcXVlc3QaFi5jaGF0LlJlYWN0aW9uUmVzcG9uc2USSQoNR2V0TXlNZW50aW9ucxIaLmNoYXQuR2V0TXlNZW50aW9uc1JlcXVlc3QaHC5jaGF0Lk1lc3NhZ2VIaXN0b3J5UmVzcG9uc2USOwoLU3RhcnRVcGxvYWQSGC5jaGF0LlN0YXJ0VXBsb2FkUmVxdWVzdBoSLmNoYXQuVXBsb2FkU3RhdHVzEjwKClVwbG9hZEZpbGUSGC5jaGF0LlVwbG9hZENodW5rUmVxdWVzdBoSLmNoYXQuVXBsb2FkU3RhdHVzKAESOwoLVXBsb2FkQ2h1bmsSGC5jaGF0LlVwbG9hZENodW5rUmVxdWVzdBoSLmNoYXQuVXBsb2FkU3RhdHVzEjcKCUdldFVwbG9hZBIWLmNoYXQuR2V0VXBsb2FkUmVxdWVzdBoSLmNoYXQuVXBsb2FkU3RhdHVzEkAKDERvd25sb2FkRmlsZRIZLmNoYXQuRG93bmxvYWRGaWxlUmVxdWVzdBoTLmNoYXQuRG93bmxvYWRDaHVuazABQjFaL2dpdGh1Yi5jb20veW91cnVzZXJuYW1lL2NoYXQtbWljcm9zZXJ2aWNlL3Byb3RvYgZwcm90bzM");
+  fileDesc("CgpjaGF0LnByb3RvEgRjaGF0IocBChJDcmVhdGVHcm91cFJlcXVlc3QSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRISCgptZW1iZXJfaWRzGAMgAygDEhIKCmNyZWF0ZWRfYnkYBCABKAMSEQoJand0X3Rva2VuGAUgASgJEhMKC2ludml0ZV9vbmx5GAYgASgIIuwCCgVHcm91cBIKCgJpZBgBIAEoAxIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEhIKCm1lbWJlcl9pZHMYBCADKAMSEgoKY3JlYXRlZF9ieRgFIAEoAxISCgpjcmVhdGVkX2F0GAYgASgDEhMKC2ludml0ZV9vbmx5GAcgASgIEhAKCGxhc3Rfc2VxGAggASgDEhQKDG1lbWJlcl9jb3VudBgJIAEoBRIhCgdteV9yb2xlGAogASgOMhAuY2hhdC5NZW1iZXJSb2xlEhAKCHJlYWRfc2VxGAsgASgDEhQKDHVucmVhZF9jb3VudBgMIAEoAxIVCg1tZW50aW9uX2NvdW50GA0gASgFEg0KBW11dGVkGA4gASgIEhcKD2xhc3RfdXBkYXRlX3NlcRgPIAEoAxIbChN0aHJlYWRfdW5yZWFkX2NvdW50GBAgASgDEhQKDHBpbm5lZF9jb3VudBgRIAEoBSJIChBKb2luR3JvdXBSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgDEg8KB3VzZXJfaWQYAiABKAMSEQoJand0X3Rva2VuGAMgASgJIjUKEUpvaW5Hcm91cFJlc3BvbnNlEg8KB3N1Y2Nlc3MYASABKAgSDwoHbWVzc2FnZRgCIAEoCSJJChFMZWF2ZUdyb3VwUmVxdWVzdBIQCghncm91cF9pZBgBIAEoAxIPCgd1c2VyX2lkGAIgASgDEhEKCWp3dF90b2tlbhgDIAEoCSI2ChJMZWF2ZUdyb3VwUmVzcG9uc2USDwoHc3VjY2VzcxgBIAEoCBIPCgdtZXNzYWdlGAIgASgJIj0KFkdldEdyb3VwTWVtYmVyc1JlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAMSEQoJand0X3Rva2VuGAIgASgJIjMKFEdyb3VwTWVtYmVyc1Jlc3BvbnNlEhsKB21lbWJlcnMYASADKAsyCi5jaGF0LlVzZXIibwoEVXNlchIKCgJpZBgBIAEoAxIMCgRuYW1lGAIgASgJEg0KBWVtYWlsGAMgASgJEg4KBmF2YXRhchgEIAEoCRIOCgZvbmxpbmUYBSABKAgSHgoEcm9sZRgGIAEoDjIQLmNoYXQuTWVtYmVyUm9sZSK7AQoOTWVzc2FnZVJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAMSDwoHdXNlcl9pZBgCIAEoAxIPCgdjb250ZW50GAMgASgJEh8KBHR5cGUYBCABKA4yES5jaGF0Lk1lc3NhZ2VUeXBlEhEKCWp3dF90b2tlbhgFIAEoCRIVCg1jbGllbnRfbXNnX2lkGAYgASgJEhMKC3JlcGx5X3RvX2lkGAcgASgDEhUKDWF0dGFjaG1lbnRfaWQYCCABKAki+AQKD01lc3NhZ2VSZXNwb25zZRIKCgJpZBgBIAEoAxIQCghncm91cF9pZBgCIAEoAxIPCgd1c2VyX2lkGAMgASgDEhEKCXVzZXJfbmFtZRgEIAEoCRITCgt1c2VyX2F2YXRhchgFIAEoCRIPCgdjb250ZW50GAYgASgJEh8KBHR5cGUYByABKA4yES5jaGF0Lk1lc3NhZ2VUeXBlEhEKCXRpbWVzdGFtcBgIIAEoAxILCgNzZXEYCSABKAMSFQoNY2xpZW50X21zZ19pZBgKIAEoCRIUCgx0aW1lc3RhbXBfbXMYCyABKAMSHwoIbWVudGlvbnMYDCADKAsyDS5jaGF0Lk1lbnRpb24SJgoJcmVhY3Rpb25zGA0gAygLMhMuY2hhdC5SZWFjdGlvbkNvdW50EhMKC3JlcGx5X3RvX2lkGA4gASgDEicKC3JlcGx5X3F1b3RlGA8gASgLMhIuY2hhdC5NZXNzYWdlUXVvdGUSFAoMZWRpdGVkX2F0X21zGBAgASgDEg8KB2RlbGV0ZWQYESABKAgSJAoKYXR0YWNobWVudBgSIAEoCzIQLmNoYXQuQXR0YWNobWVudBISCgp1cGRhdGVfc2VxGBMgASgDEhgKEHRocmVhZF9wYXJlbnRfaWQYFCABKAMSFQoNYWxzb19pbl9ncm91cBgVIAEoCBITCgtyZXBseV9jb3VudBgWIAEoBRIYChBsYXN0X3JlcGx5X2F0X21zGBcgASgDEh4KFnRocmVhZF9wYXJ0aWNpcGFudF9pZHMYGCADKAMSEQoJcGlubmVkX2J5GBkgASgDEhQKDHBpbm5lZF9hdF9tcxgaIAEoAyJHCgdNZW50aW9uEg8KB3VzZXJfaWQYASABKAMSDgoGb2Zmc2V0GAIgASgFEg4KBmxlbmd0aBgDIAEoBRILCgNhbGwYBCABKAgiOwoNUmVhY3Rpb25Db3VudBINCgVlbW9qaRgBIAEoCRINCgVjb3VudBgCIAEoBRIMCgRtaW5lGAMgASgIImAKDE1lc3NhZ2VRdW90ZRIKCgJpZBgBIAEoAxIPCgd1c2VyX2lkGAIgASgDEhEKCXVzZXJfbmFtZRgDIAEoCRIPCgdjb250ZW50GAQgASgJEg8KB2RlbGV0ZWQYBSABKAgifgoKQXR0YWNobWVudBIKCgJpZBgBIAEoCRIRCglmaWxlX25hbWUYAiABKAkSFAoMY29udGVudF90eXBlGAMgASgJEgwKBHNpemUYBCABKAMSDQoFd2lkdGgYBSABKAUSDgoGaGVpZ2h0GAYgASgFEg4KBnNoYTI1NhgHIAEoCSJaChFHZXRIaXN0b3J5UmVxdWVzdBIQCghncm91cF9pZBgBIAEoAxINCgVsaW1pdBgCIAEoBRIRCgliZWZvcmVfaWQYAyABKAMSEQoJand0X3Rva2VuGAQgASgJIlMKFk1lc3NhZ2VIaXN0b3J5UmVzcG9uc2USJwoIbWVzc2FnZXMYASADKAsyFS5jaGF0Lk1lc3NhZ2VSZXNwb25zZRIQCghoYXNfbW9yZRgCIAEoCCJYCg1UeXBpbmdSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgDEg8KB3VzZXJfaWQYAiABKAMSEQoJaXNfdHlwaW5nGAMgASgIEhEKCWp3dF90b2tlbhgEIAEoCSIhCg5UeXBpbmdSZXNwb25zZRIPCgdzdWNjZXNzGAEgASgIIq4BChJTZW5kTWVzc2FnZVJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAMSDwoHY29udGVudBgCIAEoCRIfCgR0eXBlGAMgASgOMhEuY2hhdC5NZXNzYWdlVHlwZRIVCg1jbGllbnRfbXNnX2lkGAQgASgJEhEKCWp3dF90b2tlbhgFIAEoCRITCgtyZXBseV90b19pZBgGIAEoAxIVCg1hdHRhY2htZW50X2lkGAcgASgJIkwKDUdyb3VwUG9zaXRpb24SEAoIZ3JvdXBfaWQYASABKAMSEAoIbGFzdF9zZXEYAiABKAMSFwoPbGFzdF91cGRhdGVfc2VxGAMgASgDIk0KEFN1YnNjcmliZVJlcXVlc3QSJgoJcG9zaXRpb25zGAEgAygLMhMuY2hhdC5Hcm91cFBvc2l0aW9uEhEKCWp3dF90b2tlbhgCIAEoCSI0ChFTdWJzY3JpYmVSZXNwb25zZRIfCgZldmVudHMYASADKAsyDy5jaGF0LkNoYXRFdmVudCKyAwoJQ2hhdEV2ZW50EigKB21lc3NhZ2UYASABKAsyFS5jaGF0Lk1lc3NhZ2VSZXNwb25zZUgAEiMKBnR5cGluZxgCIAEoCzIRLmNoYXQuVHlwaW5nRXZlbnRIABIjCgZtZW1iZXIYAyABKAsyES5jaGF0Lk1lbWJlckV2ZW50SAASJwoIcHJlc2VuY2UYBCABKAsyEy5jaGF0LlByZXNlbmNlRXZlbnRIABIdCgNnYXAYBSABKAsyDi5jaGF0LkdhcEV2ZW50SAASJAoJaGVhcnRiZWF0GAYgASgLMg8uY2hhdC5IZWFydGJlYXRIABIoCgd1cGRhdGVkGAcgASgLMhUuY2hhdC5NZXNzYWdlUmVzcG9uc2VIABIlCgdyZWNlaXB0GAggASgLMhIuY2hhdC5SZWNlaXB0RXZlbnRIABIlCgdtZW50aW9uGAkgASgLMhIuY2hhdC5NZW50aW9uRXZlbnRIABIjCgZ0aHJlYWQYCiABKAsyES5jaGF0LlRocmVhZEV2ZW50SAASHQoDcGluGAsgASgLMg4uY2hhdC5QaW5FdmVudEgAQgcKBWV2ZW50IkMKDFJlY2VpcHRFdmVudBIQCghncm91cF9pZBgBIAEoAxIPCgd1c2VyX2lkGAIgASgDEhAKCHJlYWRfc2VxGAMgASgDImgKDE1lbnRpb25FdmVudBIQCghncm91cF9pZBgBIAEoAxISCgptZXNzYWdlX2lkGAIgASgDEgsKA3NlcRgDIAEoAxIUCgxmcm9tX3VzZXJfaWQYBCABKAMSDwoHdXNlcl9pZBgFIAEoAyJcCgtUeXBpbmdFdmVudBIQCghncm91cF9pZBgBIAEoAxIPCgd1c2VyX2lkGAIgASgDEhEKCWlzX3R5cGluZxgDIAEoCBIXCg90eXBpbmdfdXNlcl9pZHMYBCADKAMivwEKC01lbWJlckV2ZW50EhAKCGdyb3VwX2lkGAEgASgDEiQKBGtpbmQYAiABKA4yFi5jaGF0Lk1lbWJlckV2ZW50LktpbmQSGAoEdXNlchgDIAEoCzIKLmNoYXQuVXNlchIQCghhY3Rvcl9pZBgEIAEoAxILCgNzZXEYBSABKAMiPwoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASCgoGSk9JTkVEEAESCAoETEVGVBACEgsKB1JFTU9WRUQQAyIwCg1QcmVzZW5jZUV2ZW50Eg8KB3VzZXJfaWQYASABKAMSDgoGb25saW5lGAIgASgIIkIKCEdhcEV2ZW50EhAKCGdyb3VwX2lkGAEgASgDEhAKCGZyb21fc2VxGAIgASgDEhIKCnJlc3VtZV9zZXEYAyABKAMiIQoJSGVhcnRiZWF0EhQKDHRpbWVzdGFtcF9tcxgBIAEoAyIoChNMaXN0TXlHcm91cHNSZXF1ZXN0EhEKCWp3dF90b2tlbhgBIAEoCSIzChRMaXN0TXlHcm91cHNSZXNwb25zZRIbCgZncm91cHMYASADKAsyCy5jaGF0Lkdyb3VwIjYKD0dldEdyb3VwUmVxdWVzdBIQCghncm91cF9pZBgBIAEoAxIRCglqd3RfdG9rZW4YAiABKAkiQwoPTWFya1JlYWRSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgDEgsKA3NlcRgCIAEoAxIRCglqd3RfdG9rZW4YAyABKAkiOgoQTWFya1JlYWRSZXNwb25zZRIQCghyZWFkX3NlcRgBIAEoAxIUCgx1bnJlYWRfY291bnQYAiABKAMiUQoWR2V0UmVhZFJlY2VpcHRzUmVxdWVzdBIQCghncm91cF9pZBgBIAEoAxISCgptZXNzYWdlX2lkGAIgASgDEhEKCWp3dF90b2tlbhgDIAEoCSJGChRSZWFkUmVjZWlwdHNSZXNwb25zZRIbCgdyZWFkZXJzGAEgAygLMgouY2hhdC5Vc2VyEhEKCXVucmVhZF9ieRgCIAEoBSJcChdVcGRhdGVNZW1iZXJzaGlwUmVxdWVzdBIQCghncm91cF9pZBgBIAEoAxISCgVtdXRlZBgCIAEoCEgAiAEBEhEKCWp3dF90b2tlbhgDIAEoCUIICgZfbXV0ZWQiYAoXVXBkYXRlTXlTZXR0aW5nc1JlcXVlc3QSHQoQcHJpdmF0ZV9yZWNlaXB0cxgBIAEoCEgAiAEBEhEKCWp3dF90b2tlbhgCIAEoCUITChFfcHJpdmF0ZV9yZWNlaXB0cyImCgpNeVNldHRpbmdzEhgKEHByaXZhdGVfcmVjZWlwdHMYASABKAgiTAoSRWRpdE1lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAMSDwoHY29udGVudBgCIAEoCRIRCglqd3RfdG9rZW4YAyABKAkiPQoURGVsZXRlTWVzc2FnZVJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoAxIRCglqd3RfdG9rZW4YAiABKAkiRwoPUmVhY3Rpb25SZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAMSDQoFZW1vamkYAiABKAkSEQoJand0X3Rva2VuGAMgASgJIk4KEFJlYWN0aW9uUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoAxImCglyZWFjdGlvbnMYAiADKAsyEy5jaGF0LlJlYWN0aW9uQ291bnQiSwoUR2V0TXlNZW50aW9uc1JlcXVlc3QSDQoFbGltaXQYASABKAUSEQoJYmVmb3JlX2lkGAIgASgDEhEKCWp3dF90b2tlbhgDIAEoCSKAAQoSU3RhcnRVcGxvYWRSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgDEhEKCWZpbGVfbmFtZRgCIAEoCRIUCgxjb250ZW50X3R5cGUYAyABKAkSDAoEc2l6ZRgEIAEoAxIOCgZzaGEyNTYYBSABKAkSEQoJand0X3Rva2VuGAYgASgJIlgKElVwbG9hZENodW5rUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkSDgoGb2Zmc2V0GAIgASgDEgwKBGRhdGEYAyABKAwSEQoJand0X3Rva2VuGAQgASgJIjgKEEdldFVwbG9hZFJlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJEhEKCWp3dF90b2tlbhgCIAEoCSJxCgxVcGxvYWRTdGF0dXMSEQoJdXBsb2FkX2lkGAEgASgJEhYKDnJlY2VpdmVkX2J5dGVzGAIgASgDEhAKCGNvbXBsZXRlGAMgASgIEiQKCmF0dGFjaG1lbnQYBCABKAsyEC5jaGF0LkF0dGFjaG1lbnQiPwoTRG93bmxvYWRGaWxlUmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJEhEKCWp3dF90b2tlbhgCIAEoCSJDCg1Eb3dubG9hZENodW5rEiQKCmF0dGFjaG1lbnQYASABKAsyEC5jaGF0LkF0dGFjaG1lbnQSDAoEZGF0YRgCIAEoDCJsChRTZXRNZW1iZXJSb2xlUmVxdWVzdBIQCghncm91cF9pZBgBIAEoAxIPCgd1c2VyX2lkGAIgASgDEh4KBHJvbGUYAyABKA4yEC5jaGF0Lk1lbWJlclJvbGUSEQoJand0X3Rva2VuGAQgASgJInkKElRocmVhZFJlcGx5UmVxdWVzdBIRCglwYXJlbnRfaWQYASABKAMSDwoHY29udGVudBgCIAEoCRIVCg1jbGllbnRfbXNnX2lkGAMgASgJEhUKDWFsc29faW5fZ3JvdXAYBCABKAgSEQoJand0X3Rva2VuGAUgASgJIloKEEdldFRocmVhZFJlcXVlc3QSEQoJcGFyZW50X2lkGAEgASgDEhEKCWFmdGVyX3NlcRgCIAEoAxINCgVsaW1pdBgDIAEoBRIRCglqd3RfdG9rZW4YBCABKAkimQEKDlRocmVhZFJlc3BvbnNlEiUKBnBhcmVudBgBIAEoCzIVLmNoYXQuTWVzc2FnZVJlc3BvbnNlEiYKB3JlcGxpZXMYAiADKAsyFS5jaGF0Lk1lc3NhZ2VSZXNwb25zZRIQCghoYXNfbW9yZRgDIAEoCBIQCghyZWFkX3NlcRgEIAEoAxIUCgx1bnJlYWRfY291bnQYBSABKAMiSgoVTWFya1RocmVhZFJlYWRSZXF1ZXN0EhEKCXBhcmVudF9pZBgBIAEoAxILCgNzZXEYAiABKAMSEQoJand0X3Rva2VuGAMgASgJIlkKElRocmVhZFJlYWRSZXNwb25zZRIQCghyZWFkX3NlcRgBIAEoAxIUCgx1bnJlYWRfY291bnQYAiABKAMSGwoTZ3JvdXBfdGhyZWFkX3VucmVhZBgDIAEoAyKXAQoLVGhyZWFkRXZlbnQSEAoIZ3JvdXBfaWQYASABKAMSEQoJcGFyZW50X2lkGAIgASgDEhIKCm1lc3NhZ2VfaWQYAyABKAMSCwoDc2VxGAQgASgDEhQKDGZyb21fdXNlcl9pZBgFIAEoAxIXCg9wYXJ0aWNpcGFudF9pZHMYBiADKAMSEwoLcmVwbHlfY291bnQYByABKAUiUgoIUGluRXZlbnQSEAoIZ3JvdXBfaWQYASABKAMSEgoKbWVzc2FnZV9pZBgCIAEoAxIOCgZwaW5uZWQYAyABKAgSEAoIYWN0b3JfaWQYBCABKAMibgoVU2VhcmNoTWVzc2FnZXNSZXF1ZXN0Eg0KBXF1ZXJ5GAEgASgJEhAKCGdyb3VwX2lkGAIgASgDEg0KBWxpbWl0GAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkSEQoJand0X3Rva2VuGAUgASgJIisKCUhpZ2hsaWdodBIOCgZvZmZzZXQYASABKAUSDgoGbGVuZ3RoGAIgASgFIncKCVNlYXJjaEhpdBImCgdtZXNzYWdlGAEgASgLMhUuY2hhdC5NZXNzYWdlUmVzcG9uc2USDwoHc25pcHBldBgCIAEoCRIjCgpoaWdobGlnaHRzGAMgAygLMg8uY2hhdC5IaWdobGlnaHQSDAoEcmFuaxgEIAEoASJQChZTZWFyY2hNZXNzYWdlc1Jlc3BvbnNlEh0KBGhpdHMYASADKAsyDy5jaGF0LlNlYXJjaEhpdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiOgoRUGluTWVzc2FnZVJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoAxIRCglqd3RfdG9rZW4YAiABKAkiOAoRTGlzdFBpbm5lZFJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAMSEQoJand0X3Rva2VuGAIgASgJIkwKEU1hcmtVbnJlYWRSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgDEhIKCm1lc3NhZ2VfaWQYAiABKAMSEQoJand0X3Rva2VuGAMgASgJIlMKEk1hcmtVbnJlYWRSZXNwb25zZRIQCghyZWFkX3NlcRgBIAEoAxIUCgx1bnJlYWRfY291bnQYAiABKAMSFQoNbWVudGlvbl9jb3VudBgDIAEoBSpMCgpNZW1iZXJSb2xlEg0KCVJPTEVfTk9ORRAAEg8KC1JPTEVfTUVNQkVSEAESDgoKUk9MRV9BRE1JThACEg4KClJPTEVfT1dORVIQAyo4CgtNZXNzYWdlVHlwZRIICgRURVhUEAASCQoFSU1BR0UQARIICgRGSUxFEAISCgoGU1lTVEVNEAMytREKC0NoYXRTZXJ2aWNlEjQKC0NyZWF0ZUdyb3VwEhguY2hhdC5DcmVhdGVHcm91cFJlcXVlc3QaCy5jaGF0Lkdyb3VwEjwKCUpvaW5Hcm91cBIWLmNoYXQuSm9pbkdyb3VwUmVxdWVzdBoXLmNoYXQuSm9pbkdyb3VwUmVzcG9uc2USPwoKTGVhdmVHcm91cBIXLmNoYXQuTGVhdmVHcm91cFJlcXVlc3QaGC5jaGF0LkxlYXZlR3JvdXBSZXNwb25zZRJLCg9HZXRHcm91cE1lbWJlcnMSHC5jaGF0LkdldEdyb3VwTWVtYmVyc1JlcXVlc3QaGi5jaGF0Lkdyb3VwTWVtYmVyc1Jlc3BvbnNlEjcKDVNldE1lbWJlclJvbGUSGi5jaGF0LlNldE1lbWJlclJvbGVSZXF1ZXN0GgouY2hhdC5Vc2VyEkEKDlN0cmVhbU1lc3NhZ2VzEhQuY2hhdC5NZXNzYWdlUmVxdWVzdBoVLmNoYXQuTWVzc2FnZVJlc3BvbnNlKAEwARJKChFHZXRNZXNzYWdlSGlzdG9yeRIXLmNoYXQuR2V0SGlzdG9yeVJlcXVlc3QaHC5jaGF0Lk1lc3NhZ2VIaXN0b3J5UmVzcG9uc2USQAoTU2VuZFR5cGluZ0luZGljYXRvchITLmNoYXQuVHlwaW5nUmVxdWVzdBoULmNoYXQuVHlwaW5nUmVzcG9uc2USPgoLU2VuZE1lc3NhZ2USGC5jaGF0LlNlbmRNZXNzYWdlUmVxdWVzdBoVLmNoYXQuTWVzc2FnZVJlc3BvbnNlEj4KCVN1YnNjcmliZRIWLmNoYXQuU3Vic2NyaWJlUmVxdWVzdBoXLmNoYXQuU3Vic2NyaWJlUmVzcG9uc2UwARJFCgxMaXN0TXlHcm91cHMSGS5jaGF0Lkxpc3RNeUdyb3Vwc1JlcXVlc3QaGi5jaGF0Lkxpc3RNeUdyb3Vwc1Jlc3BvbnNlEi4KCEdldEdyb3VwEhUuY2hhdC5HZXRHcm91cFJlcXVlc3QaCy5jaGF0Lkdyb3VwEjkKCE1hcmtSZWFkEhUuY2hhdC5NYXJrUmVhZFJlcXVlc3QaFi5jaGF0Lk1hcmtSZWFkUmVzcG9uc2USSwoPR2V0UmVhZFJlY2VpcHRzEhwuY2hhdC5HZXRSZWFkUmVjZWlwdHNSZXF1ZXN0GhouY2hhdC5SZWFkUmVjZWlwdHNSZXNwb25zZRI+ChBVcGRhdGVNZW1iZXJzaGlwEh0uY2hhdC5VcGRhdGVNZW1iZXJzaGlwUmVxdWVzdBoLLmNoYXQuR3JvdXASQwoQVXBkYXRlTXlTZXR0aW5ncxIdLmNoYXQuVXBkYXRlTXlTZXR0aW5nc1JlcXVlc3QaEC5jaGF0Lk15U2V0dGluZ3MSPgoLRWRpdE1lc3NhZ2USGC5jaGF0LkVkaXRNZXNzYWdlUmVxdWVzdBoVLmNoYXQuTWVzc2FnZVJlc3BvbnNlEkIKDURlbGV0ZU1lc3NhZ2USGi5jaGF0LkRlbGV0ZU1lc3NhZ2VSZXF1ZXN0GhUuY2hhdC5NZXNzYWdlUmVzcG9uc2USPAoLQWRkUmVhY3Rpb24SFS5jaGF0LlJlYWN0aW9uUmVxdWVzdBoWLmNoYXQuUmVhY3Rpb25SZXNwb25zZRI/Cg5SZW1vdmVSZWFjdGlvbhIVLmNoYXQuUmVhY3Rpb25SZXF1ZXN0GhYuY2hhdC5SZWFjdGlvblJlc3BvbnNlEkkKDUdldE15TWVudGlvbnMSGi5jaGF0LkdldE15TWVudGlvbnNSZXF1ZXN0GhwuY2hhdC5NZXNzYWdlSGlzdG9yeVJlc3BvbnNlEjsKC1N0YXJ0VXBsb2FkEhguY2hhdC5TdGFydFVwbG9hZFJlcXVlc3QaEi5jaGF0LlVwbG9hZFN0YXR1cxI8CgpVcGxvYWRGaWxlEhguY2hhdC5VcGxvYWRDaHVua1JlcXVlc3QaEi5jaGF0LlVwbG9hZFN0YXR1cygBEjsKC1VwbG9hZENodW5rEhguY2hhdC5VcGxvYWRDaHVua1JlcXVlc3QaEi5jaGF0LlVwbG9hZFN0YXR1cxI3CglHZXRVcGxvYWQSFi5jaGF0LkdldFVwbG9hZFJlcXVlc3QaEi5jaGF0LlVwbG9hZFN0YXR1cxJACgxEb3dubG9hZEZpbGUSGS5jaGF0LkRvd25sb2FkRmlsZVJlcXVlc3QaEy5jaGF0LkRvd25sb2FkQ2h1bmswARJACg1SZXBseUluVGhyZWFkEhguY2hhdC5UaHJlYWRSZXBseVJlcXVlc3QaFS5jaGF0Lk1lc3NhZ2VSZXNwb25zZRI5CglHZXRUaHJlYWQSFi5jaGF0LkdldFRocmVhZFJlcXVlc3QaFC5jaGF0LlRocmVhZFJlc3BvbnNlEkcKDk1hcmtUaHJlYWRSZWFkEhsuY2hhdC5NYXJrVGhyZWFkUmVhZFJlcXVlc3QaGC5jaGF0LlRocmVhZFJlYWRSZXNwb25zZRJLCg5TZWFyY2hNZXNzYWdlcxIbLmNoYXQuU2VhcmNoTWVzc2FnZXNSZXF1ZXN0GhwuY2hhdC5TZWFyY2hNZXNzYWdlc1Jlc3BvbnNlEjwKClBpbk1lc3NhZ2USFy5jaGF0LlBpbk1lc3NhZ2VSZXF1ZXN0GhUuY2hhdC5NZXNzYWdlUmVzcG9uc2USPgoMVW5waW5NZXNzYWdlEhcuY2hhdC5QaW5NZXNzYWdlUmVxdWVzdBoVLmNoYXQuTWVzc2FnZVJlc3BvbnNlEkMKCkxpc3RQaW5uZWQSFy5jaGF0Lkxpc3RQaW5uZWRSZXF1ZXN0GhwuY2hhdC5NZXNzYWdlSGlzdG9yeVJlc3BvbnNlEj8KCk1hcmtVbnJlYWQSFy5jaGF0Lk1hcmtVbnJlYWRSZXF1ZXN0GhguY2hhdC5NYXJrVW5yZWFkUmVzcG9uc2VCMVovZ2l0aHViLmNvbS95b3VydXNlcm5hbWUvY2hhdC1taWNyb3NlcnZpY2UvcHJvdG9iBnByb3RvMw");
 
 /**
  * Messages
@@ -161,6 +161,18 @@ export type Group = Message<"chat.Group"> & {
    * @generated from field: int64 last_update_seq = 15;
    */
   lastUpdateSeq: bigint;
+
+  /**
+   * Added (threads): unread replies in the threads of this group the caller takes part in.
+   *
+   * @generated from field: int64 thread_unread_count = 16;
+   */
+  threadUnreadCount: bigint;
+
+  /**
+   * @generated from field: int32 pinned_count = 17;
+   */
+  pinnedCount: number;
 };
 
 /**
@@ -519,6 +531,55 @@ export type MessageResponse = Message<"chat.MessageResponse"> & {
    * @generated from field: int64 update_seq = 19;
    */
   updateSeq: bigint;
+
+  /**
+   * Threads: a reply names its thread's parent; a parent carries the thread's summary.
+   *
+   * 0 unless this is a thread reply
+   *
+   * @generated from field: int64 thread_parent_id = 20;
+   */
+  threadParentId: bigint;
+
+  /**
+   * a thread reply also shown in the main timeline
+   *
+   * @generated from field: bool also_in_group = 21;
+   */
+  alsoInGroup: boolean;
+
+  /**
+   * replies in the thread under this message
+   *
+   * @generated from field: int32 reply_count = 22;
+   */
+  replyCount: number;
+
+  /**
+   * @generated from field: int64 last_reply_at_ms = 23;
+   */
+  lastReplyAtMs: bigint;
+
+  /**
+   * the parent's author and repliers, by id
+   *
+   * @generated from field: repeated int64 thread_participant_ids = 24;
+   */
+  threadParticipantIds: bigint[];
+
+  /**
+   * Pins.
+   *
+   * 0 when not pinned
+   *
+   * @generated from field: int64 pinned_by = 25;
+   */
+  pinnedBy: bigint;
+
+  /**
+   * @generated from field: int64 pinned_at_ms = 26;
+   */
+  pinnedAtMs: bigint;
 };
 
 /**
@@ -983,6 +1044,22 @@ export type ChatEvent = Message<"chat.ChatEvent"> & {
      */
     value: MentionEvent;
     case: "mention";
+  } | {
+    /**
+     * a new thread reply, to the thread's participants only
+     *
+     * @generated from field: chat.ThreadEvent thread = 10;
+     */
+    value: ThreadEvent;
+    case: "thread";
+  } | {
+    /**
+     * a message was pinned or unpinned
+     *
+     * @generated from field: chat.PinEvent pin = 11;
+     */
+    value: PinEvent;
+    case: "pin";
   } | { case: undefined; value?: undefined };
 };
 
@@ -1802,6 +1879,499 @@ export const SetMemberRoleRequestSchema: GenMessage<SetMemberRoleRequest> = /*@_
   messageDesc(file_chat, 52);
 
 /**
+ * @generated from message chat.ThreadReplyRequest
+ */
+export type ThreadReplyRequest = Message<"chat.ThreadReplyRequest"> & {
+  /**
+   * the message the thread hangs under (or any reply in it)
+   *
+   * @generated from field: int64 parent_id = 1;
+   */
+  parentId: bigint;
+
+  /**
+   * @generated from field: string content = 2;
+   */
+  content: string;
+
+  /**
+   * idempotency key, as in SendMessageRequest
+   *
+   * @generated from field: string client_msg_id = 3;
+   */
+  clientMsgId: string;
+
+  /**
+   * also show the reply in the group's main timeline
+   *
+   * @generated from field: bool also_in_group = 4;
+   */
+  alsoInGroup: boolean;
+
+  /**
+   * @generated from field: string jwt_token = 5;
+   */
+  jwtToken: string;
+};
+
+/**
+ * Describes the message chat.ThreadReplyRequest.
+ * Use `create(ThreadReplyRequestSchema)` to create a new message.
+ */
+export const ThreadReplyRequestSchema: GenMessage<ThreadReplyRequest> = /*@__PURE__*/
+  messageDesc(file_chat, 53);
+
+/**
+ * @generated from message chat.GetThreadRequest
+ */
+export type GetThreadRequest = Message<"chat.GetThreadRequest"> & {
+  /**
+   * @generated from field: int64 parent_id = 1;
+   */
+  parentId: bigint;
+
+  /**
+   * replies with a greater seq (0: from the first reply)
+   *
+   * @generated from field: int64 after_seq = 2;
+   */
+  afterSeq: bigint;
+
+  /**
+   * default 50, capped like history
+   *
+   * @generated from field: int32 limit = 3;
+   */
+  limit: number;
+
+  /**
+   * @generated from field: string jwt_token = 4;
+   */
+  jwtToken: string;
+};
+
+/**
+ * Describes the message chat.GetThreadRequest.
+ * Use `create(GetThreadRequestSchema)` to create a new message.
+ */
+export const GetThreadRequestSchema: GenMessage<GetThreadRequest> = /*@__PURE__*/
+  messageDesc(file_chat, 54);
+
+/**
+ * @generated from message chat.ThreadResponse
+ */
+export type ThreadResponse = Message<"chat.ThreadResponse"> & {
+  /**
+   * a tombstone (deleted) keeps the thread readable
+   *
+   * @generated from field: chat.MessageResponse parent = 1;
+   */
+  parent?: MessageResponse | undefined;
+
+  /**
+   * in seq order
+   *
+   * @generated from field: repeated chat.MessageResponse replies = 2;
+   */
+  replies: MessageResponse[];
+
+  /**
+   * @generated from field: bool has_more = 3;
+   */
+  hasMore: boolean;
+
+  /**
+   * the caller's read position in the thread
+   *
+   * @generated from field: int64 read_seq = 4;
+   */
+  readSeq: bigint;
+
+  /**
+   * replies after it by others (0 for non-participants)
+   *
+   * @generated from field: int64 unread_count = 5;
+   */
+  unreadCount: bigint;
+};
+
+/**
+ * Describes the message chat.ThreadResponse.
+ * Use `create(ThreadResponseSchema)` to create a new message.
+ */
+export const ThreadResponseSchema: GenMessage<ThreadResponse> = /*@__PURE__*/
+  messageDesc(file_chat, 55);
+
+/**
+ * @generated from message chat.MarkThreadReadRequest
+ */
+export type MarkThreadReadRequest = Message<"chat.MarkThreadReadRequest"> & {
+  /**
+   * @generated from field: int64 parent_id = 1;
+   */
+  parentId: bigint;
+
+  /**
+   * read up to this reply's seq; 0 = every reply so far
+   *
+   * @generated from field: int64 seq = 2;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: string jwt_token = 3;
+   */
+  jwtToken: string;
+};
+
+/**
+ * Describes the message chat.MarkThreadReadRequest.
+ * Use `create(MarkThreadReadRequestSchema)` to create a new message.
+ */
+export const MarkThreadReadRequestSchema: GenMessage<MarkThreadReadRequest> = /*@__PURE__*/
+  messageDesc(file_chat, 56);
+
+/**
+ * @generated from message chat.ThreadReadResponse
+ */
+export type ThreadReadResponse = Message<"chat.ThreadReadResponse"> & {
+  /**
+   * @generated from field: int64 read_seq = 1;
+   */
+  readSeq: bigint;
+
+  /**
+   * in this thread
+   *
+   * @generated from field: int64 unread_count = 2;
+   */
+  unreadCount: bigint;
+
+  /**
+   * in all the caller's threads of the group
+   *
+   * @generated from field: int64 group_thread_unread = 3;
+   */
+  groupThreadUnread: bigint;
+};
+
+/**
+ * Describes the message chat.ThreadReadResponse.
+ * Use `create(ThreadReadResponseSchema)` to create a new message.
+ */
+export const ThreadReadResponseSchema: GenMessage<ThreadReadResponse> = /*@__PURE__*/
+  messageDesc(file_chat, 57);
+
+/**
+ * To each participant of a thread (the parent's author and everyone who replied) but the
+ * replier; the reply itself arrives as a `message` event to the whole group.
+ *
+ * @generated from message chat.ThreadEvent
+ */
+export type ThreadEvent = Message<"chat.ThreadEvent"> & {
+  /**
+   * @generated from field: int64 group_id = 1;
+   */
+  groupId: bigint;
+
+  /**
+   * @generated from field: int64 parent_id = 2;
+   */
+  parentId: bigint;
+
+  /**
+   * @generated from field: int64 message_id = 3;
+   */
+  messageId: bigint;
+
+  /**
+   * @generated from field: int64 seq = 4;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: int64 from_user_id = 5;
+   */
+  fromUserId: bigint;
+
+  /**
+   * @generated from field: repeated int64 participant_ids = 6;
+   */
+  participantIds: bigint[];
+
+  /**
+   * @generated from field: int32 reply_count = 7;
+   */
+  replyCount: number;
+};
+
+/**
+ * Describes the message chat.ThreadEvent.
+ * Use `create(ThreadEventSchema)` to create a new message.
+ */
+export const ThreadEventSchema: GenMessage<ThreadEvent> = /*@__PURE__*/
+  messageDesc(file_chat, 58);
+
+/**
+ * @generated from message chat.PinEvent
+ */
+export type PinEvent = Message<"chat.PinEvent"> & {
+  /**
+   * @generated from field: int64 group_id = 1;
+   */
+  groupId: bigint;
+
+  /**
+   * @generated from field: int64 message_id = 2;
+   */
+  messageId: bigint;
+
+  /**
+   * @generated from field: bool pinned = 3;
+   */
+  pinned: boolean;
+
+  /**
+   * @generated from field: int64 actor_id = 4;
+   */
+  actorId: bigint;
+};
+
+/**
+ * Describes the message chat.PinEvent.
+ * Use `create(PinEventSchema)` to create a new message.
+ */
+export const PinEventSchema: GenMessage<PinEvent> = /*@__PURE__*/
+  messageDesc(file_chat, 59);
+
+/**
+ * @generated from message chat.SearchMessagesRequest
+ */
+export type SearchMessagesRequest = Message<"chat.SearchMessagesRequest"> & {
+  /**
+   * web-search syntax: words, "a phrase", -excluded, a or b
+   *
+   * @generated from field: string query = 1;
+   */
+  query: string;
+
+  /**
+   * 0: all the caller's groups
+   *
+   * @generated from field: int64 group_id = 2;
+   */
+  groupId: bigint;
+
+  /**
+   * default 20, at most 50
+   *
+   * @generated from field: int32 limit = 3;
+   */
+  limit: number;
+
+  /**
+   * next_page_token of the previous page
+   *
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+
+  /**
+   * @generated from field: string jwt_token = 5;
+   */
+  jwtToken: string;
+};
+
+/**
+ * Describes the message chat.SearchMessagesRequest.
+ * Use `create(SearchMessagesRequestSchema)` to create a new message.
+ */
+export const SearchMessagesRequestSchema: GenMessage<SearchMessagesRequest> = /*@__PURE__*/
+  messageDesc(file_chat, 60);
+
+/**
+ * A highlighted range of `SearchHit.snippet`, in Unicode code points.
+ *
+ * @generated from message chat.Highlight
+ */
+export type Highlight = Message<"chat.Highlight"> & {
+  /**
+   * @generated from field: int32 offset = 1;
+   */
+  offset: number;
+
+  /**
+   * @generated from field: int32 length = 2;
+   */
+  length: number;
+};
+
+/**
+ * Describes the message chat.Highlight.
+ * Use `create(HighlightSchema)` to create a new message.
+ */
+export const HighlightSchema: GenMessage<Highlight> = /*@__PURE__*/
+  messageDesc(file_chat, 61);
+
+/**
+ * @generated from message chat.SearchHit
+ */
+export type SearchHit = Message<"chat.SearchHit"> & {
+  /**
+   * @generated from field: chat.MessageResponse message = 1;
+   */
+  message?: MessageResponse | undefined;
+
+  /**
+   * plain text around the matches (escape before display)
+   *
+   * @generated from field: string snippet = 2;
+   */
+  snippet: string;
+
+  /**
+   * @generated from field: repeated chat.Highlight highlights = 3;
+   */
+  highlights: Highlight[];
+
+  /**
+   * @generated from field: double rank = 4;
+   */
+  rank: number;
+};
+
+/**
+ * Describes the message chat.SearchHit.
+ * Use `create(SearchHitSchema)` to create a new message.
+ */
+export const SearchHitSchema: GenMessage<SearchHit> = /*@__PURE__*/
+  messageDesc(file_chat, 62);
+
+/**
+ * @generated from message chat.SearchMessagesResponse
+ */
+export type SearchMessagesResponse = Message<"chat.SearchMessagesResponse"> & {
+  /**
+   * @generated from field: repeated chat.SearchHit hits = 1;
+   */
+  hits: SearchHit[];
+
+  /**
+   * empty on the last page
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message chat.SearchMessagesResponse.
+ * Use `create(SearchMessagesResponseSchema)` to create a new message.
+ */
+export const SearchMessagesResponseSchema: GenMessage<SearchMessagesResponse> = /*@__PURE__*/
+  messageDesc(file_chat, 63);
+
+/**
+ * @generated from message chat.PinMessageRequest
+ */
+export type PinMessageRequest = Message<"chat.PinMessageRequest"> & {
+  /**
+   * @generated from field: int64 message_id = 1;
+   */
+  messageId: bigint;
+
+  /**
+   * @generated from field: string jwt_token = 2;
+   */
+  jwtToken: string;
+};
+
+/**
+ * Describes the message chat.PinMessageRequest.
+ * Use `create(PinMessageRequestSchema)` to create a new message.
+ */
+export const PinMessageRequestSchema: GenMessage<PinMessageRequest> = /*@__PURE__*/
+  messageDesc(file_chat, 64);
+
+/**
+ * @generated from message chat.ListPinnedRequest
+ */
+export type ListPinnedRequest = Message<"chat.ListPinnedRequest"> & {
+  /**
+   * @generated from field: int64 group_id = 1;
+   */
+  groupId: bigint;
+
+  /**
+   * @generated from field: string jwt_token = 2;
+   */
+  jwtToken: string;
+};
+
+/**
+ * Describes the message chat.ListPinnedRequest.
+ * Use `create(ListPinnedRequestSchema)` to create a new message.
+ */
+export const ListPinnedRequestSchema: GenMessage<ListPinnedRequest> = /*@__PURE__*/
+  messageDesc(file_chat, 65);
+
+/**
+ * @generated from message chat.MarkUnreadRequest
+ */
+export type MarkUnreadRequest = Message<"chat.MarkUnreadRequest"> & {
+  /**
+   * @generated from field: int64 group_id = 1;
+   */
+  groupId: bigint;
+
+  /**
+   * becomes the first unread message
+   *
+   * @generated from field: int64 message_id = 2;
+   */
+  messageId: bigint;
+
+  /**
+   * @generated from field: string jwt_token = 3;
+   */
+  jwtToken: string;
+};
+
+/**
+ * Describes the message chat.MarkUnreadRequest.
+ * Use `create(MarkUnreadRequestSchema)` to create a new message.
+ */
+export const MarkUnreadRequestSchema: GenMessage<MarkUnreadRequest> = /*@__PURE__*/
+  messageDesc(file_chat, 66);
+
+/**
+ * @generated from message chat.MarkUnreadResponse
+ */
+export type MarkUnreadResponse = Message<"chat.MarkUnreadResponse"> & {
+  /**
+   * @generated from field: int64 read_seq = 1;
+   */
+  readSeq: bigint;
+
+  /**
+   * @generated from field: int64 unread_count = 2;
+   */
+  unreadCount: bigint;
+
+  /**
+   * @generated from field: int32 mention_count = 3;
+   */
+  mentionCount: number;
+};
+
+/**
+ * Describes the message chat.MarkUnreadResponse.
+ * Use `create(MarkUnreadResponseSchema)` to create a new message.
+ */
+export const MarkUnreadResponseSchema: GenMessage<MarkUnreadResponse> = /*@__PURE__*/
+  messageDesc(file_chat, 67);
+
+/**
  * Added.
  *
  * @generated from enum chat.MemberRole
@@ -2118,6 +2688,85 @@ export const ChatService: GenService<{
     methodKind: "server_streaming";
     input: typeof DownloadFileRequestSchema;
     output: typeof DownloadChunkSchema;
+  },
+  /**
+   * Threads. A reply in the thread under `parent_id` (a reply to a reply joins the same
+   * thread). It takes the group's next seq like any message, so Subscribe carries it and a
+   * resume by position replays it; it shows in the main timeline (history, unread_count)
+   * only with `also_in_group`.
+   *
+   * @generated from rpc chat.ChatService.ReplyInThread
+   */
+  replyInThread: {
+    methodKind: "unary";
+    input: typeof ThreadReplyRequestSchema;
+    output: typeof MessageResponseSchema;
+  },
+  /**
+   * The parent (a tombstone once deleted) and its replies in order, `after_seq` paging on.
+   *
+   * @generated from rpc chat.ChatService.GetThread
+   */
+  getThread: {
+    methodKind: "unary";
+    input: typeof GetThreadRequestSchema;
+    output: typeof ThreadResponseSchema;
+  },
+  /**
+   * Move the caller's read position in a thread forward (0 = every reply so far).
+   *
+   * @generated from rpc chat.ChatService.MarkThreadRead
+   */
+  markThreadRead: {
+    methodKind: "unary";
+    input: typeof MarkThreadReadRequestSchema;
+    output: typeof ThreadReadResponseSchema;
+  },
+  /**
+   * Full-text search over the caller's current groups (or one of them), best match first.
+   *
+   * @generated from rpc chat.ChatService.SearchMessages
+   */
+  searchMessages: {
+    methodKind: "unary";
+    input: typeof SearchMessagesRequestSchema;
+    output: typeof SearchMessagesResponseSchema;
+  },
+  /**
+   * Owners/admins pin and unpin messages (at most 50 pinned per group); members list them.
+   *
+   * @generated from rpc chat.ChatService.PinMessage
+   */
+  pinMessage: {
+    methodKind: "unary";
+    input: typeof PinMessageRequestSchema;
+    output: typeof MessageResponseSchema;
+  },
+  /**
+   * @generated from rpc chat.ChatService.UnpinMessage
+   */
+  unpinMessage: {
+    methodKind: "unary";
+    input: typeof PinMessageRequestSchema;
+    output: typeof MessageResponseSchema;
+  },
+  /**
+   * @generated from rpc chat.ChatService.ListPinned
+   */
+  listPinned: {
+    methodKind: "unary";
+    input: typeof ListPinnedRequestSchema;
+    output: typeof MessageHistoryResponseSchema;
+  },
+  /**
+   * Move the caller's read position back so that `message_id` is the first unread message.
+   *
+   * @generated from rpc chat.ChatService.MarkUnread
+   */
+  markUnread: {
+    methodKind: "unary";
+    input: typeof MarkUnreadRequestSchema;
+    output: typeof MarkUnreadResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chat, 0);
