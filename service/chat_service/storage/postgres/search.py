@@ -10,11 +10,9 @@ from chat_service.storage.postgres.errors import storage_errors
 from chat_service.storage.postgres.pool import PostgresStore
 from chat_service.storage.postgres.rows import message_from_row, select_messages
 
-# Bounded snippets: at most two fragments of up to 24 words around the matches.
-HEADLINE_OPTIONS = (
-    f"StartSel={SNIPPET_START}, StopSel={SNIPPET_STOP}, MaxWords=24, MinWords=8, "
-    'MaxFragments=2, FragmentDelimiter=" … "'
-)
+# Bounded snippets: a short message whole, a long one as up to 35 words from its best match
+# (markup-like tags are left out by the parser); parse_snippet also cuts to 300 characters.
+HEADLINE_OPTIONS = f"StartSel={SNIPPET_START}, StopSel={SNIPPET_STOP}, MaxWords=35, MinWords=15"
 
 
 class PostgresSearch(PostgresStore):
