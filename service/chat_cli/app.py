@@ -228,10 +228,14 @@ def cmd_members(s: Session, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def cmd_send(s: Session, args: argparse.Namespace, out: TextIO) -> int:
+def _text(args: argparse.Namespace) -> str:
+    """The message words of the command line; a lone '-' reads the text from stdin."""
     text = " ".join(args.text)
-    if text == "-":
-        text = sys.stdin.read().rstrip("\n")
+    return sys.stdin.read().rstrip("\n") if text == "-" else text
+
+
+def cmd_send(s: Session, args: argparse.Namespace, out: TextIO) -> int:
+    text = _text(args)
     request = pb.SendMessageRequest(
         group_id=args.group,
         content=text,
@@ -311,9 +315,7 @@ def cmd_thread(s: Session, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_reply(s: Session, args: argparse.Namespace, out: TextIO) -> int:
-    text = " ".join(args.text)
-    if text == "-":
-        text = sys.stdin.read().rstrip("\n")
+    text = _text(args)
     request = pb.ThreadReplyRequest(
         parent_id=args.parent, content=text, also_in_group=args.also_in_group,
         client_msg_id=args.client_msg_id or str(uuid.uuid4()),

@@ -7,13 +7,7 @@
 // Exit code 0 and a last line "E2E OK {json}" mean every step passed.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
-
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined) throw new Error(`missing env ${name}`);
-  return v;
-};
+import { env, launchChromium, scenario } from "./harness.mjs";
 
 const WEB_URL = env("WEB_URL");
 const TOKEN_A = env("TOKEN_A");
@@ -22,36 +16,9 @@ const GROUP_ID = env("GROUP_ID");
 const WORD = env("WORD");
 const SHOTS = env("SCREENSHOT_DIR");
 const FAILURES = env("FAILURE_DIR", SHOTS);
-const CHROMIUM = env("CHROMIUM", "/usr/bin/chromium");
-const STEP_TIMEOUT = Number(env("STEP_TIMEOUT_MS", "20000"));
-
 mkdirSync(SHOTS, { recursive: true });
 mkdirSync(FAILURES, { recursive: true });
-const summary = { steps: [] };
-const t0 = Date.now();
-const log = (msg) => console.log(`[e2e +${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
-
-async function step(name, fn) {
-  const start = Date.now();
-  log(`STEP ${name}`);
-  await fn();
-  summary.steps.push({ name, ms: Date.now() - start });
-}
-
-async function until(what, fn, timeout = STEP_TIMEOUT) {
-  const deadline = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${last})`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const { summary, log, step, until, stepTimeout: STEP_TIMEOUT } = scenario();
 
 const timeline = (page) => page.locator('[data-testid="message-text"]').allInnerTexts();
 const inTimeline = async (page, text) => (await timeline(page)).some((t) => t.trim() === text);
@@ -79,11 +46,7 @@ async function waitLive(page, who) {
 
 const shot = (page, name) => page.screenshot({ path: join(SHOTS, `${name}.png`) });
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium();
 let exitCode = 0;
 const alice = await (await browser.newContext({ viewport: { width: 1100, height: 720 } })).newPage();
 const bob = await (await browser.newContext({ viewport: { width: 1100, height: 720 } })).newPage();

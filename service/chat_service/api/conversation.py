@@ -94,15 +94,19 @@ class ConversationApi:
     async def PinMessage(
         self, request: pb.PinMessageRequest, context: Ctx
     ) -> pb.MessageResponse:
-        caller = await self._caller(context, request.jwt_token)
-        return convert.message(await self._pins.set_pin(caller, request.message_id, True))
+        return await self._pin(request, context, pinned=True)
 
     @unary
     async def UnpinMessage(
         self, request: pb.PinMessageRequest, context: Ctx
     ) -> pb.MessageResponse:
+        return await self._pin(request, context, pinned=False)
+
+    async def _pin(
+        self, request: pb.PinMessageRequest, context: Ctx, pinned: bool
+    ) -> pb.MessageResponse:
         caller = await self._caller(context, request.jwt_token)
-        return convert.message(await self._pins.set_pin(caller, request.message_id, False))
+        return convert.message(await self._pins.set_pin(caller, request.message_id, pinned))
 
     @unary
     async def ListPinned(
