@@ -146,6 +146,19 @@ async def test_owners_and_admins_pin_members_list_and_everyone_hears(user: UserF
     assert await pinned(member, group.id) == []
 
 
+async def test_a_group_holds_at_most_50_pins(user: UserFactory) -> None:
+    owner = user()
+    group = await owner.create_group()
+    messages = [await owner.send(group.id, f"m{i}") for i in range(51)]
+    for m in messages[:50]:
+        await pin(owner, m.id)
+    error = await expect_status(grpc.StatusCode.RESOURCE_EXHAUSTED, pin(owner, messages[50].id))
+    assert "unpin one first" in (error.details() or "")
+    await pin(owner, messages[0].id, pinned=False)
+    await pin(owner, messages[50].id)
+    assert len(await pinned(owner, group.id)) == 50
+
+
 # ---- mark unread ----
 
 
