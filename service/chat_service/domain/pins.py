@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import logging
 
-from chat_service.config import Limits
 from chat_service.domain import validation
 from chat_service.domain.access import visible_role
 from chat_service.domain.errors import InvalidArgument, NotFound, PermissionDenied
+from chat_service.domain.limits import Limits
 from chat_service.domain.models import Message, MessageUpdated, PinChanged, Role, UserProfile
 from chat_service.domain.ports import ChatRepository, EventPublisher, RateLimits
 

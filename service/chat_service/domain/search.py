@@ -12,10 +12,10 @@ from __future__ import annotations
 import base64
 import binascii
 
-from chat_service.config import Limits
 from chat_service.domain import validation
 from chat_service.domain.access import visible_role
 from chat_service.domain.errors import InvalidArgument, PermissionDenied
+from chat_service.domain.limits import Limits
 from chat_service.domain.models import Role, SearchPage, UserProfile
 from chat_service.domain.ports import GroupAccess, RateLimits, SearchStore
 

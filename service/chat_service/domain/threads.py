@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import logging
 
-from chat_service.config import Limits
 from chat_service.domain import validation
 from chat_service.domain.chat import read_cost
 from chat_service.domain.errors import InvalidArgument, NotFound, PermissionDenied
+from chat_service.domain.limits import Limits
 from chat_service.domain.mentions import find_mentions
 from chat_service.domain.models import (
     ChatEvent,

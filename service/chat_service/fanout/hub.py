@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from chat_service.fanout.channel import Channel
 from chat_service.fanout.delivery import Delivery
+from chat_service.fanout.gathering import Gathering
 from chat_service.fanout.recent import FetchRange, RecentMessages
 from chat_service.fanout.subscriber import Subscriber
 from chat_service.gen import chat_pb2 as pb
@@ -45,9 +46,10 @@ class Hub:
         recent_total: int = 50_000,
         large_group: int = 64,
         large_group_flush: float = 0.1,
+        large_group_busy_rate: float = 25.0,
     ) -> None:
-        self._large_group = large_group
-        self._flush_window = large_group_flush
+        self._gather = Gathering(large_group=large_group, window=large_group_flush,
+                                 busy_rate=large_group_busy_rate)
         self.recent = RecentMessages(fetch_range, per_group=recent_per_group, total=recent_total)
         self._fetch_heads = fetch_heads
         self._reorder_wait = reorder_wait
@@ -69,8 +71,7 @@ class Hub:
 
     async def stop(self) -> None:
         for channel in self.channels.values():
-            if channel.flush_handle is not None:
-                channel.flush_handle.cancel()
+            self._gather.cancel(channel)
         background = [t for t in (self._sweeper, self._typing_task) if t is not None]
         tasks = [*self._tasks, *background]
         for task in tasks:
@@ -123,8 +124,7 @@ class Hub:
         if channel is not None:
             channel.subs.discard(sub)
             if not channel.subs:
-                if channel.flush_handle is not None:
-                    channel.flush_handle.cancel()
+                self._gather.cancel(channel)
                 del self.channels[group_id]
 
     def remove(self, sub: Subscriber) -> None:
@@ -175,50 +175,7 @@ class Hub:
                 self.recent.changed(changed.group_id, changed.seq, changed.id)
             channel = self.channels.get(d.group_id)
             if channel is not None:
-                self._deliver(channel, d)
-
-    def _deliver(self, channel: Channel, d: Delivery) -> None:
-        """Queue an event for the channel's subscribers.
-
-        A large group (many subscribers on this pod) is flushed at most once per window: the
-        first event after a quiet window goes out at once, later ones are gathered and go
-        out together, so each stream gets one write per window instead of one per event.
-        Under a busy group this bounds the writes (the cost that grows with members x
-        messages) and adds at most one window of latency; quiet groups and small groups
-        are not delayed."""
-        if channel.flush_handle is None and (
-            len(channel.subs) < self._large_group or self._flush_window <= 0
-        ):
-            # (Nothing is held: the outbox is only ever non-empty while a flush is scheduled.)
-            for sub in channel.subs:
-                sub.push(d)
-            return
-        channel.outbox.append(d)
-        if channel.flush_handle is None:
-            loop = asyncio.get_running_loop()
-            wait = channel.last_flush + self._flush_window - loop.time()
-            if wait <= 0:
-                self._flush(channel)
-            else:
-                channel.flush_handle = loop.call_later(wait, self._flush, channel)
-
-    def _deliver_now(self, channel: Channel, d: Delivery) -> None:
-        """Deliver before anything else happens to the channel (membership changes)."""
-        self._flush(channel)
-        for sub in channel.subs:
-            sub.push(d)
-
-    def _flush(self, channel: Channel) -> None:
-        if channel.flush_handle is not None:
-            channel.flush_handle.cancel()
-            channel.flush_handle = None
-        if not channel.outbox:
-            return
-        events = channel.outbox
-        channel.outbox = []
-        channel.last_flush = asyncio.get_running_loop().time()
-        for sub in channel.subs:
-            sub.push_many(events)
+                self._gather.deliver(channel, d)
 
     def _on_member(self, d: Delivery) -> None:
         ev = d.event.member
@@ -231,11 +188,11 @@ class Hub:
                 if channel.next_seq is None:
                     # A brand-new channel: the join's SYSTEM message is the first to expect.
                     channel.next_seq = ev.seq
-                self._deliver_now(channel, d)
+                self._gather.deliver_now(channel, d)
         else:
             channel = self.channels.get(ev.group_id)
             if channel is not None:
-                self._deliver_now(channel, d)
+                self._gather.deliver_now(channel, d)
             # The departed user's streams see the event, then stop receiving the group.
             for sub in list(self.by_user.get(subject, ())):
                 self.detach(sub, ev.group_id)
@@ -250,14 +207,14 @@ class Hub:
         event = channel.typers.update(ev.user_id, ev.is_typing, time.monotonic(),
                                       self._typing_ttl)
         if event is not None:
-            self._deliver(channel, event)
+            self._gather.deliver(channel, event)
 
     def expire_typing(self) -> None:
         now = time.monotonic()
         for channel in list(self.channels.values()):
             if channel.typers:
                 for event in channel.typers.expire(now):
-                    self._deliver(channel, event)
+                    self._gather.deliver(channel, event)
 
     async def _typing_loop(self) -> None:
         while True:
@@ -268,7 +225,7 @@ class Hub:
         # Presence events are addressed by the broker to the groups the user shares.
         channel = self.channels.get(d.group_id)
         if channel is not None:
-            self._deliver(channel, d)
+            self._gather.deliver(channel, d)
 
     def _offer(self, channel: Channel, d: Delivery) -> None:
         nxt = channel.next_seq
@@ -287,13 +244,13 @@ class Hub:
                 self._schedule_fill(channel)
             return
         remember = self.recent.remember
-        self._deliver(channel, d)
+        self._gather.deliver(channel, d)
         remember(d)
         nxt += 1
         pending = channel.pending
         while pending and nxt in pending:
             d = pending.pop(nxt)
-            self._deliver(channel, d)
+            self._gather.deliver(channel, d)
             remember(d)
             nxt += 1
         channel.next_seq = nxt
