@@ -91,3 +91,30 @@ async def test_0005_applies_to_a_populated_database(
                 await migrations.migrate(conn, "klingon")
     finally:
         await pool.close()
+
+
+async def test_a_common_word_ranks_only_the_newest_matches_of_each_group(fresh_db: str) -> None:
+    pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        async with pool.acquire() as conn:
+            await migrations.migrate(conn)
+        group_id = await pool.fetchval(
+            """INSERT INTO groups (name, created_by, last_seq, member_count)
+               VALUES ('busy', 1, 300, 1) RETURNING id""")
+        await pool.execute(
+            "INSERT INTO group_members (group_id, user_id, role) VALUES ($1, 1, 3)", group_id)
+        await pool.execute(
+            """INSERT INTO messages (group_id, seq, user_id, content)
+               SELECT $1, s, 1, CASE WHEN s = 1 THEN 'yak yak yak yak' ELSE 'yak ' || s END
+               FROM generate_series(1, 300) AS s""", group_id)
+        await pool.execute("ANALYZE messages")  # the statistics the plan choice reads
+        repo = PostgresChatRepository(pool, batch_sends=False)
+        # every message matches: with a budget of 10 only the 10 newest are ranked ...
+        hits = await repo.search(1, 0, "yak", 5, 0, 10)
+        assert len(hits) == 5 and all(h.message.seq > 290 for h in hits)
+        # ... while a budget over the expected matches ranks them all: the best is the oldest
+        hits = await repo.search(1, 0, "yak", 5, 0, 1000)
+        assert hits[0].message.seq == 1
+    finally:
+        await pool.close()

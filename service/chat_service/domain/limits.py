@@ -25,5 +25,6 @@ class Limits:
     search_page_default: int = var("SEARCH_PAGE_DEFAULT", 20)
     search_page_max: int = var("SEARCH_PAGE_MAX", 50)
     search_results_max: int = var("SEARCH_RESULTS_MAX", 1000)
-    # Matches ranked per search: the newest max(page end, this / groups) of each group.
-    search_candidates: int = var("SEARCH_RANK_CANDIDATES", 2000)
+    # Matches ranked per search when a query is common: the newest max(page end, this /
+    # groups) of each group (every match when fewer are expected).
+    search_candidates: int = var("SEARCH_RANK_CANDIDATES", 1000)

@@ -18,9 +18,7 @@ log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 # As migration 0005 creates it (bulk loads drop it and create it again with this).
-SEARCH_INDEX_DDL = (
-    "CREATE INDEX messages_search_idx ON messages USING gin (group_id, search_vector)"
-)
+SEARCH_INDEX_DDL = "CREATE INDEX messages_search_idx ON messages USING gin (search_vector)"
 
 
 async def current_config(conn: asyncpg.Connection | PoolConnectionProxy) -> str:

@@ -29,12 +29,27 @@ CREATE TABLE thread_participants (
 CREATE INDEX thread_participants_user_idx ON thread_participants (user_id, group_id);
 
 -- Search: a generated tsvector that follows every edit and delete (a deleted message's
--- content is '', so it matches nothing), in one GIN index with the group id (btree_gin) so a
--- search over a user's groups reads only their postings. The text-search configuration is
+-- content is '', so it matches nothing), with a GIN index. The text-search configuration is
 -- 'simple' here; SEARCH_TEXT_CONFIG other than 'simple' rebuilds the column at migrate time
 -- (storage/postgres/search_config.py).
-CREATE EXTENSION IF NOT EXISTS btree_gin;
 ALTER TABLE messages
     ADD COLUMN search_vector tsvector
     GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, content)) STORED;
-CREATE INDEX messages_search_idx ON messages USING gin (group_id, search_vector);
+CREATE INDEX messages_search_idx ON messages USING gin (search_vector);
+
+-- The planner's estimate of the share of messages a query matches (from the column's
+-- statistics): the search store reads it to choose between ranking every match and ranking
+-- the newest matches of each group (storage/postgres/search.py).
+CREATE FUNCTION search_selectivity(cfg regconfig, query text) RETURNS float8
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    plan json;
+    total float8;
+BEGIN
+    EXECUTE format('EXPLAIN (FORMAT JSON) SELECT 1 FROM messages '
+                   'WHERE search_vector @@ websearch_to_tsquery(%L::regconfig, %L)', cfg, query)
+        INTO plan;
+    SELECT GREATEST(reltuples, 1) INTO total FROM pg_class WHERE oid = 'messages'::regclass;
+    RETURN LEAST(1.0, (plan -> 0 -> 'Plan' ->> 'Plan Rows')::float8 / total);
+END
+$$;
