@@ -83,8 +83,12 @@ try {
   });
 
   await step("Bob opens the thread and replies also to the group", async () => {
+    // Bob wrote the parent: Alice's reply is an unread thread reply for him until he opens it.
+    const badge = bob.locator('[data-testid="thread-unread"]');
+    await until("Bob's unread-thread badge", async () => (await badge.count()) === 1 && (await badge.innerText()).includes("1"));
     await messageByText(bob, question).locator('[data-testid="thread-replies"]').click();
     await until("the reply in Bob's panel", async () => (await threadTexts(bob)).includes(answer));
+    await until("the badge to go once the thread is read", async () => (await badge.count()) === 0);
     const panel = bob.locator('[data-testid="thread-panel"]');
     await panel.locator('[data-testid="thread-also-in-group"]').check();
     await panel.locator('[data-testid="thread-composer"]').fill(thanks);
