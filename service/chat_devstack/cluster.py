@@ -22,7 +22,7 @@ from chat_devstack.ports import free_port, wait_for_port
 from chat_devstack.postgres import PostgresServer
 from chat_devstack.processes import ServiceProcess, run_migrations
 from chat_devstack.redis import RedisServer
-from chat_devstack.tokens import DEV_JWT_SECRET
+from chat_devstack.tokens import DEV_BACKEND_JWT_SECRET, DEV_JWT_SECRET
 
 
 def envoy_binary() -> str:
@@ -42,6 +42,7 @@ class Cluster:
     rate_limits: bool = False
     broker: str = "redis"
     jwt_secret: str = DEV_JWT_SECRET
+    backend_jwt_secret: str = DEV_BACKEND_JWT_SECRET
     extra_env: dict[str, str] = field(default_factory=dict)
     base_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="chat-cluster-")))
     envoy_port: int = 0
@@ -68,6 +69,7 @@ class Cluster:
         env = {
             **self.postgres.env,
             "JWT_SECRET": self.jwt_secret,
+            "BACKEND_JWT_SECRET": self.backend_jwt_secret,
             "BROKER": self.broker,
             "METRICS_PORT": "0",
             "LOG_FORMAT": "text",

@@ -16,7 +16,12 @@ from dataclasses import dataclass, field, replace
 
 from chat_service.api.gate_settings import GateSettings
 from chat_service.attachments.settings import AttachmentSettings, load_attachment_settings
-from chat_service.auth.settings import JwtSettings, load_jwt_settings
+from chat_service.auth.settings import (
+    BackendJwtSettings,
+    JwtSettings,
+    load_backend_jwt_settings,
+    load_jwt_settings,
+)
 from chat_service.envconfig import GROUP, ConfigError, choice, load, lower, upper, var
 from chat_service.ratelimit.limiter import RateRules
 
@@ -95,6 +100,12 @@ class Settings:
     log_format: str = var("LOG_FORMAT", "json", lower)
     tls_cert_file: str = var("TLS_CERT_FILE", "")
     tls_key_file: str = var("TLS_KEY_FILE", "")
+    # Issue 15: what EraseUser does to the user's messages (tombstone: content removed, seq
+    # kept; anonymise: content kept under the anonymised profile).
+    erase_messages: str = var("ERASE_MESSAGES", "tombstone", choice("tombstone", "anonymise"))
+    # How often each pod re-reads the backend-wide ban list (bans also reach pods at once).
+    ban_refresh_seconds: float = var("BAN_REFRESH_SECONDS", 10.0)
+    backend_jwt: BackendJwtSettings = field(default_factory=BackendJwtSettings, metadata=GROUP)
     jwt: JwtSettings = field(default_factory=JwtSettings, metadata=GROUP)
     limits: Limits = field(default_factory=Limits, metadata=GROUP)
     rates: RateRules = field(default_factory=RateRules, metadata=GROUP)
@@ -119,6 +130,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, for_serving: bool = T
         Settings,
         e,
         jwt=load_jwt_settings(e, for_serving=for_serving),
+        backend_jwt=load_backend_jwt_settings(e, e.get("JWT_SECRET", "")),
         attachments=load_attachment_settings(e),
     )
     if env is None and "POD_NAME" not in e:

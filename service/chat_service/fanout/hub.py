@@ -59,8 +59,6 @@ class Hub:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
-    # ---- lifecycle ----
-
     def start(self) -> None:
         if self._sweeper is None and self._sweep_interval > 0:
             self._sweeper = asyncio.create_task(self._sweep_loop(), name="hub-sweep")
@@ -169,6 +167,11 @@ class Hub:
             self._on_presence(d)
         elif d.kind == "typing":
             self._on_typing(d)
+        elif d.kind == "group_deleted":
+            self._on_group_deleted(d)
+        elif d.kind == "access_revoked" and d.event.access_revoked.until_ms != -1:
+            for sub in list(self.by_user.get(d.event.access_revoked.user_id, ())):
+                sub.close(d.event.access_revoked.reason)  # banned or erased: streams end
         else:
             if d.kind == "updated":
                 changed = d.event.updated
@@ -178,14 +181,11 @@ class Hub:
                 self._deliver(channel, d)
 
     def _deliver(self, channel: Channel, d: Delivery) -> None:
-        """Queue an event for the channel's subscribers.
-
-        A large group (many subscribers on this pod) is flushed at most once per window: the
-        first event after a quiet window goes out at once, later ones are gathered and go
-        out together, so each stream gets one write per window instead of one per event.
-        Under a busy group this bounds the writes (the cost that grows with members x
-        messages) and adds at most one window of latency; quiet groups and small groups
-        are not delayed."""
+        """Queue an event for the channel's subscribers. A large group (many subscribers on
+        this pod) is flushed at most once per window: the first event after a quiet window
+        goes out at once, later ones together, so each stream gets one write per window
+        instead of one per event (bounding members x messages writes, adding at most one
+        window of latency); quiet groups and small groups are not delayed."""
         if channel.flush_handle is None and (
             len(channel.subs) < self._large_group or self._flush_window <= 0
         ):
@@ -239,6 +239,15 @@ class Hub:
             # The departed user's streams see the event, then stop receiving the group.
             for sub in list(self.by_user.get(subject, ())):
                 self.detach(sub, ev.group_id)
+
+    def _on_group_deleted(self, d: Delivery) -> None:
+        """The group's streams are told, then stop receiving it."""
+        channel = self.channels.get(d.group_id)
+        if channel is None:
+            return
+        self._deliver_now(channel, d)
+        for sub in list(channel.subs):
+            self.detach(sub, d.group_id)
 
     def _on_typing(self, d: Delivery) -> None:
         """Keep the set of typers per group (fanout/typing_state.py); subscribers get the

@@ -180,6 +180,7 @@ class MemoryChatRepository:
         reply_to_id: int = 0,
         mentions: Sequence[Mention] = (),
         attachment_id: str = "",
+        via_backend: bool = False,
     ) -> PostResult | None:
         group = self.state.groups.get(group_id)
         if client_msg_id:
@@ -199,7 +200,7 @@ class MemoryChatRepository:
         row = self.state.insert(MessageRow(
             self.state.next_id(), group_id, group.last_seq, sender.id, kind, content, now_ms(),
             client_msg_id=client_msg_id, reply_to_id=reply_to_id, mentions=tuple(mentions),
-            attachment_id=attachment_id,
+            attachment_id=attachment_id, via_backend=via_backend,
         ))
         if upload is not None and (upload.owner_id, upload.group_id) == (sender.id, group_id) \
                 and upload.completed and not upload.message_id:

@@ -79,6 +79,7 @@ class MessageRow:
     deleted: bool = False
     update_seq: int = 0
     reactions: list[tuple[int, str]] = field(default_factory=list)  # (user, emoji), in order
+    via_backend: bool = False
 
     def mentioned(self) -> set[int]:
         return {m.user_id for m in self.mentions}
@@ -177,6 +178,7 @@ class MemoryState:
             deleted=row.deleted,
             attachment=None if upload is None else upload.info,
             update_seq=row.update_seq,
+            via_backend=row.via_backend,
         )
 
     def unread(self, group_id: int, user_id: int, read_seq: int) -> int:

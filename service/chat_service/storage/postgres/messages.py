@@ -22,6 +22,7 @@ from chat_service.domain.models import (
     UserProfile,
 )
 from chat_service.storage.postgres.errors import storage_errors
+from chat_service.storage.postgres.moderation import MAY_POST, refuse_reason
 from chat_service.storage.postgres.pool import PostgresStore
 from chat_service.storage.postgres.rows import message_from_row, ms, select_messages
 from chat_service.storage.postgres.send_batcher import PendingSend, SendBatcher
@@ -63,8 +64,11 @@ class PostgresMessages(PostgresStore):
         reply_to_id: int = 0,
         mentions: Sequence[Mention] = (),
         attachment_id: str = "",
+        via_backend: bool = False,
     ) -> PostResult | None:
-        if self._batcher is not None and not (reply_to_id or mentions or attachment_id):
+        if self._batcher is not None and not (
+            reply_to_id or mentions or attachment_id or via_backend
+        ):
             return await self._batcher.post(
                 PendingSend(group_id, sender, content, kind, client_msg_id)
             )
@@ -77,6 +81,7 @@ class PostgresMessages(PostgresStore):
             reply_to_id=reply_to_id,
             mentions=mentions,
             attachment_id=attachment_id,
+            via_backend=via_backend,
         )
 
     async def _post_one(
@@ -90,6 +95,7 @@ class PostgresMessages(PostgresStore):
         reply_to_id: int = 0,
         mentions: Sequence[Mention] = (),
         attachment_id: str = "",
+        via_backend: bool = False,
     ) -> PostResult | None:
         key = client_msg_id or None
         mention_json = [[m.user_id, m.offset, m.length] for m in mentions] or None
@@ -107,7 +113,8 @@ class PostgresMessages(PostgresStore):
         try:
             row = await self._pool.fetchrow(
                 f"""WITH member AS (
-                       SELECT 1 FROM group_members WHERE group_id = $1 AND user_id = $2
+                       SELECT 1 FROM group_members gm JOIN groups g ON g.id = gm.group_id
+                       WHERE gm.group_id = $1 AND gm.user_id = $2 AND {MAY_POST}
                    ), bumped AS (
                        UPDATE groups SET last_seq = last_seq + 1
                        WHERE id = $1 AND EXISTS (SELECT 1 FROM member)
@@ -117,9 +124,10 @@ class PostgresMessages(PostgresStore):
                        RETURNING last_seq
                    ), ins AS (
                        INSERT INTO messages (group_id, seq, user_id, kind, content,
-                                             client_msg_id, reply_to_id, attachment_id, mentions)
+                                             client_msg_id, reply_to_id, attachment_id, mentions,
+                                             via_backend)
                        SELECT $1, last_seq, $2, $3, $4, $5, NULLIF($6, 0), NULLIF($7, ''),
-                              $8::jsonb
+                              $8::jsonb, $10
                        FROM bumped
                        RETURNING id, seq, created_at
                    ), men AS (
@@ -136,6 +144,7 @@ class PostgresMessages(PostgresStore):
                 attachment_id,
                 mention_json,
                 mentioned,
+                via_backend,
             )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "messages_attachment_idx":
@@ -155,6 +164,7 @@ class PostgresMessages(PostgresStore):
                 client_msg_id=client_msg_id,
                 mentions=tuple(mentions),
                 reply_to_id=reply_to_id,
+                via_backend=via_backend,
             )
             if reply_to_id or attachment_id:
                 full = await self.get_message(row["id"])
@@ -171,6 +181,7 @@ class PostgresMessages(PostgresStore):
             )
             if existing is not None:
                 return PostResult(message=message_from_row(existing), duplicate=True)
+        await refuse_reason(self._pool, group_id, sender.id)
         return None
 
     @storage_errors
