@@ -7,7 +7,6 @@ from __future__ import annotations
 import grpc
 
 from chat_devstack.cluster import Cluster
-
 from chat_service.gen import chat_backend_pb2 as bpb
 from chat_service.gen import chat_pb2 as pb
 from tests.conftest import UserFactory
