@@ -57,5 +57,6 @@ def generic_handler(
             ),
         )
     if missing:
-        raise RuntimeError(f"RPCs of chat.{service} without a handler: {sorted(missing)}")
+        file = proto.name.rsplit("/", 1)[-1]
+        raise RuntimeError(f"RPCs declared in {file} without a handler: {sorted(missing)}")
     return grpc.method_handlers_generic_handler(f"chat.{service}", handlers)

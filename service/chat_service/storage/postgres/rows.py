@@ -118,7 +118,7 @@ def message_from_row(row: asyncpg.Record) -> Message:
         edited_at_ms=ms(row["edited_at"]) if row["edited_at"] else 0,
         deleted=row["deleted_at"] is not None,
         update_seq=row["update_seq"],
-        via_backend=bool(row["via_backend"]),
+        via_backend=bool(_get(row, "via_backend")),
         attachment=None
         if row["a_id"] is None
         else AttachmentInfo(
