@@ -52,6 +52,8 @@ class Cluster:
     # server reflection. grpcurl with reflection works against a pod's own port.
     envoy_public_health: bool = False
     envoy_public_reflection: bool = False
+    # Route chat.ChatBackend on the listener (tests of the PHP backend client over gRPC-Web).
+    envoy_backend_api: bool = False
     envoy_max_concurrent_streams: int = envoy_config.LIMITS["max_concurrent_streams"]
     postgres: PostgresServer | None = None
     redis: RedisServer | None = None
@@ -145,6 +147,7 @@ class Cluster:
             probes_port=self.envoy_probes_port,
             public_health=self.envoy_public_health,
             public_reflection=self.envoy_public_reflection,
+            backend_api=self.envoy_backend_api,
             max_concurrent_streams=self.envoy_max_concurrent_streams,
             upstreams=[envoy_config.Upstream("127.0.0.1", s.grpc_port) for s in self.services],
             static_upstream=(

@@ -98,7 +98,7 @@ async def test_erase_removes_the_user_and_keeps_everyone_elses_history_consisten
                                  bob.user_id) == 0
         row = await db.fetchrow("SELECT name, email, avatar FROM users WHERE id = $1",
                                 bob.user_id)
-        assert tuple(row) == ("Deleted user", "", "")
+        assert row is not None and tuple(row) == ("Deleted user", "", "")
     # Idempotent: a second erasure finds nothing left and changes nothing.
     again = await backend.call("EraseUser", bpb.BackendUserRef(user_id=bob.user_id))
     assert (again.groups_left, again.messages, again.attachments) == (0, 0, 0)
