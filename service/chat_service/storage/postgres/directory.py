@@ -3,7 +3,9 @@ over token claims once synced (`directory_at`), anonymisation."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from typing import Any
 
 from chat_service.domain.models import UserProfile
 from chat_service.domain.system_text import DELETED_USER
@@ -43,13 +45,15 @@ class PostgresDirectory(PostgresStore):
     @storage_errors
     async def profile_of(self, user_id: int) -> UserProfile:
         row = await self._pool.fetchrow(
-            "SELECT name, email, avatar, custom::text AS custom FROM users WHERE id = $1",
+            "SELECT name, email, avatar, custom FROM users WHERE id = $1",
             user_id,
         )
         if row is None:
             return UserProfile(id=user_id)
+        custom = row["custom"]  # decoded by the pool's jsonb codec; compact as stored by us
         return UserProfile(id=user_id, name=row["name"], email=row["email"],
-                           avatar=row["avatar"], custom_json=row["custom"] or "")
+                           avatar=row["avatar"],
+                           custom_json="" if custom is None else compact_json(custom))
 
     @storage_errors
     async def anonymise_user(self, user_id: int, *, erased: bool) -> None:
@@ -68,3 +72,8 @@ class PostgresDirectory(PostgresStore):
             DELETED_USER,
             erased,
         )
+
+
+def compact_json(value: Any) -> str:
+    """The form domain/backend_validation.py stores (PostgreSQL's jsonb text adds spaces)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
