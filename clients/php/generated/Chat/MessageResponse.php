@@ -103,6 +103,13 @@ class MessageResponse extends \Google\Protobuf\Internal\Message
      * Generated from protobuf field <code>int64 update_seq = 19;</code>
      */
     protected $update_seq = 0;
+    /**
+     * Added (issue 15): posted by the app's backend on behalf of `user_id` (act_as), or, with
+     * user_id 0 and type SYSTEM, by the backend itself.
+     *
+     * Generated from protobuf field <code>bool via_backend = 30;</code>
+     */
+    protected $via_backend = false;
 
     /**
      * Constructor.
@@ -136,6 +143,9 @@ class MessageResponse extends \Google\Protobuf\Internal\Message
      *     @type \Chat\Attachment $attachment
      *     @type int|string $update_seq
      *           Position in the group's change feed (edits, deletes, reactions); see GroupPosition.
+     *     @type bool $via_backend
+     *           Added (issue 15): posted by the app's backend on behalf of `user_id` (act_as), or, with
+     *           user_id 0 and type SYSTEM, by the backend itself.
      * }
      */
     public function __construct($data = NULL) {
@@ -605,6 +615,34 @@ class MessageResponse extends \Google\Protobuf\Internal\Message
     {
         GPBUtil::checkInt64($var);
         $this->update_seq = $var;
+
+        return $this;
+    }
+
+    /**
+     * Added (issue 15): posted by the app's backend on behalf of `user_id` (act_as), or, with
+     * user_id 0 and type SYSTEM, by the backend itself.
+     *
+     * Generated from protobuf field <code>bool via_backend = 30;</code>
+     * @return bool
+     */
+    public function getViaBackend()
+    {
+        return $this->via_backend;
+    }
+
+    /**
+     * Added (issue 15): posted by the app's backend on behalf of `user_id` (act_as), or, with
+     * user_id 0 and type SYSTEM, by the backend itself.
+     *
+     * Generated from protobuf field <code>bool via_backend = 30;</code>
+     * @param bool $var
+     * @return $this
+     */
+    public function setViaBackend($var)
+    {
+        GPBUtil::checkBool($var);
+        $this->via_backend = $var;
 
         return $this;
     }
