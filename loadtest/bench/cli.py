@@ -38,12 +38,14 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, list[str]]:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true", help="small and short: a smoke test")
-    p.add_argument("--scenario", choices=["all", "groups", "fanout"], default="all")
+    p.add_argument("--scenario", choices=["all", "groups", "fanout", "seed"], default="all")
     p.add_argument("--duration", type=float, help="seconds per measured step (default 20)")
     p.add_argument("--workers", type=int, default=2, help="load-generator processes")
     p.add_argument("--rates", help="offered msg/s steps of scenario groups, comma-separated")
     p.add_argument("--fanout-sizes", help="group sizes of scenario fanout, comma-separated")
     p.add_argument("--fanout-rates", help="offered msg/s steps of scenario fanout")
+    p.add_argument("--seed-size", type=int, help="members of scenario seed (default 998)")
+    p.add_argument("--seed-rates", help="offered msg/s steps of scenario seed (default 20)")
     p.add_argument("--profile", action="store_true",
                    help="py-spy pod0 during the max-rate and largest fan-out steps")
     p.add_argument("--profile-native", action="store_true",
@@ -68,6 +70,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, list[str]]:
             group_size=5, rates=floats(args.rates, [200.0]), closed_concurrency=16,
             fanout_sizes=[int(x) for x in floats(args.fanout_sizes, [100.0])],
             fanout_rates=floats(args.fanout_rates, [20.0]), fanout_senders=2,
+            seed_size=args.seed_size or 50, seed_rates=floats(args.seed_rates, [20.0]),
             profile=args.profile, uvloop=not args.no_uvloop,
         )
     else:
@@ -76,14 +79,16 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, list[str]]:
             group_size=5, rates=floats(args.rates, [500.0, 1000.0, 2000.0, 4000.0]),
             closed_concurrency=128,
             fanout_sizes=[int(x) for x in floats(args.fanout_sizes, [500.0, 1000.0])],
-            fanout_rates=floats(args.fanout_rates, [50.0, 100.0, 200.0, 250.0]), fanout_senders=4,
+            fanout_rates=floats(args.fanout_rates, [20.0, 50.0, 100.0, 200.0, 250.0]),
+            fanout_senders=4,
+            seed_size=args.seed_size or 998, seed_rates=floats(args.seed_rates, [20.0]),
             profile=args.profile, uvloop=not args.no_uvloop,
         )
     opts.output = args.output
     opts.profile_native = args.profile_native
     opts.report = args.report
     opts.keep_logs = args.keep_logs
-    scenarios = ["groups", "fanout"] if args.scenario == "all" else [args.scenario]
+    scenarios = ["groups", "fanout", "seed"] if args.scenario == "all" else [args.scenario]
     return opts, scenarios
 
 
@@ -156,6 +161,8 @@ async def amain(opts: Options, scenarios: list[str], command: str) -> dict[str, 
             result["scenarios"]["fanout"] = [
                 await bench.scenario_fanout(size) for size in opts.fanout_sizes
             ]
+        if "seed" in scenarios:
+            result["scenarios"]["seed"] = [await bench.scenario_seed()]
     finally:
         if opts.keep_logs:
             logs = LOCAL_RESULTS_DIR / f"logs-{bench.stamp}"

@@ -76,10 +76,11 @@ def markdown(result: dict[str, Any]) -> str:
     header = (
         "| step | offered/s | acked/s | ack p50 | ack p99 | deliveries/s | deliver p50 "
         "| deliver p95 | deliver p99 | errors | dup/gap/missing | CPU pods | envoy | pg | "
-        "redis | loadgen | other | idle |"
+        "redis | loadgen | other | idle | server CPU ms/ack |"
     )
-    sep = "|" + "---|" * 18
-    for key, title in (("groups", "Scenario groups"), ("fanout", "Scenario fanout")):
+    sep = "|" + "---|" * 19
+    for key, title in (("groups", "Scenario groups"), ("fanout", "Scenario fanout"),
+                       ("seed", "Scenario seed (StreamMessages on pod0, no Envoy)")):
         runs = result["scenarios"].get(key)
         if not runs:
             continue
@@ -109,7 +110,7 @@ def markdown(result: dict[str, Any]) -> str:
                     f"{res['envoy']['cpu_pct']:.0f} | {res['postgres']['cpu_pct']:.0f} | "
                     f"{res.get('redis', {}).get('cpu_pct', 0):.0f} | "
                     f"{res['loadgen']['cpu_pct']:.0f} | "
-                    f"{_cpu(res, 'other')} | {_cpu(res, 'idle')} |"
+                    f"{_cpu(res, 'other')} | {_cpu(res, 'idle')} | {server_ms_per_ack(r)} |"
                 )
             lines.append("")
             rss = run["steps"][-1]["resources"] if run["steps"] else {}
@@ -131,6 +132,17 @@ def markdown(result: dict[str, Any]) -> str:
     lines.append(f"Correctness (every subscriber got every message once, in order): {verdict}")
     lines.append("")
     return "\n".join(lines)
+
+
+SERVER = ("pod", "envoy", "postgres", "redis")
+
+
+def server_ms_per_ack(step: dict[str, Any]) -> str:
+    """CPU of the server side (pods, Envoy, PostgreSQL, Redis) per acknowledged message."""
+    per_ack = step.get("cpu_ms_per_ack") or {}
+    if not per_ack:
+        return "-"
+    return f"{sum(v for k, v in per_ack.items() if k.startswith(SERVER)):.2f}"
 
 
 def is_correct(result: dict[str, Any]) -> bool:

@@ -55,6 +55,8 @@ class Options:
     fanout_sizes: list[int]
     fanout_rates: list[float]
     fanout_senders: int
+    seed_size: int
+    seed_rates: list[float]
     profile: bool
     uvloop: bool
     profile_native: bool = False
@@ -131,18 +133,22 @@ class Bench:
         return groups
 
     async def start_workers(
-        self, subs: list[SubSpec], senders: list[SendSpec], key: Callable[[int], int]
+        self, subs: list[SubSpec], senders: list[SendSpec], key: Callable[[int], int],
+        *, target: str | None = None, seed: bool = False,
     ) -> tuple[list[WorkerHandle], list[dict[str, Any]]]:
-        """Start the worker processes; subscriber/sender i goes to worker key(i)."""
+        """Start the worker processes; subscriber/sender i goes to worker key(i). `seed`:
+        subscribers use StreamMessages (the seed proto's stream) instead of Subscribe."""
         n = self.opts.workers
-        workers = [WorkerHandle(i, self.c.gateway, self.opts.uvloop) for i in range(n)]
+        workers = [WorkerHandle(i, target or self.c.gateway, self.opts.uvloop)
+                   for i in range(n)]
         sub_parts: list[list[SubSpec]] = [[] for _ in range(n)]
         send_parts: list[list[SendSpec]] = [[] for _ in range(n)]
         for i, s in enumerate(subs):
             sub_parts[key(i) % n].append(s)
         for i, t in enumerate(senders):
             send_parts[i % n].append(t)
-        args = [{"subs": sub_parts[i], "senders": send_parts[i]} for i in range(n)]
+        args = [{"subs": sub_parts[i], "senders": send_parts[i], "seed": seed}
+                for i in range(n)]
         try:
             replies = await call_all(workers, "setup", args)
         except BaseException:
@@ -358,3 +364,32 @@ class Bench:
             "setup": setup,
             "steps": steps,
         }
+
+    async def scenario_seed(self) -> dict[str, Any]:
+        """The seed's own path, as `make dev` runs it: one service process (pod0, no Envoy),
+        every member on a StreamMessages stream, each message written to each stream alone."""
+        o = self.opts
+        size = o.seed_size
+        group = self.users(size)
+        (gid,) = await self.create_groups([group])
+        heads_before = await self.heads([gid])
+        subs: list[SubSpec] = [(uid, tok, {gid: heads_before[gid]}) for uid, tok in group]
+        senders: list[SendSpec] = [(uid, tok, gid) for uid, tok in group[: o.fanout_senders]]
+        t0 = time.monotonic()
+        workers, setup = await self.start_workers(subs, senders, lambda i: i,
+                                                  target=self.c.services[0].address, seed=True)
+        print(f"seed: {sum(r['subscribed'] for r in setup)}/{size} StreamMessages streams on "
+              f"pod0 in {time.monotonic() - t0:.1f}s", flush=True)
+        steps: list[dict[str, Any]] = []
+        try:
+            await self.step("warmup", workers, [gid], {gid: size}, heads_before,
+                            mode="open", rate=10, duration=min(2.0, o.duration))
+            for rate in o.seed_rates:
+                steps.append(await self.step(
+                    f"seed StreamMessages, {size} members, {rate:g} msg/s", workers, [gid],
+                    {gid: size}, heads_before, mode="open", rate=rate, duration=o.duration,
+                ))
+        finally:
+            await self.stop_workers(workers)
+        return {"members": size, "subscribed": sum(r["subscribed"] for r in setup),
+                "senders": len(senders), "setup": setup, "steps": steps}

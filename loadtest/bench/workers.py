@@ -117,6 +117,7 @@ class Worker:
     async def setup(self, arg: dict[str, Any]) -> dict[str, Any]:
         subs: list[SubSpec] = arg["subs"]
         senders: list[SendSpec] = arg["senders"]
+        receive = self._stream_messages if arg.get("seed") else self._subscribe
         self.send_stubs = [pb_grpc.ChatServiceStub(self._channel()) for _ in range(SEND_CHANNELS)]
         self.senders = [((("authorization", f"Bearer {tok}"),), gid) for _, tok, gid in senders]
         stub: Any = None
@@ -126,7 +127,7 @@ class Worker:
                 stub = pb_grpc.ChatServiceStub(self._channel())
             sub = Sub(uid, token, heads)
             self.subs.append(sub)
-            self.sub_tasks.append(asyncio.create_task(self._subscribe(sub, stub, opening)))
+            self.sub_tasks.append(asyncio.create_task(receive(sub, stub, opening)))
         started = time.monotonic()
         waits = [asyncio.create_task(s.ready.wait()) for s in self.subs]
         if waits:
@@ -176,16 +177,48 @@ class Worker:
             self.dstats.reconnects += 1
             await asyncio.sleep(0.2)
 
+    async def _stream_messages(self, sub: Sub, stub: Any, opening: asyncio.Semaphore) -> None:
+        """A client of the seed's proto: one StreamMessages call, each message its own write,
+        live from when it opens (no resume). It authenticates with metadata instead of
+        posting a first message, so the setup does not post one message per member; what
+        is measured, the delivery path, is the seed's."""
+        while not self.stopping:
+            call = stub.StreamMessages(metadata=sub.md)
+            try:
+                async with opening:
+                    await call.initial_metadata()
+                sub.ready.set()
+                while True:
+                    m = await call.read()
+                    if m is grpc.aio.EOF:
+                        break
+                    self._on_messages(sub, (m,))
+                if not self.stopping:
+                    self.dstats.stream_errors["ENDED_BY_SERVER"] += 1
+            except asyncio.CancelledError:
+                call.cancel()
+                raise
+            except grpc.aio.AioRpcError as exc:
+                if self.stopping:
+                    return
+                sub.failed = exc.code().name
+                self.dstats.stream_errors[exc.code().name] += 1
+            if self.stopping:
+                return
+            self.dstats.reconnects += 1  # what was missed meanwhile counts as missing
+            await asyncio.sleep(0.2)
+
     def _on_batch(self, sub: Sub, resp: Any) -> None:
+        self._on_messages(sub, [ev.message for ev in resp.events
+                                if ev.WhichOneof("event") == "message"])
+
+    def _on_messages(self, sub: Sub, messages: Sequence[Any]) -> None:
         now = time.time() * 1000.0
         st = self.dstats
         last = sub.last
         counts = st.latency.counts
         n = 0
-        for ev in resp.events:
-            if ev.WhichOneof("event") != "message":
-                continue
-            m = ev.message
+        for m in messages:
             gid = m.group_id
             seq = m.seq
             prev = last.get(gid)

@@ -17,7 +17,7 @@ log = logging.getLogger("chat_service")
 
 
 async def _migrate(settings: Settings) -> None:
-    pool = await connect_pool(settings)
+    pool = await connect_pool(settings.database)
     try:
         async with pool.acquire() as conn:
             applied = await migrate(conn)
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    chat_logging.setup(settings.log_level, settings.log_format)
+    chat_logging.setup(settings.telemetry.log_level, settings.telemetry.log_format)
     try:
         _run(_migrate(settings) if args.command == "migrate" else serve(settings))
     except Exception as exc:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from chat_service.api.backend import BackendApi, BackendCallers
 from chat_service.api.calls import Callers, Draining
 from chat_service.api.gate import CallGate
 from chat_service.api.handlers import SERVICE, generic_handler
+from chat_service.api.server_settings import ServerSettings
 from chat_service.api.servicer import ChatApi
 from chat_service.api.streams import StreamApi, StreamSettings
 from chat_service.attachments.service import AttachmentService, create_attachment_service
@@ -41,15 +41,16 @@ from chat_service.domain.errors import Unavailable
 from chat_service.domain.group_admin import GroupAdmin
 from chat_service.domain.message_changes import MessageChanges
 from chat_service.domain.moderation import Moderation
-from chat_service.domain.privacy import Privacy
 from chat_service.domain.receipts import Receipts
 from chat_service.fanout.broker import Broker
 from chat_service.fanout.hub import Hub
+from chat_service.fanout.revocation import RevocationSink
 from chat_service.gen import chat_backend_pb2, chat_pb2
 from chat_service.storage.postgres.changes import PostgresMessageChanges
 from chat_service.storage.postgres.migrate import migrate
 from chat_service.storage.postgres.receipts import PostgresReceipts
 from chat_service.storage.postgres.repository import PostgresChatRepository, create_pool
+from chat_service.storage.postgres.settings import DatabaseSettings
 from chat_service.telemetry import heap, metrics, tracing
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-def server_options(s: Settings) -> list[tuple[str, Any]]:
+def server_options(s: ServerSettings) -> list[tuple[str, Any]]:
     """grpc-core's connection limits. What a client can hold before it has authenticated is
     bounded here (streams per connection, idle connections, pings) and in the call gate
     (api/gate.py: calls waiting for their request)."""
@@ -72,9 +73,9 @@ def server_options(s: Settings) -> list[tuple[str, Any]]:
         # Calls grpc-core holds before the application picks them up (~10 KiB each). The
         # default (1,000; hard limit 3,000) answered a reconnect storm with CANCELLED; the
         # gate answers or bounds every call it is handed, so these are only a burst buffer.
-        ("grpc.server.max_pending_requests", s.grpc_max_pending_calls),
-        ("grpc.server.max_pending_requests_hard_limit", 2 * s.grpc_max_pending_calls),
-        ("grpc.max_concurrent_streams", s.grpc_max_concurrent_streams),
+        ("grpc.server.max_pending_requests", s.max_pending_calls),
+        ("grpc.server.max_pending_requests_hard_limit", 2 * s.max_pending_calls),
+        ("grpc.max_concurrent_streams", s.max_concurrent_streams),
         ("grpc.max_receive_message_length", 4 * 1024 * 1024),
         ("grpc.max_send_message_length", 16 * 1024 * 1024),
         ("grpc.keepalive_time_ms", 60_000),
@@ -84,26 +85,24 @@ def server_options(s: Settings) -> list[tuple[str, Any]]:
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.http2.max_ping_strikes", 2),
         # A connection with no call for this long is closed (GOAWAY).
-        ("grpc.max_connection_idle_ms", int(s.grpc_max_connection_idle_seconds * ms)),
+        ("grpc.max_connection_idle_ms", int(s.max_connection_idle_seconds * ms)),
         # Every connection is renewed after this (+-10 % jitter); open streams get the grace
         # period to finish, then end and resume by position on a new connection.
-        ("grpc.max_connection_age_ms", int(s.grpc_max_connection_age_seconds * ms)),
-        ("grpc.max_connection_age_grace_ms", int(s.grpc_max_connection_age_grace_seconds * ms)),
+        ("grpc.max_connection_age_ms", int(s.max_connection_age_seconds * ms)),
+        ("grpc.max_connection_age_grace_ms", int(s.max_connection_age_grace_seconds * ms)),
     ]
-    if s.grpc_compression == "gzip":
+    if s.compression == "gzip":
         # Responses are gzipped for clients that accept gzip (grpc-accept-encoding);
         # clients that do not (browsers through gRPC-Web) get them uncompressed.
         options.append(("grpc.default_compression_algorithm", grpc.Compression.Gzip.value))
     return options
 
 
-async def connect_pool(settings: Settings, attempts: int = 60) -> asyncpg.Pool:
+async def connect_pool(db: DatabaseSettings, attempts: int = 60) -> asyncpg.Pool:
     delay = 0.2
     for attempt in range(1, attempts + 1):
         try:
-            return await create_pool(
-                settings.db_dsn, settings.db_password, settings.db_pool_min, settings.db_pool_max
-            )
+            return await create_pool(db.dsn, db.password, db.pool_min, db.pool_max)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             if attempt == attempts:
                 raise
@@ -133,27 +132,29 @@ class App:
     async def start(self) -> int:
         s = self.settings
         parts = self._parts
-        tracing.setup(s.otel_service_name, s.pod_name, self._span_processor)
-        bans = BanList(s.ban_refresh_seconds)
+        tracing.setup(s.telemetry.otel_service_name, s.server.pod_name, self._span_processor)
+        bans = BanList(s.backend_jwt.ban_refresh_seconds)
         authenticator = Authenticator(TokenVerifier(s.jwt), bans)
         backend = BackendVerifier(s.backend_jwt)
         admission = Admission(
-            s.max_inflight_calls,
-            s.shed_loop_lag_ms / 1000,
-            s.max_queue_ms / 1000,
-            max_per_user=s.max_inflight_calls_per_user,
+            s.admission.max_inflight_calls,
+            s.admission.shed_loop_lag_ms / 1000,
+            s.admission.max_queue_ms / 1000,
+            max_per_user=s.admission.max_inflight_calls_per_user,
         )
         gate = CallGate(authenticator, admission, s.gate, backend)
-        server = self._server = grpc.aio.server(interceptors=[gate], options=server_options(s))
+        server = self._server = grpc.aio.server(
+            interceptors=[gate], options=server_options(s.server)
+        )
         # Bind first: a port already taken fails start-up before anything else is touched.
-        self.port = await _bind(server, s)
-        pool = await connect_pool(s)
+        self.port = await _bind(server, s.server)
+        pool = await connect_pool(s.database)
         parts.push_async_callback(pool.close)
-        if s.migrate_on_start:
+        if s.database.migrate_on_start:
             async with pool.acquire() as conn:
                 await migrate(conn)
         # Storage (PostgreSQL).
-        repo = PostgresChatRepository(pool, batch_sends=s.batch_sends)
+        repo = PostgresChatRepository(pool, batch_sends=s.database.batch_sends)
         receipt_store = PostgresReceipts(pool)
         change_store = PostgresMessageChanges(pool)
         repo.start()
@@ -163,20 +164,17 @@ class App:
         hub = self._hub = Hub(
             repo.messages_after,
             repo.group_heads,
-            sweep_interval=s.sweep_interval_seconds,
-            typing_ttl=s.typing_ttl_seconds,
-            recent_per_group=s.recent_per_group,
-            recent_total=s.recent_total,
-            large_group=s.large_group_subscribers,
-            large_group_flush=s.large_group_flush_ms / 1000,
+            sweep_interval=s.fanout.sweep_interval_seconds,
+            typing_ttl=s.presence.typing_ttl_seconds,
+            recent_per_group=s.fanout.recent_per_group,
+            recent_total=s.fanout.recent_total,
+            large_group=s.fanout.large_group_subscribers,
+            large_group_flush=s.fanout.large_group_flush_ms / 1000,
+            large_group_busy_rate=s.fanout.large_group_busy_rate,
         )
         b = build_backends(s, hub, groups_of=repo.group_ids_for_user, members_of=repo.member_ids)
-        def sink(items: Iterable[tuple[int, bytes]]) -> None:
-            batch = items if isinstance(items, list) else list(items)
-            bans.observe(batch)  # backend-wide bans reach every pod's ban list at once
-            hub.on_payloads(batch)
-
-        await b.broker.start(sink)
+        # Backend-wide bans and erasures reach this pod's ban list and streams at once.
+        await b.broker.start(RevocationSink(hub, bans))
         parts.push_async_callback(b.broker.close)
         admission.start()
         parts.push_async_callback(admission.stop)
@@ -203,13 +201,15 @@ class App:
         await self._health.set("liveness", SERVING)
         monitor = asyncio.create_task(self._watch_dependencies(repo, b.broker, pool), name="health")
         parts.push_async_callback(_cancel, monitor)
-        if s.metrics_port:
+        if s.telemetry.metrics_port:
             metrics.initialise(
                 [m.name for m in chat_pb2.DESCRIPTOR.services_by_name["ChatService"].methods]
                 + [m.name for m in BACKEND_SERVICE.methods]
             )
-            start_http_server(s.metrics_port, addr=s.grpc_host)
-        log.info("serving chat.ChatService on %s:%s (broker=%s)", s.grpc_host, self.port, s.broker)
+            start_http_server(s.telemetry.metrics_port, addr=s.server.host)
+        log.info(
+            "serving chat.ChatService on %s:%s (broker=%s)", s.server.host, self.port, s.broker.kind
+        )
         return self.port
 
     def _servicers(
@@ -226,9 +226,8 @@ class App:
     ) -> tuple[grpc.GenericRpcHandler, grpc.GenericRpcHandler]:
         """The domain's use cases and the servicers over them (construction only): those of
         chat.ChatService, then chat.ChatBackend's."""
-        privacy = Privacy(expose_member_emails=s.expose_member_emails)
-        chat = ChatService(repo, b.fanout, b.presence, s.limits, b.rate, privacy)
-        receipts = Receipts(receipt_store, repo, b.fanout, b.rate, privacy)
+        chat = ChatService(repo, b.fanout, b.presence, s.limits, b.rate, s.privacy)
+        receipts = Receipts(receipt_store, repo, b.fanout, b.rate, s.privacy)
         changes = MessageChanges(
             repo, change_store, b.fanout, s.limits, attachments=attachments, rate=b.rate
         )
@@ -240,11 +239,11 @@ class App:
             hub,
             repo,
             StreamSettings(
-                queue_max=s.subscriber_queue_max,
-                batch_max=s.subscriber_batch_max,
+                queue_max=s.fanout.subscriber_queue_max,
+                batch_max=s.fanout.subscriber_batch_max,
                 replay_max=s.limits.replay_max_messages,
-                heartbeat_seconds=s.heartbeat_seconds,
-                max_per_user=s.max_streams_per_user,
+                heartbeat_seconds=s.fanout.heartbeat_seconds,
+                max_per_user=s.presence.max_streams_per_user,
             ),
             b.presence,
             draining,
@@ -254,7 +253,7 @@ class App:
         moderation = Moderation(repo, b.fanout, b.rate)
         directory = Directory(repo, b.fanout)
         erasure = Erasure(repo, directory, b.fanout, attachments,
-                          tombstone=s.erase_messages == "tombstone")
+                          tombstone=s.erasure.erase_messages == "tombstone")
         return generic_handler(
             ChatApi(chat, receipts, changes, callers, draining),
             streams,
@@ -304,7 +303,7 @@ class App:
         if self._stopping:
             return
         self._stopping = True
-        grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        grace = self.settings.server.shutdown_grace_seconds if grace is None else grace
         await self._health.enter_graceful_shutdown()
         self._draining.begin()
         if self._hub is not None:
@@ -313,7 +312,7 @@ class App:
             if grace > 0:
                 # Calls that still arrive get UNAVAILABLE (retry elsewhere) while load
                 # balancers notice the NOT_SERVING health; in-flight calls keep running.
-                await asyncio.sleep(min(self.settings.shutdown_drain_seconds, grace / 2))
+                await asyncio.sleep(min(self.settings.server.shutdown_drain_seconds, grace / 2))
             await self._server.stop(grace)
         # The health monitor, then every part in the reverse order of its start.
         await self._parts.aclose()
@@ -324,8 +323,8 @@ class App:
         await self._server.wait_for_termination()
 
 
-async def _bind(server: grpc.aio.Server, s: Settings) -> int:
-    address = f"{s.grpc_host}:{s.grpc_port}"
+async def _bind(server: grpc.aio.Server, s: ServerSettings) -> int:
+    address = f"{s.host}:{s.port}"
     if s.tls_cert_file and s.tls_key_file:
         key = await asyncio.to_thread(Path(s.tls_key_file).read_bytes)
         cert = await asyncio.to_thread(Path(s.tls_cert_file).read_bytes)
@@ -351,7 +350,7 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("shutting down (grace %.0fs)", settings.shutdown_grace_seconds)
+    log.info("shutting down (grace %.0fs)", settings.server.shutdown_grace_seconds)
     await app.stop()
 
 

@@ -1,6 +1,6 @@
 """Where the backends are chosen: Redis (any number of pods) or memory (one process).
 
-`build_backends` is the only place that looks at `Settings.broker`; everything else gets the
+`build_backends` is the only place that looks at `Settings.broker.kind`; everything else gets the
 broker, presence, stream slots, rate limiter and notifier it returns. With Redis they share
 ONE client (`Backends.redis`, the broker's publishing client): presence, stream slots and
 the webhook notifier use it directly, the rate limiter through its connection pool. The
@@ -48,9 +48,9 @@ def build_backends(
     groups_of: Callable[[int], Awaitable[list[int]]],
     members_of: Callable[[int], Awaitable[list[int]]],
 ) -> Backends:
-    """Construct (not start) the backends that `s.broker` names. `groups_of` gives a user's
+    """Construct (not start) the backends that `s.broker.kind` names. `groups_of` gives a user's
     group ids (presence events go to them), `members_of` a group's member ids (webhooks)."""
-    if s.broker == "memory":
+    if s.broker.kind == "memory":
         broker = MemoryBroker()
         memory_fanout = EventFanout(broker)
         # Presence and open streams per user are counted in this one process.
@@ -58,25 +58,25 @@ def build_backends(
             broker=broker,
             fanout=memory_fanout,
             presence=LocalPresence(events=memory_fanout, groups_of=groups_of),
-            stream_slots=LocalStreamSlots(s.max_streams_per_user),
+            stream_slots=LocalStreamSlots(s.presence.max_streams_per_user),
             rate=RateLimiter.memory(s.rates),
             notifier=None,
             redis=None,
         )
     redis_broker = RedisStreamsBroker(
-        host=s.redis_host,
-        port=s.redis_port,
-        password=s.redis_password,
-        shards=s.stream_shards,
-        maxlen=s.stream_maxlen,
+        host=s.redis.host,
+        port=s.redis.port,
+        password=s.redis.password,
+        shards=s.broker.stream_shards,
+        maxlen=s.broker.stream_maxlen,
         on_recovered=hub.resync,
     )
     client = redis_broker.client
     fanout = EventFanout(redis_broker)
     presence = RedisPresence(
         client,
-        pod=s.pod_name,
-        ttl_seconds=s.presence_ttl_seconds,
+        pod=s.server.pod_name,
+        ttl_seconds=s.presence.ttl_seconds,
         events=fanout,
         groups_of=groups_of,
     )
@@ -84,14 +84,14 @@ def build_backends(
         WebhookNotifier(
             client,
             stream_keys=redis_broker.stream_keys,
-            consumer=s.pod_name,
-            url=s.notify_webhook_url,
-            secret=s.notify_webhook_secret,
+            consumer=s.server.pod_name,
+            url=s.notifications.webhook_url,
+            secret=s.notifications.webhook_secret,
             members_of=members_of,
             online_of=presence.online_users,
-            claim_idle_ms=s.notify_claim_idle_ms,
+            claim_idle_ms=s.notifications.claim_idle_ms,
         )
-        if s.notify_webhook_url
+        if s.notifications.webhook_url
         else None
     )
     return Backends(
@@ -102,9 +102,9 @@ def build_backends(
         # presence TTL).
         stream_slots=RedisStreamSlots(
             client,
-            pod=s.pod_name,
-            max_per_user=s.max_streams_per_user,
-            ttl_seconds=s.presence_ttl_seconds,
+            pod=s.server.pod_name,
+            max_per_user=s.presence.max_streams_per_user,
+            ttl_seconds=s.presence.ttl_seconds,
         ),
         rate=RateLimiter.redis(client, s.rates),
         notifier=notifier,

@@ -156,7 +156,7 @@ async def users(quota_stack: Cluster) -> AsyncIterator[Users]:
 @pytest.fixture
 async def quota_db(quota_stack: Cluster) -> AsyncIterator[asyncpg.Pool]:
     s = load_settings(quota_stack.env, for_serving=False)
-    pool = await create_pool(s.db_dsn, s.db_password, 1, 4)
+    pool = await create_pool(s.database.dsn, s.database.password, 1, 4)
     yield pool
     await pool.close()
 

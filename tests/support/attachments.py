@@ -184,7 +184,7 @@ async def expect_invalid(awaitable: Any, *words: str) -> str:
 async def stack_db(stack: Cluster) -> AsyncIterator[asyncpg.Pool]:
     """A small pool on the stack's PostgreSQL, for looking behind the API."""
     s = load_settings(stack.env, for_serving=False)
-    pool = await create_pool(s.db_dsn, s.db_password, 1, 4)
+    pool = await create_pool(s.database.dsn, s.database.password, 1, 4)
     try:
         yield pool
     finally:

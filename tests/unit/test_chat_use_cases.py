@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from chat_service.config import Limits
 from chat_service.domain.chat import ChatService
 from chat_service.domain.errors import (
     InvalidArgument,
@@ -23,6 +22,7 @@ from chat_service.domain.errors import (
     PermissionDenied,
     ResourceExhausted,
 )
+from chat_service.domain.limits import Limits
 from chat_service.domain.message_changes import MessageChanges
 from chat_service.domain.models import (
     AttachmentInfo,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from chat_service.__main__ import main
 from chat_service.auth.jwt import _subject
-from chat_service.config import ConfigError, Limits, load_settings
+from chat_service.config import ConfigError, Limits, Settings, load_settings
 from chat_service.domain import validation
 from chat_service.domain.errors import InvalidArgument, Unauthenticated
 from chat_service.domain.models import MessageKind
@@ -14,11 +16,13 @@ from chat_service.domain.models import MessageKind
 
 def test_defaults_follow_the_original_compose_names() -> None:
     s = load_settings({"JWT_SECRET": "x"})
-    assert (s.grpc_port, s.db_port, s.db_database, s.redis_port) == (50051, 5432, "chat", 6379)
+    assert (s.server.port, s.database.port, s.database.database, s.redis.port) == (
+        50051, 5432, "chat", 6379
+    )
     assert s.jwt.algorithms == ("HS256",)
     s = load_settings({"JWT_SECRET": "x", "GRPC_PORT": "6000", "DB_HOST": "db",
                        "REDIS_HOST": "cache", "JWT_ALGORITHMS": "HS256,HS512"})
-    assert (s.grpc_port, s.db_host, s.redis_host) == (6000, "db", "cache")
+    assert (s.server.port, s.database.host, s.redis.host) == (6000, "db", "cache")
     assert s.jwt.algorithms == ("HS256", "HS512")
 
 
@@ -36,6 +40,12 @@ def test_defaults_follow_the_original_compose_names() -> None:
         ({"JWT_SECRET": "x", "RATE_LIMIT_READS": "often"}, "RATE_LIMIT_READS"),
         ({"JWT_SECRET": "x", "PREAUTH_TIMEOUT_SECONDS": "soon"}, "PREAUTH_TIMEOUT_SECONDS"),
         ({"JWT_SECRET": "x", "GRPC_COMPRESSION": "brotli"}, "GRPC_COMPRESSION"),
+        ({"JWT_SECRET": "x", "DB_POOL_MAX": "many"}, "DB_POOL_MAX must be an integer"),
+        ({"JWT_SECRET": "x", "SUBSCRIBER_QUEUE_MAX": "1e3x"}, "SUBSCRIBER_QUEUE_MAX"),
+        ({"JWT_SECRET": "x", "TYPING_TTL_SECONDS": "six"}, "TYPING_TTL_SECONDS must be a number"),
+        ({"JWT_SECRET": "x", "MAX_INFLIGHT_CALLS": "lots"}, "MAX_INFLIGHT_CALLS"),
+        ({"JWT_SECRET": "x", "NOTIFY_CLAIM_IDLE_MS": "-"}, "NOTIFY_CLAIM_IDLE_MS"),
+        ({"JWT_SECRET": "x", "METRICS_PORT": "http"}, "METRICS_PORT"),
     ],
 )
 def test_bad_settings_are_refused_with_a_reason(env: dict[str, str], message: str) -> None:
@@ -47,11 +57,34 @@ def test_components_get_their_own_settings() -> None:
     s = load_settings({"JWT_SECRET": "x", "BROKER": " Memory ", "RATE_LIMIT_TYPING": "off",
                        "PREAUTH_MAX_CALLS": "7", "ATTACHMENT_STORE": "postgres",
                        "ATTACHMENT_MAX_BYTES": "1 MiB", "LIMIT_MESSAGE_CHARS": "10"})
-    assert s.broker == "memory"
+    assert s.broker.kind == "memory"
     assert s.rates.user_typing == "" and s.rates.user_send == "20/5 seconds"
     assert s.gate.preauth_max == 7
     assert s.attachments.max_bytes == 1024 * 1024
     assert s.limits.message_max_chars == 10
+    s = load_settings({
+        "JWT_SECRET": "x", "GRPC_MAX_PENDING_CALLS": "9", "POD_NAME": "pod-3",
+        "MAX_INFLIGHT_CALLS_PER_USER": "4", "DB_PASSWORD": "pw", "DB_POOL_MAX": "5",
+        "BATCH_SENDS": "false", "REDIS_PASSWORD": "r", "STREAM_SHARDS": "2",
+        "SUBSCRIBER_BATCH_MAX": "3", "LARGE_GROUP_FLUSH_MS": "0", "PRESENCE_TTL_SECONDS": "11",
+        "MAX_STREAMS_PER_USER": "6", "NOTIFY_WEBHOOK_URL": "http://app/hook",
+        "LOG_LEVEL": "debug", "METRICS_PORT": "0",
+    })
+    assert (s.server.max_pending_calls, s.server.pod_name) == (9, "pod-3")
+    assert s.admission.max_inflight_calls_per_user == 4
+    assert (s.database.password, s.database.pool_max, s.database.batch_sends) == ("pw", 5, False)
+    assert s.database.dsn == "postgresql://chat@127.0.0.1:5432/chat"  # no password in it
+    assert (s.redis.password, s.broker.stream_shards) == ("r", 2)
+    assert (s.fanout.subscriber_batch_max, s.fanout.large_group_flush_ms) == (3, 0.0)
+    assert (s.presence.ttl_seconds, s.presence.max_streams_per_user) == (11, 6)
+    assert s.notifications.webhook_url == "http://app/hook"
+    assert (s.telemetry.log_level, s.telemetry.metrics_port) == ("DEBUG", 0)
+
+
+def test_the_root_settings_only_compose_the_components_settings() -> None:
+    """Every variable is declared by a component's dataclass, none by `Settings` itself."""
+    for f in dataclasses.fields(Settings):
+        assert f.metadata.get("group"), f"Settings.{f.name} is not a component's settings group"
 
 
 def test_a_bad_setting_exits_2_naming_it_before_any_connection(
@@ -81,8 +114,9 @@ def test_message_rules() -> None:
 
 
 def test_member_emails_are_hidden_unless_enabled() -> None:
-    assert load_settings({"JWT_SECRET": "x"}).expose_member_emails is False
-    assert load_settings({"JWT_SECRET": "x", "EXPOSE_MEMBER_EMAILS": "true"}).expose_member_emails
+    assert load_settings({"JWT_SECRET": "x"}).privacy.expose_member_emails is False
+    s = load_settings({"JWT_SECRET": "x", "EXPOSE_MEMBER_EMAILS": "true"})
+    assert s.privacy.expose_member_emails
     with pytest.raises(ConfigError, match="EXPOSE_MEMBER_EMAILS"):
         load_settings({"JWT_SECRET": "x", "EXPOSE_MEMBER_EMAILS": "sometimes"})
 

@@ -1,6 +1,7 @@
 """The service's floors import only downwards: wire/ below fanout/ and api/, nothing below
 api/ imports api/, and the webhook notifier reads Redis entries through wire/, not through
-the broker."""
+the broker; the domain reads its settings (limits, privacy) from its own modules, not
+from config.py (which imports every component)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def imports_of(folder: str) -> dict[str, set[str]]:
     [
         ("fanout", ("chat_service.api",)),
         ("notifications", ("chat_service.api", "chat_service.fanout.broker_redis")),
-        ("domain", ("chat_service.api", "chat_service.fanout", "chat_service.wire")),
+        ("domain", ("chat_service.api", "chat_service.fanout", "chat_service.wire",
+                    "chat_service.config")),
         ("wire", ("chat_service.api", "chat_service.fanout", "chat_service.notifications",
                   "chat_service.storage")),
     ],

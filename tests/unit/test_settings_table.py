@@ -1,9 +1,12 @@
-"""README's configuration table is the settings' documentation: every variable the loader
-reads is in it with its default, and every variable in it is one the loader reads."""
+"""README's configuration tables are the settings' documentation: every variable the loader
+reads is in them with its default, under the heading of the module that declares it, and
+every variable in them is one the loader reads."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -23,19 +26,52 @@ WRITTEN_FOR_PEOPLE = {
     "ATTACHMENT_ALLOWED_TYPES": "png, jpeg, gif, webp, pdf, text, zip",  # subtypes, shortened
 }
 _ROW_NAME = re.compile(r"`([A-Z][A-Z0-9_]+)`(?:\s*\[([^\]]*)\])?")
+# "### Presence (`presence/settings.py`: PresenceSettings)": the module the rows below declare.
+_HEADING = re.compile(r"^### .*\(`([a-z_/]+\.py)`")
+PACKAGE = "chat_service"
+
+
+def _rows() -> Iterator[tuple[str, str]]:
+    """(the module its heading names, row) for each row of README's "## Configuration"."""
+    section = README.read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    module = ""
+    for line in section.splitlines():
+        heading = _HEADING.match(line)
+        if heading:
+            module = heading.group(1)
+        elif line.startswith("| `"):
+            yield module, line
 
 
 def readme_table() -> dict[str, str | None]:
-    """Variable -> default as README's "## Configuration" table writes it (None: no
+    """Variable -> default as README's "## Configuration" tables write it (None: no
     brackets). Only a row's first cell names variables; `0: off` reads as `0`."""
-    section = README.read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
     table: dict[str, str | None] = {}
-    for line in section.splitlines():
-        if not line.startswith("| `"):
-            continue
+    for _, line in _rows():
         for name, default in _ROW_NAME.findall(line.split(" | ")[0]):
             table[name] = default.split(":")[0] if default else None
     return table
+
+
+def readme_modules() -> dict[str, str]:
+    """Variable -> the module named by the heading README lists it under."""
+    return {
+        name: module
+        for module, line in _rows()
+        for name, _ in _ROW_NAME.findall(line.split(" | ")[0])
+    }
+
+
+def declaring_modules(cls: type) -> Iterator[tuple[str, str]]:
+    """(variable, source file of the dataclass declaring it, relative to the package)."""
+    source = sys.modules[cls.__module__].__file__
+    assert source is not None
+    relative = Path(source).as_posix().rsplit(f"/{PACKAGE}/", 1)[1]
+    for f in dataclasses.fields(cls):
+        if "group" in f.metadata:
+            yield from declaring_modules(f.default_factory)  # type: ignore[arg-type]
+        elif "env" in f.metadata:
+            yield f.metadata["env"], relative
 
 
 def test_every_variable_the_loader_reads_is_documented_with_its_default() -> None:
@@ -53,6 +89,18 @@ def test_every_variable_the_loader_reads_is_documented_with_its_default() -> Non
 def test_every_documented_variable_is_read_by_the_loader() -> None:
     declared = {v.name for v in variables(Settings)}
     assert set(readme_table()) - READ_ELSEWHERE == declared
+
+
+def test_each_variable_is_documented_under_the_module_that_declares_it() -> None:
+    documented = readme_modules()
+    declared = dict(declaring_modules(Settings))
+    assert "config.py" not in declared.values(), "config.py only composes the groups"
+    wrong = {
+        name: f"README: {documented[name] or 'no heading'}, declared in {module}"
+        for name, module in declared.items()
+        if documented.get(name) != module
+    }
+    assert wrong == {}
 
 
 def test_each_variable_sets_one_field() -> None:

@@ -2,7 +2,8 @@
 
 Each pod keeps the ban list in memory: read whole from PostgreSQL at start and every
 BAN_REFRESH_SECONDS (it is small: banned and erased users only), and updated at once from the
-`access_revoked` events every pod reads from the broker (a ban, its lifting, an erasure). So a
+`access_revoked` events every pod reads from the broker (fanout/revocation.py: a ban, its
+lifting, an erasure). So a
 banned user is refused on every pod within one broker hop, or one refresh when Redis is down.
 """
 
@@ -12,16 +13,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
-
-from chat_service.gen import chat_pb2 as pb
+from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
 LoadBans = Callable[[], Awaitable[dict[int, int]]]
-# First bytes of a serialized ChatEvent whose oneof is `access_revoked` (field 19,
-# length-delimited: tag 19 << 3 | 2 = 154, a two-byte varint).
-_REVOKED_TAG = bytes([0x9A, 0x01])
 
 
 class BanList:
@@ -46,16 +42,6 @@ class BanList:
             self._until.pop(user_id, None)
         else:
             self._until[user_id] = until_ms
-
-    def observe(self, items: Iterable[tuple[int, bytes]]) -> None:
-        """Broker entries as they arrive (every pod reads every shard): take the bans."""
-        for group_id, payload in items:
-            if group_id == 0 and payload.startswith(_REVOKED_TAG):
-                try:
-                    revoked = pb.ChatEvent.FromString(payload).access_revoked
-                except Exception:
-                    continue  # the hub logs undecodable entries
-                self.apply(revoked.user_id, revoked.until_ms)
 
     async def start(self, load: LoadBans) -> None:
         """Load the list now (start-up fails if it cannot), then refresh in the background."""

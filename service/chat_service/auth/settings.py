@@ -66,6 +66,9 @@ class BackendJwtSettings:
     # Backend tokens are short-lived: `exp` may be at most this far from `iat`/now.
     max_ttl_seconds: int = var("BACKEND_JWT_MAX_TTL_SECONDS", 3600)
     leeway_seconds: int = var("BACKEND_JWT_LEEWAY_SECONDS", 30)
+    # What backend tokens can do to users: each pod re-reads the backend-wide ban list this
+    # often (auth/bans.py; bans also reach every pod at once through the broker).
+    ban_refresh_seconds: float = var("BAN_REFRESH_SECONDS", 10.0)
 
     @property
     def enabled(self) -> bool:

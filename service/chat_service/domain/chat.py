@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import time
 
-from chat_service.config import Limits
 from chat_service.domain import validation
 from chat_service.domain.access import group_not_found, require_visible, visible_role
 from chat_service.domain.errors import InvalidArgument, NotFound, PermissionDenied
+from chat_service.domain.limits import Limits
 from chat_service.domain.mentions import find_mentions
 from chat_service.domain.models import (
     ChatEvent,

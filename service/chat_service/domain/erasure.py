@@ -23,6 +23,15 @@ from chat_service.domain.directory import Directory
 from chat_service.domain.models import AccessRevoked
 from chat_service.domain.ports import AdminRepository, AttachmentPurger, EventPublisher
 from chat_service.domain.publishing import publish_quietly
+from chat_service.envconfig import choice, var
+
+
+@dataclass(frozen=True)
+class ErasureSettings:
+    # What EraseUser does to the user's messages: tombstone (content removed, seq kept) or
+    # anonymise (content kept under the anonymised profile).
+    erase_messages: str = var("ERASE_MESSAGES", "tombstone", choice("tombstone", "anonymise"))
+
 
 EXPORT_PAGE = 500
 EXPORT_CHUNK_BYTES = 256 * 1024

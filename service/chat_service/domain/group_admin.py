@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from chat_service.config import Limits
 from chat_service.domain import backend_validation as checks
 from chat_service.domain import validation
 from chat_service.domain.access import group_not_found
 from chat_service.domain.admin_access import Actor, actor_id, managing_role
 from chat_service.domain.chat import ChatService
 from chat_service.domain.errors import InvalidArgument, PermissionDenied
+from chat_service.domain.limits import Limits
 from chat_service.domain.models import (
     BACKEND_ACTOR,
     ChatEvent,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from chat_service.config import Limits
 from chat_service.domain import validation
 from chat_service.domain.errors import InvalidArgument, NotFound, PermissionDenied
+from chat_service.domain.limits import Limits
 from chat_service.domain.mentions import find_mentions
 from chat_service.domain.models import Message, MessageKind, MessageUpdated, Role, UserProfile
 from chat_service.domain.ports import (

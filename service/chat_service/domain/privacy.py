@@ -7,11 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from chat_service.domain.models import Member, UserProfile
+from chat_service.envconfig import var
 
 
 @dataclass(frozen=True)
 class Privacy:
-    expose_member_emails: bool = False
+    expose_member_emails: bool = var("EXPOSE_MEMBER_EMAILS", False)
 
     def user(self, u: UserProfile) -> UserProfile:
         return u if self.expose_member_emails or not u.email else replace(u, email="")

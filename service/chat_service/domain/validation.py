@@ -6,8 +6,8 @@ import re
 import unicodedata
 from urllib.parse import urlsplit
 
-from chat_service.config import Limits
 from chat_service.domain.errors import InvalidArgument
+from chat_service.domain.limits import Limits
 from chat_service.domain.models import MessageKind
 
 # Bidirectional controls: they reorder what is displayed ("invoice\u202efdp.bat" shows as

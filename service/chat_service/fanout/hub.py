@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
@@ -30,6 +31,8 @@ _PENDING_MAX = 10_000
 # First byte of a serialized ChatEvent whose oneof is `member` (field 3, length-delimited).
 _MEMBER_TAG = bytes([3 << 3 | 2])
 _FILL_PAGE = 1000
+# A loop that runs a scheduled flush later than this is behind: large groups' events are held.
+_BUSY_LATENESS = 0.002
 
 
 class Hub:
@@ -45,9 +48,11 @@ class Hub:
         recent_total: int = 50_000,
         large_group: int = 64,
         large_group_flush: float = 0.1,
+        large_group_busy_rate: float = 25.0,
     ) -> None:
         self._large_group = large_group
         self._flush_window = large_group_flush
+        self._busy_rate = large_group_busy_rate
         self.recent = RecentMessages(fetch_range, per_group=recent_per_group, total=recent_total)
         self._fetch_heads = fetch_heads
         self._reorder_wait = reorder_wait
@@ -58,6 +63,8 @@ class Hub:
         self.by_user: dict[int, set[Subscriber]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+
+    # ---- lifecycle ----
 
     def start(self) -> None:
         if self._sweeper is None and self._sweep_interval > 0:
@@ -167,25 +174,29 @@ class Hub:
             self._on_presence(d)
         elif d.kind == "typing":
             self._on_typing(d)
-        elif d.kind == "group_deleted":
-            self._on_group_deleted(d)
-        elif d.kind == "access_revoked" and d.event.access_revoked.until_ms != -1:
-            for sub in list(self.by_user.get(d.event.access_revoked.user_id, ())):
-                sub.close(d.event.access_revoked.reason)  # banned or erased: streams end
         else:
             if d.kind == "updated":
                 changed = d.event.updated
                 self.recent.changed(changed.group_id, changed.seq, changed.id)
             channel = self.channels.get(d.group_id)
-            if channel is not None:
+            if channel is not None and d.kind == "group_deleted":  # told, then detached
+                self._deliver_now(channel, d)
+                for sub in list(channel.subs):
+                    self.detach(sub, d.group_id)
+            elif channel is not None:
                 self._deliver(channel, d)
 
     def _deliver(self, channel: Channel, d: Delivery) -> None:
-        """Queue an event for the channel's subscribers. A large group (many subscribers on
-        this pod) is flushed at most once per window: the first event after a quiet window
-        goes out at once, later ones together, so each stream gets one write per window
-        instead of one per event (bounding members x messages writes, adding at most one
-        window of latency); quiet groups and small groups are not delayed."""
+        """Queue an event for the channel's subscribers.
+
+        A large group (many subscribers on this pod) gathers its events in an outbox flushed
+        on the loop's next turn, so the events of one broker read reach each stream as one
+        write. Events are held longer only when batching pays: while the group is busy (more
+        than `busy_rate` events/s, smoothed over a second) it is flushed at most once per
+        window, and while this pod is behind (its loop runs flushes > 2 ms late) for twice that
+        lateness, capped at the window. A quiet group on an idle pod adds no latency; a busy
+        one writes each stream at most once per window instead of once per event (the cost
+        that grows with members x messages). Small groups are never delayed."""
         if channel.flush_handle is None and (
             len(channel.subs) < self._large_group or self._flush_window <= 0
         ):
@@ -193,14 +204,32 @@ class Hub:
             for sub in channel.subs:
                 sub.push(d)
             return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        channel.rate = channel.rate * math.exp(channel.rate_at - now) + 1.0
+        channel.rate_at = now
         channel.outbox.append(d)
-        if channel.flush_handle is None:
-            loop = asyncio.get_running_loop()
-            wait = channel.last_flush + self._flush_window - loop.time()
-            if wait <= 0:
-                self._flush(channel)
-            else:
-                channel.flush_handle = loop.call_later(wait, self._flush, channel)
+        if channel.flush_handle is not None:
+            return
+        late = channel.lateness
+        if channel.rate > self._busy_rate:
+            hold = self._flush_window
+        else:
+            hold = min(self._flush_window, 2 * late) if late > _BUSY_LATENESS else 0.0
+        due = channel.last_flush + hold
+        if due <= now:
+            channel.flush_due = now
+            channel.flush_handle = loop.call_soon(self._flush_on_time, channel)
+        else:
+            channel.flush_due = due
+            channel.flush_handle = loop.call_later(due - now, self._flush_on_time, channel)
+
+    def _flush_on_time(self, channel: Channel) -> None:
+        """The scheduled flush: also measures how late the loop ran it (rises at once, decays
+        slowly, so holding stays steady while the pod is busy)."""
+        late = max(0.0, asyncio.get_running_loop().time() - channel.flush_due)
+        channel.lateness = late if late > channel.lateness else 0.8 * channel.lateness + 0.2 * late
+        self._flush(channel)
 
     def _deliver_now(self, channel: Channel, d: Delivery) -> None:
         """Deliver before anything else happens to the channel (membership changes)."""
@@ -239,15 +268,6 @@ class Hub:
             # The departed user's streams see the event, then stop receiving the group.
             for sub in list(self.by_user.get(subject, ())):
                 self.detach(sub, ev.group_id)
-
-    def _on_group_deleted(self, d: Delivery) -> None:
-        """The group's streams are told, then stop receiving it."""
-        channel = self.channels.get(d.group_id)
-        if channel is None:
-            return
-        self._deliver_now(channel, d)
-        for sub in list(channel.subs):
-            self.detach(sub, d.group_id)
 
     def _on_typing(self, d: Delivery) -> None:
         """Keep the set of typers per group (fanout/typing_state.py); subscribers get the
