@@ -249,7 +249,7 @@ class App:
             draining,
             b.stream_slots,
         )
-        admin = GroupAdmin(repo, chat, b.fanout, s.limits, attachments)
+        admin = GroupAdmin(repo, chat, b.fanout, s.limits, attachments, b.rate)
         moderation = Moderation(repo, b.fanout, b.rate)
         directory = Directory(repo, b.fanout)
         erasure = Erasure(repo, directory, b.fanout, attachments,

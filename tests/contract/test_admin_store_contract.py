@@ -205,3 +205,13 @@ async def test_deleting_a_group_removes_it_and_its_log(admin: AdminRig) -> None:
     assert await admin.repo.get_group(group.id, owner.id) is None
     assert await admin.repo.list_actions(group.id, 0, 10) == ([], False)
     assert not await admin.repo.delete_group(group.id)
+
+
+async def test_erasure_in_anonymise_mode_keeps_the_messages(admin: AdminRig) -> None:
+    owner, bob = await admin.user("Owner"), await admin.user("Bob")
+    group = await admin.group(owner, bob)
+    await admin.post(group.id, bob, "kept under an anonymous name")
+    assert await admin.repo.erase_user_content(bob.id, tombstone=False) == 1
+    page = await admin.repo.history(group.id, 0, 50)
+    kept = [m for m in page.messages if m.sender.id == bob.id]
+    assert [(m.content, m.deleted) for m in kept] == [("kept under an anonymous name", False)]

@@ -26,7 +26,12 @@ from chat_service.domain.models import (
     PostResult,
     Role,
 )
-from chat_service.domain.ports import AdminRepository, AttachmentPurger, EventPublisher
+from chat_service.domain.ports import (
+    AdminRepository,
+    AttachmentPurger,
+    EventPublisher,
+    RateLimits,
+)
 from chat_service.domain.publishing import membership_events, publish_quietly
 
 
@@ -38,7 +43,9 @@ class GroupAdmin:
         events: EventPublisher,
         limits: Limits,
         attachments: AttachmentPurger | None = None,
+        rate: RateLimits | None = None,
     ) -> None:
+        self._rate = rate
         self._repo = repo
         self._chat = chat
         self._events = events
@@ -59,6 +66,8 @@ class GroupAdmin:
         if clean == GroupChanges():
             raise InvalidArgument("nothing to change: set name, description, avatar, "
                                   "invite_only or archived")
+        if actor is not None and self._rate is not None:
+            await self._rate.check("user_edit", actor.id)
         role = await managing_role(self._repo, group_id, actor, "change the group")
         if clean.archived is not None and role != Role.OWNER:
             raise PermissionDenied("only the owner can archive or reopen the group")

@@ -58,6 +58,8 @@ class Moderation:
         seconds = checks.duration(duration_seconds)
         if actor is not None and actor.id == user_id:
             raise InvalidArgument("you cannot moderate yourself")
+        if actor is not None and self._rate is not None:
+            await self._rate.check("user_edit", actor.id)  # an action is an edit's worth
         role = await managing_role(self._repo, group_id, actor, "moderate members")
         target_role = await self._repo.role_of(group_id, user_id)
         if not outranks(actor, role, target_role):
@@ -120,6 +122,8 @@ class Moderation:
             raise InvalidArgument(f"limit must be 0 (default {LIST_DEFAULT}) to {LIST_MAX}")
         if group_id != 0 or actor is not None:
             validation.group_id(group_id)
+            if actor is not None and self._rate is not None:
+                await self._rate.check("user_reads", actor.id)
             await managing_role(self._repo, group_id, actor, "see the moderation log")
         return await self._repo.list_actions(group_id, before_id, limit or LIST_DEFAULT)
 
