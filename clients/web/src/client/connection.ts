@@ -24,6 +24,8 @@ import {
   type Group,
   type MessageHistoryResponse,
   type MessageResponse,
+  type ModerationAction,
+  type ModerationAction_Kind,
   type ReactionResponse,
   type ReadReceiptsResponse,
   type User,
@@ -98,6 +100,9 @@ export function eventGroupId(ev: ChatEvent): bigint {
     case "gap":
     case "receipt":
     case "mention":
+    case "groupUpdated":
+    case "groupDeleted":
+    case "moderation":
       return e.value.groupId;
     default:
       return 0n;
@@ -427,6 +432,17 @@ export class ChatConnection {
 
   async leaveGroup(groupId: bigint, userId = 0n): Promise<void> {
     await this.client.leaveGroup({ groupId, userId });
+  }
+
+  /** Owners/admins: BAN, UNBAN, MUTE or UNMUTE a member below their role (0n: until lifted). */
+  moderateMember(
+    groupId: bigint,
+    userId: bigint,
+    kind: ModerationAction_Kind,
+    reason = "",
+    durationSeconds = 0n,
+  ): Promise<ModerationAction> {
+    return this.client.moderateMember({ groupId, userId, kind, reason, durationSeconds });
   }
 
   async members(groupId: bigint): Promise<User[]> {
