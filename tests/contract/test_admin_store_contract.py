@@ -27,8 +27,9 @@ from chat_service.domain.models import (
     PostResult,
     UserProfile,
 )
-from chat_service.domain.ports import AdminRepository
-from chat_service.storage.memory import MemoryAdminRepository
+from chat_service.domain.ports import AdminRepository, MessageChangeStore
+from chat_service.storage.memory import MemoryAdminRepository, MemoryMessageChanges
+from chat_service.storage.postgres.changes import PostgresMessageChanges
 from chat_service.storage.postgres.repository import PostgresChatRepository
 from tests.contract import twins
 from tests.contract.conftest import PostgresDb
@@ -38,6 +39,7 @@ from tests.contract.conftest import PostgresDb
 class AdminRig:
     twin: str
     repo: AdminRepository
+    changes: MessageChangeStore
 
     async def user(self, name: str = "") -> UserProfile:
         uid = twins.new_user_id()
@@ -60,11 +62,13 @@ class AdminRig:
 @pytest.fixture(params=twins.STORES)
 async def admin(request: pytest.FixtureRequest) -> AsyncIterator[AdminRig]:
     if request.param == "memory":
-        yield AdminRig("memory", MemoryAdminRepository())
+        memory = MemoryAdminRepository()
+        yield AdminRig("memory", memory, MemoryMessageChanges(memory.state))
         return
     db: PostgresDb = request.getfixturevalue("postgres_db")
-    repo = PostgresChatRepository(await db.connect(), batch_sends=False)
-    yield AdminRig("postgres", repo)
+    pool = await db.connect()
+    yield AdminRig("postgres", PostgresChatRepository(pool, batch_sends=False),
+                   PostgresMessageChanges(pool))
 
 
 async def test_synced_profiles_report_changes_and_win_over_claims(admin: AdminRig) -> None:
@@ -179,9 +183,11 @@ async def test_erasure_tombstones_with_new_update_seqs_and_is_idempotent(admin: 
                                                                         ) -> None:
     owner, bob = await admin.user("Owner"), await admin.user("Bob")
     group = await admin.group(owner, bob)
-    await admin.post(group.id, owner, "owner's")
+    theirs = await admin.post(group.id, owner, "owner's")
+    assert theirs is not None
     for i in range(3):
         await admin.post(group.id, bob, f"bob {i}")
+    await admin.changes.react(theirs.message, bob.id, "👍", True, 20)
     before = await admin.repo.get_group(group.id, owner.id)
     assert before is not None
     assert await admin.repo.erase_user_content(bob.id, tombstone=True) == 3
@@ -191,6 +197,8 @@ async def test_erasure_tombstones_with_new_update_seqs_and_is_idempotent(admin: 
     bobs = [m for m in page.messages if m.sender.id == bob.id]
     assert len(bobs) == 3 and all(m.deleted and m.content == "" for m in bobs)
     assert sorted(m.update_seq for m in bobs) == [before.last_update_seq + i for i in (1, 2, 3)]
+    owners = next(m for m in page.messages if m.id == theirs.message.id)
+    assert (owners.reactions, owners.update_seq) == ((), before.last_update_seq + 4)
     exported = await admin.repo.export_messages(bob.id, 0, 10)
     assert [r["type"] for r in exported] == ["message"] * 3
     assert any(r["type"] == "membership" for r in await admin.repo.export_records(bob.id))

@@ -191,7 +191,13 @@ class MemoryAdminRepository(MemoryChatRepository):
             for row in sorted(mine, key=lambda m: (m.group_id, m.seq)):
                 row.content, row.mentions, row.attachment_id = "", (), ""
                 row.deleted = True
+                row.reactions.clear()
                 state.bump_update(row)
+        reacted = [m for m in state.messages.values()
+                   if not m.deleted and any(u == user_id for u, _ in m.reactions)]
+        for row in sorted(reacted, key=lambda m: (m.group_id, m.seq)):
+            row.reactions = [(u, e) for u, e in row.reactions if u != user_id]
+            state.bump_update(row)
         for row in state.messages.values():
             row.reactions = [(u, e) for u, e in row.reactions if u != user_id]
             row.mentions = tuple(m for m in row.mentions if m.user_id != user_id)

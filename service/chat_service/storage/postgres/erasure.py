@@ -2,9 +2,10 @@
 so each group records the departure), and exporting it.
 
 Erasure keeps every other member's history consistent: no message row is deleted (seqs stay
-gap-free); the user's messages are tombstoned (content, mentions and attachment link gone, a
-new update_seq in the group's change feed, as DeleteMessage does) or, with anonymise, kept
-under the anonymised profile.
+gap-free); the user's messages are tombstoned (content, mentions, reactions and attachment
+link gone, a new update_seq in the group's change feed, as DeleteMessage does) or, with
+anonymise, kept under the anonymised profile; messages of others whose reaction counts lose
+the user's reactions get a new update_seq too, so resuming clients fetch their new state.
 """
 
 from __future__ import annotations
@@ -17,26 +18,40 @@ from chat_service.storage.postgres.errors import storage_errors
 from chat_service.storage.postgres.pool import PostgresStore
 from chat_service.storage.postgres.rows import ms
 
-_TOMBSTONE = """
-WITH mine AS (
-    SELECT id, group_id, seq FROM messages
-    WHERE user_id = $1 AND deleted_at IS NULL AND kind <> 3
-), counts AS (
-    SELECT group_id, count(*) AS n FROM mine GROUP BY group_id
+
+def _bump(touched: str, also_set: str = "") -> str:
+    """Give each message `touched` selects (id, group_id, seq) its group's next update_seq, in
+    seq order (as DeleteMessage and reactions do, one at a time), setting `also_set` too."""
+    return f"""
+WITH touched AS ({touched}), counts AS (
+    SELECT group_id, count(*) AS n FROM touched GROUP BY group_id
 ), bumped AS (
     UPDATE groups g SET last_update_seq = g.last_update_seq + c.n
     FROM counts c WHERE g.id = c.group_id
     RETURNING g.id, g.last_update_seq AS head, c.n
 ), numbered AS (
-    SELECT mine.id, b.head - b.n + row_number() OVER (PARTITION BY mine.group_id
-                                                      ORDER BY mine.seq) AS useq
-    FROM mine JOIN bumped b ON b.id = mine.group_id
+    SELECT t.id, b.head - b.n + row_number() OVER (PARTITION BY t.group_id ORDER BY t.seq)
+           AS useq
+    FROM touched t JOIN bumped b ON b.id = t.group_id
 )
-UPDATE messages m SET content = '', mentions = NULL, attachment_id = NULL,
-                      deleted_at = now(), update_seq = numbered.useq
+UPDATE messages m SET {also_set}update_seq = numbered.useq
 FROM numbered WHERE m.id = numbered.id
-RETURNING m.id
-"""
+RETURNING m.id"""
+
+
+_MINE = (
+    "SELECT id, group_id, seq FROM messages WHERE user_id = $1 AND deleted_at IS NULL "
+    "AND kind <> 3"
+)
+# The user's messages become tombstones (content, mentions, attachment link and every
+# reaction on them gone: DeleteMessage's tombstone).
+_TOMBSTONE = _bump(
+    _MINE, "content = '', mentions = NULL, attachment_id = NULL, deleted_at = now(), "
+)
+# Others' messages the user reacted to: their reaction counts change (the change feed says so).
+_REACTED = _bump("""SELECT DISTINCT m.id, m.group_id, m.seq FROM reactions r
+                    JOIN messages m ON m.id = r.message_id
+                    WHERE r.user_id = $1 AND m.deleted_at IS NULL""")
 
 
 class PostgresErasure(PostgresStore):
@@ -54,17 +69,24 @@ class PostgresErasure(PostgresStore):
             # The groups' rows in id order first, as sends lock them: no deadlock with a send.
             await conn.execute(
                 """SELECT id FROM groups WHERE id IN (
-                       SELECT DISTINCT group_id FROM messages
-                       WHERE user_id = $1 AND deleted_at IS NULL AND kind <> 3)
+                       SELECT group_id FROM messages
+                       WHERE user_id = $1 AND deleted_at IS NULL AND kind <> 3
+                       UNION SELECT m.group_id FROM reactions r
+                       JOIN messages m ON m.id = r.message_id WHERE r.user_id = $1)
                    ORDER BY id FOR UPDATE""",
                 user_id,
             )
             if tombstone:
-                count = len(await conn.fetch(_TOMBSTONE, user_id))
+                ids = [r["id"] for r in await conn.fetch(_TOMBSTONE, user_id)]
+                await conn.execute(
+                    "DELETE FROM reactions WHERE message_id = ANY($1::bigint[])", ids
+                )
+                count = len(ids)
             else:
                 count = int(await conn.fetchval(
                     "SELECT count(*) FROM messages WHERE user_id = $1 AND kind <> 3", user_id
                 ))
+            await conn.execute(_REACTED, user_id)
             await conn.execute("DELETE FROM reactions WHERE user_id = $1", user_id)
             await conn.execute("DELETE FROM message_mentions WHERE user_id = $1", user_id)
             await conn.execute("DELETE FROM group_bans WHERE user_id = $1", user_id)
