@@ -66,7 +66,7 @@ clean:
 image-test: install
 	PY=$(abspath $(PY)) bash scripts/podman/run.sh
 
-## Benchmark a local cluster (3 pods, Envoy, PostgreSQL, Redis) under load: ~6 min, results in
+## Benchmark a local cluster (3 pods, Envoy, PostgreSQL, Redis) under load: ~8 min, results in
 ## loadtest/results/local/ (ignored by git; see BENCHMARKS.md). BENCH_ARGS="--quick" for a 30 s
 ## smoke run.
 .PHONY: bench

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m loadtest.abuse                 # every scenario, ~3 minutes
     .venv/bin/python -m loadtest.abuse --calls 20000   # smaller floods
+    .venv/bin/python -m loadtest.abuse --only header-only --pod-env GRPC_MAX_PENDING_CALLS=256
 
 One service process and Envoy on loopback (chat_devstack.cluster, the launcher of `make
 cluster`), production defaults (rate limits on). Each scenario runs its attacker in a separate
@@ -216,7 +217,9 @@ def in_process(fn: Callable[..., dict[str, Any]], *args: Any) -> Callable[[], Aw
 
 
 async def main_async(args: argparse.Namespace) -> list[Scenario]:
-    cluster = Cluster(pods=1, with_envoy=True, with_metrics=True, rate_limits=True).start()
+    extra = dict(kv.split("=", 1) for kv in args.pod_env)
+    cluster = Cluster(pods=1, with_envoy=True, with_metrics=True, rate_limits=True,
+                      extra_env=extra).start()
     try:
         pod = cluster.services[0]
         gateway_host, gateway_port = cluster.gateway.rsplit(":", 1)
@@ -240,6 +243,8 @@ async def main_async(args: argparse.Namespace) -> list[Scenario]:
             if args.only and attack not in args.only:
                 continue
             print(f"--- {name}", flush=True)
+            if args.pod_env:
+                name += f" (pod: {', '.join(args.pod_env)})"
             result = await scenario(cluster, name, attack, address, run)
             print(json.dumps(asdict(result), indent=1), flush=True)
             results.append(result)
@@ -255,6 +260,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--uploads", type=int, default=520)
     parser.add_argument("--slow", type=int, default=3000)
+    parser.add_argument("--pod-env", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="settings of the pod other than the defaults, e.g. "
+                        "GRPC_MAX_PENDING_CALLS=256")
     parser.add_argument("--only", nargs="*", choices=["header-only", "silent-uploads",
                                                       "slowloris"])
     args = parser.parse_args()

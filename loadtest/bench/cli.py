@@ -47,7 +47,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, list[str]]:
     p.add_argument("--seed-size", type=int, help="members of scenario seed (default 998)")
     p.add_argument("--seed-rates", help="offered msg/s steps of scenario seed (default 20)")
     p.add_argument("--profile", action="store_true",
-                   help="py-spy pod0 during the max-rate and largest fan-out steps")
+                   help="py-spy pod0 during the groups steps, the largest fan-out and seed")
     p.add_argument("--profile-native", action="store_true",
                    help="with --profile: include native frames (grpc core, uvloop); pauses "
                    "the pod at each sample, so it slows it down")

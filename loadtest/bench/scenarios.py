@@ -308,7 +308,7 @@ class Bench:
             for rate in o.rates:
                 steps.append(await self.step(f"open {rate:g}/s", workers, gids, size,
                                              heads_before, mode="open", rate=rate,
-                                             duration=o.duration))
+                                             duration=o.duration, profile=o.profile))
             steps.append(await self.step("max (closed loop)", workers, gids, size,
                                          heads_before, mode="closed",
                                          concurrency=o.closed_concurrency, duration=o.duration,
@@ -388,6 +388,7 @@ class Bench:
                 steps.append(await self.step(
                     f"seed StreamMessages, {size} members, {rate:g} msg/s", workers, [gid],
                     {gid: size}, heads_before, mode="open", rate=rate, duration=o.duration,
+                    profile=o.profile,
                 ))
         finally:
             await self.stop_workers(workers)

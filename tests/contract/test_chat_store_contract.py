@@ -260,6 +260,9 @@ async def test_history_pages_back_from_the_newest_with_has_more(
     assert [m.seq for m in oldest.messages] == [1, 2] and not oldest.has_more
     exact = await chat_stores.repo.history(group.id, sent[2].id, 3, ann.id)
     assert [m.seq for m in exact.messages] == [1, 2, 3] and not exact.has_more
+    first = oldest.messages[0]
+    before_first = await chat_stores.repo.history(group.id, first.id, 2, ann.id)
+    assert before_first.messages == [] and not before_first.has_more
     other = await _group(chat_stores, ann)
     with pytest.raises(NotFound):
         await chat_stores.repo.history(other.id, sent[0].id, 2, ann.id)

@@ -133,3 +133,4 @@ async def test_a_busy_large_group_is_written_once_per_window() -> None:
     assert [seq for batch in writes for seq in batch] == list(range(1, 21))  # all, in order
     assert writes[:5] == [[1], [2], [3], [4], [5]]  # not busy yet: each at once
     assert len(writes) <= 7 and writes[-1][-1] == 20  # then the rest gathered into one write
+

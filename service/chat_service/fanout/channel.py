@@ -39,7 +39,7 @@ class Channel:
         self.fill_target = 0
         self.lag_seen: int | None = None
         self.typers = Typers(group_id)
-        # Large groups: events held for the next flush (see Hub._deliver)
+        # Large groups: events held for the next flush (see fanout/gathering.py)
         self.outbox: list[Delivery] = []
         self.flush_handle: asyncio.Handle | None = None
         self.last_flush = 0.0

@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from chat_service.fanout.channel import Channel
 from chat_service.fanout.delivery import Delivery
+from chat_service.fanout.gathering import Gathering
 from chat_service.fanout.recent import FetchRange, RecentMessages
 from chat_service.fanout.subscriber import Subscriber
 from chat_service.gen import chat_pb2 as pb
@@ -31,8 +31,6 @@ _PENDING_MAX = 10_000
 # First byte of a serialized ChatEvent whose oneof is `member` (field 3, length-delimited).
 _MEMBER_TAG = bytes([3 << 3 | 2])
 _FILL_PAGE = 1000
-# A loop that runs a scheduled flush later than this is behind: large groups' events are held.
-_BUSY_LATENESS = 0.002
 
 
 class Hub:
@@ -50,9 +48,8 @@ class Hub:
         large_group_flush: float = 0.1,
         large_group_busy_rate: float = 25.0,
     ) -> None:
-        self._large_group = large_group
-        self._flush_window = large_group_flush
-        self._busy_rate = large_group_busy_rate
+        self._gather = Gathering(large_group=large_group, window=large_group_flush,
+                                 busy_rate=large_group_busy_rate)
         self.recent = RecentMessages(fetch_range, per_group=recent_per_group, total=recent_total)
         self._fetch_heads = fetch_heads
         self._reorder_wait = reorder_wait
@@ -74,8 +71,7 @@ class Hub:
 
     async def stop(self) -> None:
         for channel in self.channels.values():
-            if channel.flush_handle is not None:
-                channel.flush_handle.cancel()
+            self._gather.cancel(channel)
         background = [t for t in (self._sweeper, self._typing_task) if t is not None]
         tasks = [*self._tasks, *background]
         for task in tasks:
@@ -128,8 +124,7 @@ class Hub:
         if channel is not None:
             channel.subs.discard(sub)
             if not channel.subs:
-                if channel.flush_handle is not None:
-                    channel.flush_handle.cancel()
+                self._gather.cancel(channel)
                 del self.channels[group_id]
 
     def remove(self, sub: Subscriber) -> None:
@@ -180,74 +175,11 @@ class Hub:
                 self.recent.changed(changed.group_id, changed.seq, changed.id)
             channel = self.channels.get(d.group_id)
             if channel is not None and d.kind == "group_deleted":  # told, then detached
-                self._deliver_now(channel, d)
+                self._gather.deliver_now(channel, d)
                 for sub in list(channel.subs):
                     self.detach(sub, d.group_id)
             elif channel is not None:
-                self._deliver(channel, d)
-
-    def _deliver(self, channel: Channel, d: Delivery) -> None:
-        """Queue an event for the channel's subscribers.
-
-        A large group (many subscribers on this pod) gathers its events in an outbox flushed
-        on the loop's next turn, so the events of one broker read reach each stream as one
-        write. Events are held longer only when batching pays: while the group is busy (more
-        than `busy_rate` events/s, smoothed over a second) it is flushed at most once per
-        window, and while this pod is behind (its loop runs flushes > 2 ms late) for twice that
-        lateness, capped at the window. A quiet group on an idle pod adds no latency; a busy
-        one writes each stream at most once per window instead of once per event (the cost
-        that grows with members x messages). Small groups are never delayed."""
-        if channel.flush_handle is None and (
-            len(channel.subs) < self._large_group or self._flush_window <= 0
-        ):
-            # (Nothing is held: the outbox is only ever non-empty while a flush is scheduled.)
-            for sub in channel.subs:
-                sub.push(d)
-            return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        channel.rate = channel.rate * math.exp(channel.rate_at - now) + 1.0
-        channel.rate_at = now
-        channel.outbox.append(d)
-        if channel.flush_handle is not None:
-            return
-        late = channel.lateness
-        if channel.rate > self._busy_rate:
-            hold = self._flush_window
-        else:
-            hold = min(self._flush_window, 2 * late) if late > _BUSY_LATENESS else 0.0
-        due = channel.last_flush + hold
-        if due <= now:
-            channel.flush_due = now
-            channel.flush_handle = loop.call_soon(self._flush_on_time, channel)
-        else:
-            channel.flush_due = due
-            channel.flush_handle = loop.call_later(due - now, self._flush_on_time, channel)
-
-    def _flush_on_time(self, channel: Channel) -> None:
-        """The scheduled flush: also measures how late the loop ran it (rises at once, decays
-        slowly, so holding stays steady while the pod is busy)."""
-        late = max(0.0, asyncio.get_running_loop().time() - channel.flush_due)
-        channel.lateness = late if late > channel.lateness else 0.8 * channel.lateness + 0.2 * late
-        self._flush(channel)
-
-    def _deliver_now(self, channel: Channel, d: Delivery) -> None:
-        """Deliver before anything else happens to the channel (membership changes)."""
-        self._flush(channel)
-        for sub in channel.subs:
-            sub.push(d)
-
-    def _flush(self, channel: Channel) -> None:
-        if channel.flush_handle is not None:
-            channel.flush_handle.cancel()
-            channel.flush_handle = None
-        if not channel.outbox:
-            return
-        events = channel.outbox
-        channel.outbox = []
-        channel.last_flush = asyncio.get_running_loop().time()
-        for sub in channel.subs:
-            sub.push_many(events)
+                self._gather.deliver(channel, d)
 
     def _on_member(self, d: Delivery) -> None:
         ev = d.event.member
@@ -260,11 +192,11 @@ class Hub:
                 if channel.next_seq is None:
                     # A brand-new channel: the join's SYSTEM message is the first to expect.
                     channel.next_seq = ev.seq
-                self._deliver_now(channel, d)
+                self._gather.deliver_now(channel, d)
         else:
             channel = self.channels.get(ev.group_id)
             if channel is not None:
-                self._deliver_now(channel, d)
+                self._gather.deliver_now(channel, d)
             # The departed user's streams see the event, then stop receiving the group.
             for sub in list(self.by_user.get(subject, ())):
                 self.detach(sub, ev.group_id)
@@ -279,14 +211,14 @@ class Hub:
         event = channel.typers.update(ev.user_id, ev.is_typing, time.monotonic(),
                                       self._typing_ttl)
         if event is not None:
-            self._deliver(channel, event)
+            self._gather.deliver(channel, event)
 
     def expire_typing(self) -> None:
         now = time.monotonic()
         for channel in list(self.channels.values()):
             if channel.typers:
                 for event in channel.typers.expire(now):
-                    self._deliver(channel, event)
+                    self._gather.deliver(channel, event)
 
     async def _typing_loop(self) -> None:
         while True:
@@ -297,7 +229,7 @@ class Hub:
         # Presence events are addressed by the broker to the groups the user shares.
         channel = self.channels.get(d.group_id)
         if channel is not None:
-            self._deliver(channel, d)
+            self._gather.deliver(channel, d)
 
     def _offer(self, channel: Channel, d: Delivery) -> None:
         nxt = channel.next_seq
@@ -316,13 +248,13 @@ class Hub:
                 self._schedule_fill(channel)
             return
         remember = self.recent.remember
-        self._deliver(channel, d)
+        self._gather.deliver(channel, d)
         remember(d)
         nxt += 1
         pending = channel.pending
         while pending and nxt in pending:
             d = pending.pop(nxt)
-            self._deliver(channel, d)
+            self._gather.deliver(channel, d)
             remember(d)
             nxt += 1
         channel.next_seq = nxt

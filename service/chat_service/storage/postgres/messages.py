@@ -195,25 +195,29 @@ class PostgresMessages(PostgresStore):
     async def history(
         self, group_id: int, before_id: int, limit: int, viewer: int = 0
     ) -> HistoryPage:
-        before_seq: int
         if before_id:
-            anchor = await self._pool.fetchval(
-                "SELECT seq FROM messages WHERE id = $1 AND group_id = $2", before_id, group_id
+            # The anchor's position in the same query: one round trip for a page.
+            rows = await self._pool.fetch(
+                select_messages(
+                    "WHERE m.group_id = $1 AND m.seq < (SELECT b.seq FROM messages b"
+                    " WHERE b.id = $2 AND b.group_id = $1) ORDER BY m.seq DESC LIMIT $3", "$4"
+                ),
+                group_id,
+                before_id,
+                limit + 1,
+                viewer,
             )
-            if anchor is None:
+            if not rows and not await self._pool.fetchval(
+                "SELECT true FROM messages WHERE id = $1 AND group_id = $2", before_id, group_id
+            ):
                 raise NotFound(f"message {before_id} is not in group {group_id}")
-            before_seq = int(anchor)
         else:
-            before_seq = 2**63 - 1
-        rows = await self._pool.fetch(
-            select_messages(
-                "WHERE m.group_id = $1 AND m.seq < $2 ORDER BY m.seq DESC LIMIT $3", "$4"
-            ),
-            group_id,
-            before_seq,
-            limit + 1,
-            viewer,
-        )
+            rows = await self._pool.fetch(
+                select_messages("WHERE m.group_id = $1 ORDER BY m.seq DESC LIMIT $2", "$3"),
+                group_id,
+                limit + 1,
+                viewer,
+            )
         has_more = len(rows) > limit
         page = [message_from_row(r) for r in rows[:limit]]
         page.reverse()
