@@ -65,6 +65,11 @@ async def test_an_archived_group_is_read_only_with_its_history_kept(
     assert (await update(owner, group.id, archived=True)).archived
     error = await expect_status(PD, member.send(group.id, "after"))
     assert "archived" in (error.details() or "")
+    before = (await member.history(group.id)).messages[-1]
+    await expect_status(PD, member.stub.EditMessage(
+        pb.EditMessageRequest(message_id=before.id, content="rewritten"), metadata=member.metadata))
+    await expect_status(PD, owner.stub.AddReaction(
+        pb.ReactionRequest(message_id=before.id, emoji="👍"), metadata=owner.metadata))
     await expect_status(PD, backend.post(group.id, "system notice"))
     await expect_status(PD, backend.post(group.id, "as member", act_as=member.user_id))
     assert "before" in [m.content for m in (await member.history(group.id)).messages]

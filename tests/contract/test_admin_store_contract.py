@@ -103,9 +103,17 @@ async def test_archived_groups_and_muted_members_cannot_post(admin: AdminRig) ->
     assert await admin.repo.silence(group.id, member.id, int(time.time() * 1000) - 1000)
     assert await admin.post(group.id, member) is not None  # the mute lapsed
     assert not await admin.repo.silence(group.id, outsider.id, 0)
+    posted = await admin.post(group.id, owner, "before the archive")
+    assert posted is not None
     await admin.repo.update_group(group.id, GroupChanges(archived=True))
     with pytest.raises(PermissionDenied, match="archived"):
         await admin.post(group.id, owner)
+    with pytest.raises(PermissionDenied, match="archived"):  # edits, deletes, reactions too
+        await admin.changes.edit(posted.message, "changed", ())
+    with pytest.raises(PermissionDenied, match="archived"):
+        await admin.changes.react(posted.message, member.id, "👍", True, 20)
+    stored = await admin.repo.get_message(posted.message.id)
+    assert stored is not None and (stored.content, stored.reactions) == ("before the archive", ())
     assert await admin.repo.post_from_backend(group.id, "notice", "") is None
     await admin.repo.update_group(group.id, GroupChanges(archived=False))
     assert await admin.post(group.id, owner) is not None
