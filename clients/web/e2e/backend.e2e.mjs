@@ -58,6 +58,8 @@ try {
   await until("Erin's new name, live", async () => (await erin.innerText()).trim() === "Erin Renamed");
   await until("the group's new name, live", async () =>
     (await page.locator('[data-testid="group-name"]').innerText()).trim() === "Renamed by the app");
+  await until("the group list's new name, live", async () =>
+    (await page.locator(".chat-groups__name").allInnerTexts()).some((t) => t.trim() === "Renamed by the app"));
 
   const member = page.locator(`[data-testid="member"][data-user-id="${USER_M}"]`);
   await member.locator('[data-testid="mute"]').click();
