@@ -7,8 +7,10 @@ from __future__ import annotations
 import grpc
 
 from chat_devstack.cluster import Cluster
+from chat_devstack.tokens import mint_backend
 from chat_service.gen import chat_pb2 as pb
 from tests.api.test_limits import channels, client, limited_pods  # noqa: F401 - fixtures
+from tests.support.backend import BackendClient
 from tests.support.chat_client import expect_status
 
 # ruff: noqa: F811 - fixtures imported above
@@ -47,3 +49,14 @@ async def test_creating_direct_conversations_spends_the_creation_budget_reopenin
     for _ in range(3):
         assert (await direct(peers[0].user_id)).id == first.id  # reopening: reads only
     await expect_status(EXHAUSTED, direct(peers[3].user_id))
+
+
+async def test_groups_the_backend_creates_do_not_spend_the_owners_budget(
+    stack: Cluster, channels: list[grpc.aio.Channel]
+) -> None:
+    owner = client(stack, channels[0])
+    backend = BackendClient(channels[0], mint_backend(stack.backend_jwt_secret))
+    for i in range(5):  # the owner's own budget is 3 an hour on these pods
+        await backend.create_group(owner.user_id, [], name=f"team {i}")
+    await owner.create_group()
+    await owner.create_group()

@@ -97,11 +97,13 @@ class ChatService:
         description: str,
         member_ids: list[int],
         invite_only: bool,
+        spend_budget: bool = True,  # False: made by the app's backend for this owner
     ) -> Group:
         clean_name = validation.group_name(name, self._limits)
         clean_description = validation.group_description(description, self._limits)
         others = [m for m in validation.member_ids(member_ids, self._limits) if m != caller.id]
-        await self._check_rate("user_groups_created", caller.id)
+        if spend_budget:
+            await self._check_rate("user_groups_created", caller.id)
         group, created = await self._repo.create_group(
             name=clean_name,
             description=clean_description,

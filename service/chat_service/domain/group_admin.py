@@ -92,9 +92,10 @@ class GroupAdmin:
         validation.user_id(owner_id, "owner_id")
         clean_avatar = checks.avatar(avatar)
         owner = await self._repo.profile_of(owner_id)
+        # Not the owner's creation budget: the app may make many teams for one person.
         group = await self._chat.create_group(
             owner, name=name, description=description, member_ids=member_ids,
-            invite_only=invite_only,
+            invite_only=invite_only, spend_budget=False,
         )
         if clean_avatar:
             await self._repo.update_group(group.id, GroupChanges(avatar=clean_avatar))
