@@ -258,8 +258,7 @@ class App:
             ChatApi(chat, receipts, changes, callers, draining),
             streams,
             AttachmentApi(attachments, callers, draining),
-            AdminApi(chat, admin, DirectMessages(repo, b.fanout, b.rate), moderation, callers,
-                     draining),
+            AdminApi(admin, DirectMessages(repo, b.fanout, b.rate), moderation, callers, draining),
         ), generic_handler(
             BackendApi(directory, admin, moderation, erasure, BackendCallers(backend), draining),
             proto=chat_backend_pb2.DESCRIPTOR,

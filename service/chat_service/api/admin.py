@@ -4,7 +4,6 @@ direct conversations, moderation. Proto in, domain call, proto out."""
 from __future__ import annotations
 
 from chat_service.api.calls import Callers, Ctx, Draining, unary
-from chat_service.domain.chat import ChatService
 from chat_service.domain.direct import DirectMessages
 from chat_service.domain.group_admin import GroupAdmin
 from chat_service.domain.models import GroupChanges
@@ -28,14 +27,12 @@ def changes_of(request: pb.UpdateGroupRequest | bpb.BackendUpdateGroupRequest) -
 class AdminApi:
     def __init__(
         self,
-        chat: ChatService,
         admin: GroupAdmin,
         directs: DirectMessages,
         moderation: Moderation,
         callers: Callers,
         draining: Draining,
     ) -> None:
-        self._chat = chat
         self._admin = admin
         self._directs = directs
         self._moderation = moderation
