@@ -1,6 +1,7 @@
 """`chat`: a terminal client for chat.ChatService.
 
   chat token --user 1 --name Alice        mint a dev token (HS256 with $JWT_SECRET)
+  chat token --backend                    a backend token for chat.ChatBackend ($BACKEND_JWT_SECRET)
   chat groups                             my groups with unread counts
   chat create NAME [--member ID ...]      create a group (I am its owner)
   chat join GROUP | chat leave GROUP
@@ -162,6 +163,12 @@ def _emit_json(message: Message, out: TextIO) -> None:
 def cmd_token(args: argparse.Namespace, out: TextIO) -> int:
     from chat_devstack.tokens import DEV_JWT_SECRET, mint
 
+    if args.backend:  # a backend token for chat.ChatBackend (issue 15)
+        from chat_devstack.tokens import DEV_BACKEND_JWT_SECRET, mint_backend
+
+        key = args.secret or os.environ.get("BACKEND_JWT_SECRET", "") or DEV_BACKEND_JWT_SECRET
+        out.write(mint_backend(key, ttl=min(args.ttl, 3600)) + "\n")
+        return 0
     secret = args.secret or os.environ.get("JWT_SECRET", "")
     if not secret:
         print("chat: JWT_SECRET is not set; using the development secret", file=sys.stderr)
@@ -556,7 +563,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("token", help="mint a development token (HS256 with $JWT_SECRET)")
-    t.add_argument("--user", type=int, required=True)
+    t.add_argument("--user", type=int, default=0, help="required unless --backend")
+    t.add_argument("--backend", action="store_true",
+                   help="a backend token for chat.ChatBackend ($BACKEND_JWT_SECRET, <= 1 h)")
     t.add_argument("--name", default="")
     t.add_argument("--ttl", type=int, default=12 * 3600, help="seconds")
     t.add_argument("--secret", default="", help="default: $JWT_SECRET")
@@ -639,9 +648,12 @@ COMMANDS: dict[str, Callable[[Session, argparse.Namespace, TextIO], int]] = {
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     stream = out or sys.stdout
     if args.command == "token":
+        if not args.backend and args.user <= 0:
+            parser.error("token: --user is required (a positive user id) unless --backend")
         return cmd_token(args, stream)
     try:
         session = Session(args.server, args.token, tls=args.tls, timeout=args.timeout)

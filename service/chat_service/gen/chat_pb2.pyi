@@ -127,6 +127,10 @@ class Group(_message.Message):
     LAST_UPDATE_SEQ_FIELD_NUMBER: _builtins.int
     THREAD_UNREAD_COUNT_FIELD_NUMBER: _builtins.int
     PINNED_COUNT_FIELD_NUMBER: _builtins.int
+    AVATAR_FIELD_NUMBER: _builtins.int
+    ARCHIVED_FIELD_NUMBER: _builtins.int
+    DIRECT_FIELD_NUMBER: _builtins.int
+    DIRECT_PEER_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     name: _builtins.str
     description: _builtins.str
@@ -151,8 +155,18 @@ class Group(_message.Message):
     thread_unread_count: _builtins.int
     """Added (threads): unread replies in the threads of this group the caller takes part in."""
     pinned_count: _builtins.int
+    avatar: _builtins.str
+    """Added (issue 15)."""
+    archived: _builtins.bool
+    """read-only: history kept, nothing can be posted"""
+    direct: _builtins.bool
+    """a 1:1 conversation (GetOrCreateDirect)"""
     @_builtins.property
     def member_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def direct_peer(self) -> Global___User:
+        """in a direct conversation: the other user's profile"""
+
     def __init__(
         self,
         *,
@@ -173,10 +187,14 @@ class Group(_message.Message):
         last_update_seq: _builtins.int = ...,
         thread_unread_count: _builtins.int = ...,
         pinned_count: _builtins.int = ...,
+        avatar: _builtins.str = ...,
+        archived: _builtins.bool = ...,
+        direct: _builtins.bool = ...,
+        direct_peer: Global___User | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["direct_peer", b"direct_peer"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "created_by", b"created_by", "description", b"description", "id", b"id", "invite_only", b"invite_only", "last_seq", b"last_seq", "last_update_seq", b"last_update_seq", "member_count", b"member_count", "member_ids", b"member_ids", "mention_count", b"mention_count", "muted", b"muted", "my_role", b"my_role", "name", b"name", "pinned_count", b"pinned_count", "read_seq", b"read_seq", "thread_unread_count", b"thread_unread_count", "unread_count", b"unread_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived", b"archived", "avatar", b"avatar", "created_at", b"created_at", "created_by", b"created_by", "description", b"description", "direct", b"direct", "direct_peer", b"direct_peer", "id", b"id", "invite_only", b"invite_only", "last_seq", b"last_seq", "last_update_seq", b"last_update_seq", "member_count", b"member_count", "member_ids", b"member_ids", "mention_count", b"mention_count", "muted", b"muted", "my_role", b"my_role", "name", b"name", "pinned_count", b"pinned_count", "read_seq", b"read_seq", "thread_unread_count", b"thread_unread_count", "unread_count", b"unread_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -328,6 +346,7 @@ class User(_message.Message):
     AVATAR_FIELD_NUMBER: _builtins.int
     ONLINE_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
+    CUSTOM_JSON_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     name: _builtins.str
     email: _builtins.str
@@ -335,6 +354,8 @@ class User(_message.Message):
     online: _builtins.bool
     role: Global___MemberRole.ValueType
     """Added."""
+    custom_json: _builtins.str
+    """Added (issue 15): the app's own JSON for the user (ChatBackend.UpsertUsers), at most 4 KB."""
     def __init__(
         self,
         *,
@@ -344,10 +365,11 @@ class User(_message.Message):
         avatar: _builtins.str = ...,
         online: _builtins.bool = ...,
         role: Global___MemberRole.ValueType = ...,
+        custom_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar", b"avatar", "email", b"email", "id", b"id", "name", b"name", "online", b"online", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar", b"avatar", "custom_json", b"custom_json", "email", b"email", "id", b"id", "name", b"name", "online", b"online", "role", b"role"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -424,6 +446,7 @@ class MessageResponse(_message.Message):
     THREAD_PARTICIPANT_IDS_FIELD_NUMBER: _builtins.int
     PINNED_BY_FIELD_NUMBER: _builtins.int
     PINNED_AT_MS_FIELD_NUMBER: _builtins.int
+    VIA_BACKEND_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     group_id: _builtins.int
     user_id: _builtins.int
@@ -462,6 +485,10 @@ class MessageResponse(_message.Message):
     0 when not pinned
     """
     pinned_at_ms: _builtins.int
+    via_backend: _builtins.bool
+    """Added (issue 15): posted by the app's backend on behalf of `user_id` (act_as), or, with
+    user_id 0 and type SYSTEM, by the backend itself.
+    """
     @_builtins.property
     def mentions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Mention]: ...
     @_builtins.property
@@ -503,10 +530,11 @@ class MessageResponse(_message.Message):
         thread_participant_ids: _abc.Iterable[_builtins.int] | None = ...,
         pinned_by: _builtins.int = ...,
         pinned_at_ms: _builtins.int = ...,
+        via_backend: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment", "reply_quote", b"reply_quote"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["also_in_group", b"also_in_group", "attachment", b"attachment", "client_msg_id", b"client_msg_id", "content", b"content", "deleted", b"deleted", "edited_at_ms", b"edited_at_ms", "group_id", b"group_id", "id", b"id", "last_reply_at_ms", b"last_reply_at_ms", "mentions", b"mentions", "pinned_at_ms", b"pinned_at_ms", "pinned_by", b"pinned_by", "reactions", b"reactions", "reply_count", b"reply_count", "reply_quote", b"reply_quote", "reply_to_id", b"reply_to_id", "seq", b"seq", "thread_parent_id", b"thread_parent_id", "thread_participant_ids", b"thread_participant_ids", "timestamp", b"timestamp", "timestamp_ms", b"timestamp_ms", "type", b"type", "update_seq", b"update_seq", "user_avatar", b"user_avatar", "user_id", b"user_id", "user_name", b"user_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["also_in_group", b"also_in_group", "attachment", b"attachment", "client_msg_id", b"client_msg_id", "content", b"content", "deleted", b"deleted", "edited_at_ms", b"edited_at_ms", "group_id", b"group_id", "id", b"id", "last_reply_at_ms", b"last_reply_at_ms", "mentions", b"mentions", "pinned_at_ms", b"pinned_at_ms", "pinned_by", b"pinned_by", "reactions", b"reactions", "reply_count", b"reply_count", "reply_quote", b"reply_quote", "reply_to_id", b"reply_to_id", "seq", b"seq", "thread_parent_id", b"thread_parent_id", "thread_participant_ids", b"thread_participant_ids", "timestamp", b"timestamp", "timestamp_ms", b"timestamp_ms", "type", b"type", "update_seq", b"update_seq", "user_avatar", b"user_avatar", "user_id", b"user_id", "user_name", b"user_name", "via_backend", b"via_backend"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -877,6 +905,11 @@ class ChatEvent(_message.Message):
     MENTION_FIELD_NUMBER: _builtins.int
     THREAD_FIELD_NUMBER: _builtins.int
     PIN_FIELD_NUMBER: _builtins.int
+    GROUP_UPDATED_FIELD_NUMBER: _builtins.int
+    GROUP_DELETED_FIELD_NUMBER: _builtins.int
+    USER_UPDATED_FIELD_NUMBER: _builtins.int
+    MODERATION_FIELD_NUMBER: _builtins.int
+    ACCESS_REVOKED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def message(self) -> Global___MessageResponse: ...
     @_builtins.property
@@ -907,6 +940,28 @@ class ChatEvent(_message.Message):
     def pin(self) -> Global___PinEvent:
         """a message was pinned or unpinned"""
 
+    @_builtins.property
+    def group_updated(self) -> Global___GroupUpdatedEvent:
+        """Added (issue 15).
+        name, description, avatar, invite-only, archived
+        """
+
+    @_builtins.property
+    def group_deleted(self) -> Global___GroupDeletedEvent:
+        """the group and its history are gone"""
+
+    @_builtins.property
+    def user_updated(self) -> Global___UserUpdatedEvent:
+        """a profile changed (to members sharing a group)"""
+
+    @_builtins.property
+    def moderation(self) -> Global___ModerationEvent:
+        """a ban, mute, report... in a group"""
+
+    @_builtins.property
+    def access_revoked(self) -> Global___AccessRevokedEvent:
+        """between pods only: a user's streams are closed"""
+
     def __init__(
         self,
         *,
@@ -921,12 +976,17 @@ class ChatEvent(_message.Message):
         mention: Global___MentionEvent | None = ...,
         thread: Global___ThreadEvent | None = ...,
         pin: Global___PinEvent | None = ...,
+        group_updated: Global___GroupUpdatedEvent | None = ...,
+        group_deleted: Global___GroupDeletedEvent | None = ...,
+        user_updated: Global___UserUpdatedEvent | None = ...,
+        moderation: Global___ModerationEvent | None = ...,
+        access_revoked: Global___AccessRevokedEvent | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "gap", b"gap", "heartbeat", b"heartbeat", "member", b"member", "mention", b"mention", "message", b"message", "pin", b"pin", "presence", b"presence", "receipt", b"receipt", "thread", b"thread", "typing", b"typing", "updated", b"updated"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_revoked", b"access_revoked", "event", b"event", "gap", b"gap", "group_deleted", b"group_deleted", "group_updated", b"group_updated", "heartbeat", b"heartbeat", "member", b"member", "mention", b"mention", "message", b"message", "moderation", b"moderation", "pin", b"pin", "presence", b"presence", "receipt", b"receipt", "thread", b"thread", "typing", b"typing", "updated", b"updated", "user_updated", b"user_updated"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "gap", b"gap", "heartbeat", b"heartbeat", "member", b"member", "mention", b"mention", "message", b"message", "pin", b"pin", "presence", b"presence", "receipt", b"receipt", "thread", b"thread", "typing", b"typing", "updated", b"updated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_revoked", b"access_revoked", "event", b"event", "gap", b"gap", "group_deleted", b"group_deleted", "group_updated", b"group_updated", "heartbeat", b"heartbeat", "member", b"member", "mention", b"mention", "message", b"message", "moderation", b"moderation", "pin", b"pin", "presence", b"presence", "receipt", b"receipt", "thread", b"thread", "typing", b"typing", "updated", b"updated", "user_updated", b"user_updated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "typing", "member", "presence", "gap", "heartbeat", "updated", "receipt", "mention", "thread", "pin"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "typing", "member", "presence", "gap", "heartbeat", "updated", "receipt", "mention", "thread", "pin", "group_updated", "group_deleted", "user_updated", "moderation", "access_revoked"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -1035,12 +1095,16 @@ class MemberEvent(_message.Message):
         JOINED: MemberEvent._Kind.ValueType  # 1
         LEFT: MemberEvent._Kind.ValueType  # 2
         REMOVED: MemberEvent._Kind.ValueType  # 3
+        BANNED: MemberEvent._Kind.ValueType  # 4
+        """added (issue 15): removed by a ban"""
 
     class Kind(_Kind, metaclass=_KindEnumTypeWrapper): ...
     KIND_UNSPECIFIED: MemberEvent.Kind.ValueType  # 0
     JOINED: MemberEvent.Kind.ValueType  # 1
     LEFT: MemberEvent.Kind.ValueType  # 2
     REMOVED: MemberEvent.Kind.ValueType  # 3
+    BANNED: MemberEvent.Kind.ValueType  # 4
+    """added (issue 15): removed by a ban"""
 
     GROUP_ID_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
@@ -1654,6 +1718,408 @@ class DownloadChunk(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DownloadChunk: _TypeAlias = DownloadChunk  # noqa: Y015
+
+@_typing.final
+class UpdateGroupRequest(_message.Message):
+    """---- Added (issue 15): group administration, direct messages, moderation ----"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    AVATAR_FIELD_NUMBER: _builtins.int
+    INVITE_ONLY_FIELD_NUMBER: _builtins.int
+    ARCHIVED_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.int
+    name: _builtins.str
+    description: _builtins.str
+    avatar: _builtins.str
+    """an http(s) URL, or "" to clear"""
+    invite_only: _builtins.bool
+    archived: _builtins.bool
+    """owners only"""
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.int = ...,
+        name: _builtins.str | None = ...,
+        description: _builtins.str | None = ...,
+        avatar: _builtins.str | None = ...,
+        invite_only: _builtins.bool | None = ...,
+        archived: _builtins.bool | None = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_archived", b"_archived", "_avatar", b"_avatar", "_description", b"_description", "_invite_only", b"_invite_only", "_name", b"_name", "archived", b"archived", "avatar", b"avatar", "description", b"description", "invite_only", b"invite_only", "name", b"name"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_archived", b"_archived", "_avatar", b"_avatar", "_description", b"_description", "_invite_only", b"_invite_only", "_name", b"_name", "archived", b"archived", "avatar", b"avatar", "description", b"description", "group_id", b"group_id", "invite_only", b"invite_only", "jwt_token", b"jwt_token", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__archived: _TypeAlias = _typing.Literal["archived"]  # noqa: Y015
+    _WhichOneofArgType__archived: _TypeAlias = _typing.Literal["_archived", b"_archived"]  # noqa: Y015
+    _WhichOneofReturnType__avatar: _TypeAlias = _typing.Literal["avatar"]  # noqa: Y015
+    _WhichOneofArgType__avatar: _TypeAlias = _typing.Literal["_avatar", b"_avatar"]  # noqa: Y015
+    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
+    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
+    _WhichOneofReturnType__invite_only: _TypeAlias = _typing.Literal["invite_only"]  # noqa: Y015
+    _WhichOneofArgType__invite_only: _TypeAlias = _typing.Literal["_invite_only", b"_invite_only"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__archived) -> _WhichOneofReturnType__archived | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__avatar) -> _WhichOneofReturnType__avatar | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invite_only) -> _WhichOneofReturnType__invite_only | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+
+Global___UpdateGroupRequest: _TypeAlias = UpdateGroupRequest  # noqa: Y015
+
+@_typing.final
+class GetOrCreateDirectRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    """the other user"""
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jwt_token", b"jwt_token", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOrCreateDirectRequest: _TypeAlias = GetOrCreateDirectRequest  # noqa: Y015
+
+@_typing.final
+class ModerationAction(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Kind:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _KindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[ModerationAction._Kind.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        KIND_UNSPECIFIED: ModerationAction._Kind.ValueType  # 0
+        BAN: ModerationAction._Kind.ValueType  # 1
+        """removed from the group; cannot rejoin or post until lifted/expired"""
+        UNBAN: ModerationAction._Kind.ValueType  # 2
+        MUTE: ModerationAction._Kind.ValueType  # 3
+        """stays a member, may read, may not post"""
+        UNMUTE: ModerationAction._Kind.ValueType  # 4
+        REPORT: ModerationAction._Kind.ValueType  # 5
+        """a message reported by a member"""
+        USER_BAN: ModerationAction._Kind.ValueType  # 6
+        """backend-wide: the user cannot connect (group_id 0)"""
+        USER_UNBAN: ModerationAction._Kind.ValueType  # 7
+
+    class Kind(_Kind, metaclass=_KindEnumTypeWrapper): ...
+    KIND_UNSPECIFIED: ModerationAction.Kind.ValueType  # 0
+    BAN: ModerationAction.Kind.ValueType  # 1
+    """removed from the group; cannot rejoin or post until lifted/expired"""
+    UNBAN: ModerationAction.Kind.ValueType  # 2
+    MUTE: ModerationAction.Kind.ValueType  # 3
+    """stays a member, may read, may not post"""
+    UNMUTE: ModerationAction.Kind.ValueType  # 4
+    REPORT: ModerationAction.Kind.ValueType  # 5
+    """a message reported by a member"""
+    USER_BAN: ModerationAction.Kind.ValueType  # 6
+    """backend-wide: the user cannot connect (group_id 0)"""
+    USER_UNBAN: ModerationAction.Kind.ValueType  # 7
+
+    ID_FIELD_NUMBER: _builtins.int
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_MS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_MS_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    group_id: _builtins.int
+    """0 for backend-wide actions"""
+    user_id: _builtins.int
+    """whom it concerns (the author, for a report)"""
+    actor_id: _builtins.int
+    """who did it; 0 = the app's backend"""
+    kind: Global___ModerationAction.Kind.ValueType
+    reason: _builtins.str
+    expires_at_ms: _builtins.int
+    """0 = until lifted"""
+    created_at_ms: _builtins.int
+    message_id: _builtins.int
+    """REPORT: the reported message"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        group_id: _builtins.int = ...,
+        user_id: _builtins.int = ...,
+        actor_id: _builtins.int = ...,
+        kind: Global___ModerationAction.Kind.ValueType = ...,
+        reason: _builtins.str = ...,
+        expires_at_ms: _builtins.int = ...,
+        created_at_ms: _builtins.int = ...,
+        message_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "created_at_ms", b"created_at_ms", "expires_at_ms", b"expires_at_ms", "group_id", b"group_id", "id", b"id", "kind", b"kind", "message_id", b"message_id", "reason", b"reason", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModerationAction: _TypeAlias = ModerationAction  # noqa: Y015
+
+@_typing.final
+class ModerateMemberRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    DURATION_SECONDS_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.int
+    user_id: _builtins.int
+    kind: Global___ModerationAction.Kind.ValueType
+    """BAN, UNBAN, MUTE or UNMUTE"""
+    reason: _builtins.str
+    """up to 500 characters"""
+    duration_seconds: _builtins.int
+    """BAN/MUTE: 0 = until lifted"""
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.int = ...,
+        user_id: _builtins.int = ...,
+        kind: Global___ModerationAction.Kind.ValueType = ...,
+        reason: _builtins.str = ...,
+        duration_seconds: _builtins.int = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_seconds", b"duration_seconds", "group_id", b"group_id", "jwt_token", b"jwt_token", "kind", b"kind", "reason", b"reason", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModerateMemberRequest: _TypeAlias = ModerateMemberRequest  # noqa: Y015
+
+@_typing.final
+class ListModerationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    BEFORE_ID_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.int
+    limit: _builtins.int
+    """default 50, at most 200"""
+    before_id: _builtins.int
+    """page: actions older than this id"""
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.int = ...,
+        limit: _builtins.int = ...,
+        before_id: _builtins.int = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["before_id", b"before_id", "group_id", b"group_id", "jwt_token", b"jwt_token", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListModerationRequest: _TypeAlias = ListModerationRequest  # noqa: Y015
+
+@_typing.final
+class ListModerationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTIONS_FIELD_NUMBER: _builtins.int
+    HAS_MORE_FIELD_NUMBER: _builtins.int
+    has_more: _builtins.bool
+    @_builtins.property
+    def actions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModerationAction]: ...
+    def __init__(
+        self,
+        *,
+        actions: _abc.Iterable[Global___ModerationAction] | None = ...,
+        has_more: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "has_more", b"has_more"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListModerationResponse: _TypeAlias = ListModerationResponse  # noqa: Y015
+
+@_typing.final
+class ReportMessageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    message_id: _builtins.int
+    reason: _builtins.str
+    """up to 500 characters"""
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        message_id: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jwt_token", b"jwt_token", "message_id", b"message_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportMessageRequest: _TypeAlias = ReportMessageRequest  # noqa: Y015
+
+@_typing.final
+class GroupUpdatedEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.int
+    actor_id: _builtins.int
+    """0 = the app's backend"""
+    @_builtins.property
+    def group(self) -> Global___Group:
+        """as a member sees it (no per-member fields)"""
+
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.int = ...,
+        group: Global___Group | None = ...,
+        actor_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["group", b"group"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "group", b"group", "group_id", b"group_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupUpdatedEvent: _TypeAlias = GroupUpdatedEvent  # noqa: Y015
+
+@_typing.final
+class GroupDeletedEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.int
+    actor_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.int = ...,
+        actor_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "group_id", b"group_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupDeletedEvent: _TypeAlias = GroupDeletedEvent  # noqa: Y015
+
+@_typing.final
+class UserUpdatedEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> Global___User:
+        """the new profile (anonymised after DeleteUser/EraseUser)"""
+
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserUpdatedEvent: _TypeAlias = UserUpdatedEvent  # noqa: Y015
+
+@_typing.final
+class ModerationEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.int
+    @_builtins.property
+    def action(self) -> Global___ModerationAction: ...
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.int = ...,
+        action: Global___ModerationAction | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "group_id", b"group_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModerationEvent: _TypeAlias = ModerationEvent  # noqa: Y015
+
+@_typing.final
+class AccessRevokedEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    UNTIL_MS_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    reason: _builtins.str
+    until_ms: _builtins.int
+    """0: for good; -1: a ban lifted (the pods forget it)"""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        until_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "until_ms", b"until_ms", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccessRevokedEvent: _TypeAlias = AccessRevokedEvent  # noqa: Y015
 
 @_typing.final
 class SetMemberRoleRequest(_message.Message):

@@ -60,6 +60,31 @@ class ChatServiceStub:
                 request_serializer=chat__service_dot_gen_dot_chat__pb2.SetMemberRoleRequest.SerializeToString,
                 response_deserializer=chat__service_dot_gen_dot_chat__pb2.User.FromString,
                 _registered_method=True)
+        self.UpdateGroup = channel.unary_unary(
+                '/chat.ChatService/UpdateGroup',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.UpdateGroupRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.Group.FromString,
+                _registered_method=True)
+        self.GetOrCreateDirect = channel.unary_unary(
+                '/chat.ChatService/GetOrCreateDirect',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.GetOrCreateDirectRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.Group.FromString,
+                _registered_method=True)
+        self.ModerateMember = channel.unary_unary(
+                '/chat.ChatService/ModerateMember',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.ModerateMemberRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.ModerationAction.FromString,
+                _registered_method=True)
+        self.ListModeration = channel.unary_unary(
+                '/chat.ChatService/ListModeration',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.ListModerationRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.ListModerationResponse.FromString,
+                _registered_method=True)
+        self.ReportMessage = channel.unary_unary(
+                '/chat.ChatService/ReportMessage',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.ReportMessageRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.ModerationAction.FromString,
+                _registered_method=True)
         self.StreamMessages = channel.stream_stream(
                 '/chat.ChatService/StreamMessages',
                 request_serializer=chat__service_dot_gen_dot_chat__pb2.MessageRequest.SerializeToString,
@@ -241,6 +266,45 @@ class ChatServiceServicer:
 
     def SetMemberRole(self, request, context):
         """Added: the owner makes members admins or plain members again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateGroup(self, request, context):
+        """Added (issue 15). Owners/admins change a group's name, description, avatar and
+        invite-only flag; owners archive it (read-only, history kept). Members get GroupUpdatedEvent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOrCreateDirect(self, request, context):
+        """The one 1:1 conversation of the caller and `user_id` (created on the first call, by either
+        side; never two). Nobody else can join it; `Group.direct_peer` is the other user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ModerateMember(self, request, context):
+        """Owners/admins ban (removed, cannot rejoin or post; reason, optional expiry), unban, mute
+        (may read, may not post; optional expiry) or unmute a member below their own role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModeration(self, request, context):
+        """A group's moderation log (bans, mutes, reports), newest first; owners/admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportMessage(self, request, context):
+        """Any member reports a message: sent to the app (webhook `message.reported`) and listed by
+        ListModeration for the group's owners/admins; the group's streams are not told.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -476,6 +540,31 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.SetMemberRole,
                     request_deserializer=chat__service_dot_gen_dot_chat__pb2.SetMemberRoleRequest.FromString,
                     response_serializer=chat__service_dot_gen_dot_chat__pb2.User.SerializeToString,
+            ),
+            'UpdateGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateGroup,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.UpdateGroupRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.Group.SerializeToString,
+            ),
+            'GetOrCreateDirect': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOrCreateDirect,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.GetOrCreateDirectRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.Group.SerializeToString,
+            ),
+            'ModerateMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.ModerateMember,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.ModerateMemberRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.ModerationAction.SerializeToString,
+            ),
+            'ListModeration': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModeration,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.ListModerationRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.ListModerationResponse.SerializeToString,
+            ),
+            'ReportMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportMessage,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.ReportMessageRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.ModerationAction.SerializeToString,
             ),
             'StreamMessages': grpc.stream_stream_rpc_method_handler(
                     servicer.StreamMessages,
@@ -759,6 +848,141 @@ class ChatService:
             '/chat.ChatService/SetMemberRole',
             chat__service_dot_gen_dot_chat__pb2.SetMemberRoleRequest.SerializeToString,
             chat__service_dot_gen_dot_chat__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/UpdateGroup',
+            chat__service_dot_gen_dot_chat__pb2.UpdateGroupRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.Group.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOrCreateDirect(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/GetOrCreateDirect',
+            chat__service_dot_gen_dot_chat__pb2.GetOrCreateDirectRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.Group.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModerateMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/ModerateMember',
+            chat__service_dot_gen_dot_chat__pb2.ModerateMemberRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.ModerationAction.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModeration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/ListModeration',
+            chat__service_dot_gen_dot_chat__pb2.ListModerationRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.ListModerationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/ReportMessage',
+            chat__service_dot_gen_dot_chat__pb2.ReportMessageRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.ModerationAction.FromString,
             options,
             channel_credentials,
             insecure,

@@ -54,6 +54,24 @@ class ChatServiceStub:
     GetGroupMembers: _grpc.UnaryUnaryMultiCallable[_chat_pb2.GetGroupMembersRequest, _chat_pb2.GroupMembersResponse]
     SetMemberRole: _grpc.UnaryUnaryMultiCallable[_chat_pb2.SetMemberRoleRequest, _chat_pb2.User]
     """Added: the owner makes members admins or plain members again."""
+    UpdateGroup: _grpc.UnaryUnaryMultiCallable[_chat_pb2.UpdateGroupRequest, _chat_pb2.Group]
+    """Added (issue 15). Owners/admins change a group's name, description, avatar and
+    invite-only flag; owners archive it (read-only, history kept). Members get GroupUpdatedEvent.
+    """
+    GetOrCreateDirect: _grpc.UnaryUnaryMultiCallable[_chat_pb2.GetOrCreateDirectRequest, _chat_pb2.Group]
+    """The one 1:1 conversation of the caller and `user_id` (created on the first call, by either
+    side; never two). Nobody else can join it; `Group.direct_peer` is the other user.
+    """
+    ModerateMember: _grpc.UnaryUnaryMultiCallable[_chat_pb2.ModerateMemberRequest, _chat_pb2.ModerationAction]
+    """Owners/admins ban (removed, cannot rejoin or post; reason, optional expiry), unban, mute
+    (may read, may not post; optional expiry) or unmute a member below their own role.
+    """
+    ListModeration: _grpc.UnaryUnaryMultiCallable[_chat_pb2.ListModerationRequest, _chat_pb2.ListModerationResponse]
+    """A group's moderation log (bans, mutes, reports), newest first; owners/admins only."""
+    ReportMessage: _grpc.UnaryUnaryMultiCallable[_chat_pb2.ReportMessageRequest, _chat_pb2.ModerationAction]
+    """Any member reports a message: sent to the app (webhook `message.reported`) and listed by
+    ListModeration for the group's owners/admins; the group's streams are not told.
+    """
     StreamMessages: _grpc.StreamStreamMultiCallable[_chat_pb2.MessageRequest, _chat_pb2.MessageResponse]
     """Messaging - Bidirectional Streaming. Each MessageRequest written is posted; the server
     writes a MessageResponse for every new message in the caller's groups (their own too).
@@ -134,6 +152,24 @@ class ChatServiceAsyncStub(ChatServiceStub):
     GetGroupMembers: _aio.UnaryUnaryMultiCallable[_chat_pb2.GetGroupMembersRequest, _chat_pb2.GroupMembersResponse]  # type: ignore[assignment]
     SetMemberRole: _aio.UnaryUnaryMultiCallable[_chat_pb2.SetMemberRoleRequest, _chat_pb2.User]  # type: ignore[assignment]
     """Added: the owner makes members admins or plain members again."""
+    UpdateGroup: _aio.UnaryUnaryMultiCallable[_chat_pb2.UpdateGroupRequest, _chat_pb2.Group]  # type: ignore[assignment]
+    """Added (issue 15). Owners/admins change a group's name, description, avatar and
+    invite-only flag; owners archive it (read-only, history kept). Members get GroupUpdatedEvent.
+    """
+    GetOrCreateDirect: _aio.UnaryUnaryMultiCallable[_chat_pb2.GetOrCreateDirectRequest, _chat_pb2.Group]  # type: ignore[assignment]
+    """The one 1:1 conversation of the caller and `user_id` (created on the first call, by either
+    side; never two). Nobody else can join it; `Group.direct_peer` is the other user.
+    """
+    ModerateMember: _aio.UnaryUnaryMultiCallable[_chat_pb2.ModerateMemberRequest, _chat_pb2.ModerationAction]  # type: ignore[assignment]
+    """Owners/admins ban (removed, cannot rejoin or post; reason, optional expiry), unban, mute
+    (may read, may not post; optional expiry) or unmute a member below their own role.
+    """
+    ListModeration: _aio.UnaryUnaryMultiCallable[_chat_pb2.ListModerationRequest, _chat_pb2.ListModerationResponse]  # type: ignore[assignment]
+    """A group's moderation log (bans, mutes, reports), newest first; owners/admins only."""
+    ReportMessage: _aio.UnaryUnaryMultiCallable[_chat_pb2.ReportMessageRequest, _chat_pb2.ModerationAction]  # type: ignore[assignment]
+    """Any member reports a message: sent to the app (webhook `message.reported`) and listed by
+    ListModeration for the group's owners/admins; the group's streams are not told.
+    """
     StreamMessages: _aio.StreamStreamMultiCallable[_chat_pb2.MessageRequest, _chat_pb2.MessageResponse]  # type: ignore[assignment]
     """Messaging - Bidirectional Streaming. Each MessageRequest written is posted; the server
     writes a MessageResponse for every new message in the caller's groups (their own too).
@@ -241,6 +277,54 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.User, _abc.Awaitable[_chat_pb2.User]]:
         """Added: the owner makes members admins or plain members again."""
+
+    @_abc_1.abstractmethod
+    def UpdateGroup(
+        self,
+        request: _chat_pb2.UpdateGroupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.Group, _abc.Awaitable[_chat_pb2.Group]]:
+        """Added (issue 15). Owners/admins change a group's name, description, avatar and
+        invite-only flag; owners archive it (read-only, history kept). Members get GroupUpdatedEvent.
+        """
+
+    @_abc_1.abstractmethod
+    def GetOrCreateDirect(
+        self,
+        request: _chat_pb2.GetOrCreateDirectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.Group, _abc.Awaitable[_chat_pb2.Group]]:
+        """The one 1:1 conversation of the caller and `user_id` (created on the first call, by either
+        side; never two). Nobody else can join it; `Group.direct_peer` is the other user.
+        """
+
+    @_abc_1.abstractmethod
+    def ModerateMember(
+        self,
+        request: _chat_pb2.ModerateMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.ModerationAction, _abc.Awaitable[_chat_pb2.ModerationAction]]:
+        """Owners/admins ban (removed, cannot rejoin or post; reason, optional expiry), unban, mute
+        (may read, may not post; optional expiry) or unmute a member below their own role.
+        """
+
+    @_abc_1.abstractmethod
+    def ListModeration(
+        self,
+        request: _chat_pb2.ListModerationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.ListModerationResponse, _abc.Awaitable[_chat_pb2.ListModerationResponse]]:
+        """A group's moderation log (bans, mutes, reports), newest first; owners/admins only."""
+
+    @_abc_1.abstractmethod
+    def ReportMessage(
+        self,
+        request: _chat_pb2.ReportMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.ModerationAction, _abc.Awaitable[_chat_pb2.ModerationAction]]:
+        """Any member reports a message: sent to the app (webhook `message.reported`) and listed by
+        ListModeration for the group's owners/admins; the group's streams are not told.
+        """
 
     @_abc_1.abstractmethod
     def StreamMessages(

@@ -141,6 +141,13 @@ class MessageResponse extends \Google\Protobuf\Internal\Message
      * Generated from protobuf field <code>int64 pinned_at_ms = 26;</code>
      */
     protected $pinned_at_ms = 0;
+    /**
+     * Added (issue 15): posted by the app's backend on behalf of `user_id` (act_as), or, with
+     * user_id 0 and type SYSTEM, by the backend itself.
+     *
+     * Generated from protobuf field <code>bool via_backend = 30;</code>
+     */
+    protected $via_backend = false;
 
     /**
      * Constructor.
@@ -186,6 +193,9 @@ class MessageResponse extends \Google\Protobuf\Internal\Message
      *     @type int|string $pinned_by
      *           Pins.
      *     @type int|string $pinned_at_ms
+     *     @type bool $via_backend
+     *           Added (issue 15): posted by the app's backend on behalf of `user_id` (act_as), or, with
+     *           user_id 0 and type SYSTEM, by the backend itself.
      * }
      */
     public function __construct($data = NULL) {
@@ -829,6 +839,34 @@ class MessageResponse extends \Google\Protobuf\Internal\Message
     {
         GPBUtil::checkInt64($var);
         $this->pinned_at_ms = $var;
+
+        return $this;
+    }
+
+    /**
+     * Added (issue 15): posted by the app's backend on behalf of `user_id` (act_as), or, with
+     * user_id 0 and type SYSTEM, by the backend itself.
+     *
+     * Generated from protobuf field <code>bool via_backend = 30;</code>
+     * @return bool
+     */
+    public function getViaBackend()
+    {
+        return $this->via_backend;
+    }
+
+    /**
+     * Added (issue 15): posted by the app's backend on behalf of `user_id` (act_as), or, with
+     * user_id 0 and type SYSTEM, by the backend itself.
+     *
+     * Generated from protobuf field <code>bool via_backend = 30;</code>
+     * @param bool $var
+     * @return $this
+     */
+    public function setViaBackend($var)
+    {
+        GPBUtil::checkBool($var);
+        $this->via_backend = $var;
 
         return $this;
     }

@@ -25,6 +25,8 @@ import {
   type MarkUnreadResponse,
   type MessageHistoryResponse,
   type MessageResponse,
+  type ModerationAction,
+  type ModerationAction_Kind,
   type ReactionResponse,
   type ReadReceiptsResponse,
   type SearchMessagesResponse,
@@ -104,6 +106,9 @@ export function eventGroupId(ev: ChatEvent): bigint {
     case "mention":
     case "thread":
     case "pin":
+    case "groupUpdated":
+    case "groupDeleted":
+    case "moderation":
       return e.value.groupId;
     default:
       return 0n;
@@ -433,6 +438,17 @@ export class ChatConnection {
 
   async leaveGroup(groupId: bigint, userId = 0n): Promise<void> {
     await this.client.leaveGroup({ groupId, userId });
+  }
+
+  /** Owners/admins: BAN, UNBAN, MUTE or UNMUTE a member below their role (0n: until lifted). */
+  moderateMember(
+    groupId: bigint,
+    userId: bigint,
+    kind: ModerationAction_Kind,
+    reason = "",
+    durationSeconds = 0n,
+  ): Promise<ModerationAction> {
+    return this.client.moderateMember({ groupId, userId, kind, reason, durationSeconds });
   }
 
   async members(groupId: bigint): Promise<User[]> {

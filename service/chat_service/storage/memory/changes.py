@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from chat_service.domain.errors import NotFound, ResourceExhausted
+from chat_service.domain.errors import NotFound, PermissionDenied, ResourceExhausted
 from chat_service.domain.models import Mention, Message
 from chat_service.storage.memory.state import MemoryState, MessageRow, now_ms
 
@@ -18,6 +18,9 @@ class MemoryMessageChanges:
         row = self.state.messages.get(message.id)
         if row is None:
             raise NotFound(f"message {message.id} does not exist")
+        group = self.state.groups.get(row.group_id)
+        if group is not None and group.archived:
+            raise PermissionDenied(f"group {row.group_id} is archived: it is read-only")
         return row
 
     async def edit(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from chat_service.domain.errors import InvalidArgument, NotFound
+from chat_service.domain.errors import InvalidArgument, NotFound, PermissionDenied
 from chat_service.domain.models import (
     Group,
     GroupHead,
@@ -46,6 +46,8 @@ class MemoryChatRepository(MemoryConversation):
 
     async def upsert_user(self, user: UserProfile) -> None:
         row = self.state.user(user.id)
+        if row.directory:  # synced by the backend: claims ignored
+            return
         row.name = user.name or row.name
         row.email = user.email or row.email
         row.avatar = user.avatar or row.avatar
@@ -68,6 +70,10 @@ class MemoryChatRepository(MemoryConversation):
     ) -> MembershipResult:
         self.state.user(user_id)
         group = self._group(group_id)
+        if group.direct is not None:
+            raise PermissionDenied("a direct conversation has exactly its two users")
+        if self.state.banned(group_id, user_id):
+            raise PermissionDenied(f"user {user_id} is banned from group {group_id}")
         if user_id in group.members:
             return MembershipResult(changed=False, message=None)
         if len(group.members) >= max_members:
@@ -182,6 +188,7 @@ class MemoryChatRepository(MemoryConversation):
         reply_to_id: int = 0,
         mentions: Sequence[Mention] = (),
         attachment_id: str = "",
+        via_backend: bool = False,
         thread: ThreadLink | None = None,
     ) -> PostResult | None:
         group = self.state.groups.get(group_id)
@@ -192,6 +199,11 @@ class MemoryChatRepository(MemoryConversation):
                     return PostResult(self.state.show(row), duplicate=True)
         if group is None or sender.id not in group.members:
             return None
+        if group.archived:
+            raise PermissionDenied(f"group {group_id} is archived: it is read-only")
+        until = group.members[sender.id].silenced_until_ms
+        if until is not None and (until == 0 or until > now_ms()):
+            raise PermissionDenied(f"you are muted in group {group_id}")
         upload = self.state.attachments.get(attachment_id) if attachment_id else None
         if attachment_id and any(m.attachment_id == attachment_id
                                  for m in self.state.messages.values()):
@@ -202,7 +214,7 @@ class MemoryChatRepository(MemoryConversation):
         row = self.state.insert(MessageRow(
             self.state.next_id(), group_id, group.last_seq, sender.id, kind, content, now_ms(),
             client_msg_id=client_msg_id, reply_to_id=reply_to_id, mentions=tuple(mentions),
-            attachment_id=attachment_id,
+            attachment_id=attachment_id, via_backend=via_backend,
             thread_parent_id=thread.parent_id if thread else 0,
             also_in_group=bool(thread and thread.also_in_group),
         ))

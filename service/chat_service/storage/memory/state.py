@@ -13,6 +13,7 @@ from chat_service.domain.models import (
     Mention,
     Message,
     MessageKind,
+    ModerationAction,
     Quote,
     ReactionCount,
     Role,
@@ -31,6 +32,11 @@ class UserRow:
     email: str = ""
     avatar: str = ""
     private_receipts: bool = False
+    custom_json: str = ""
+    directory: bool = False  # synced by the backend: token claims ignored
+    deleted: bool = False
+    erased: bool = False
+    banned_until_ms: int | None = None  # backend-wide ban; 0: for good
 
     def profile(self) -> UserProfile:
         return UserProfile(self.id, self.name, self.email, self.avatar)
@@ -43,6 +49,7 @@ class MemberRow:
     joined_at_ms: int
     read_seq: int = 0
     muted: bool = False
+    silenced_until_ms: int | None = None  # muted by a moderator; 0: until lifted
 
 
 @dataclass
@@ -56,6 +63,9 @@ class GroupRow:
     last_seq: int = 0
     last_update_seq: int = 0
     members: dict[int, MemberRow] = field(default_factory=dict)
+    avatar: str = ""
+    archived: bool = False
+    direct: tuple[int, int] | None = None  # a 1:1 conversation: (lower id, higher id)
 
     def ordered_members(self) -> list[tuple[int, MemberRow]]:
         """In order of joining, then user id (PostgreSQL: joined_at, user_id)."""
@@ -86,6 +96,7 @@ class MessageRow:
     pinned_by: int = 0
     pinned_at_ms: int = 0
     pin_tick: int = 0  # order of pinning (PostgreSQL: pinned_at)
+    via_backend: bool = False
 
     def mentioned(self) -> set[int]:
         return {m.user_id for m in self.mentions}
@@ -115,6 +126,11 @@ class MemoryState:
         self.attachments: dict[str, AttachmentRow] = {}
         # parent id -> {participant: read_seq}, in order of joining (thread_participants)
         self.participants: dict[int, dict[int, int]] = {}
+        # Issue 15: group bans (group, user) -> (until ms, 0: until lifted; reason), the
+        # moderation log, direct conversations by pair.
+        self.group_bans: dict[tuple[int, int], tuple[int, str]] = {}
+        self.actions: list[ModerationAction] = []
+        self.directs: dict[tuple[int, int], int] = {}
         self._ids = itertools.count(1)
         self._ticks = itertools.count(1)
 
@@ -197,6 +213,7 @@ class MemoryState:
             thread_participants=tuple(sorted(self.participants.get(row.id, ()))),
             pinned_by=row.pinned_by,
             pinned_at_ms=row.pinned_at_ms,
+            via_backend=row.via_backend,
         )
 
     def unread(self, group_id: int, user_id: int, read_seq: int) -> int:
@@ -247,4 +264,17 @@ class MemoryState:
             last_update_seq=group.last_update_seq,
             thread_unread_count=0 if me is None else self.group_thread_unread(group.id, viewer),
             pinned_count=sum(1 for m in self.by_group.get(group.id, ()) if m.pinned_by),
+            avatar=group.avatar,
+            archived=group.archived,
+            direct=group.direct is not None,
+            direct_peer=None if group.direct is None else self._peer(group.direct, viewer),
         )
+
+    def _peer(self, pair: tuple[int, int], viewer: int) -> UserProfile:
+        low, high = pair
+        peer = self.profile(high if viewer == low else low)
+        return UserProfile(peer.id, peer.name, avatar=peer.avatar)
+
+    def banned(self, group_id: int, user_id: int) -> bool:
+        ban = self.group_bans.get((group_id, user_id))
+        return ban is not None and (ban[0] == 0 or ban[0] > now_ms())

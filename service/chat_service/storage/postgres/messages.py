@@ -23,6 +23,7 @@ from chat_service.domain.models import (
     UserProfile,
 )
 from chat_service.storage.postgres.errors import storage_errors
+from chat_service.storage.postgres.moderation import MAY_POST, refuse_reason
 from chat_service.storage.postgres.pool import PostgresStore
 from chat_service.storage.postgres.rows import message_from_row, ms, select_messages
 from chat_service.storage.postgres.send_batcher import PendingSend, SendBatcher
@@ -67,9 +68,12 @@ class PostgresMessages(PostgresStore):
         reply_to_id: int = 0,
         mentions: Sequence[Mention] = (),
         attachment_id: str = "",
+        via_backend: bool = False,
         thread: ThreadLink | None = None,
     ) -> PostResult | None:
-        if self._batcher is not None and not (reply_to_id or mentions or attachment_id or thread):
+        if self._batcher is not None and not (
+            reply_to_id or mentions or attachment_id or via_backend or thread
+        ):
             return await self._batcher.post(
                 PendingSend(group_id, sender, content, kind, client_msg_id)
             )
@@ -82,6 +86,7 @@ class PostgresMessages(PostgresStore):
             reply_to_id=reply_to_id,
             mentions=mentions,
             attachment_id=attachment_id,
+            via_backend=via_backend,
             thread=thread,
         )
 
@@ -96,6 +101,7 @@ class PostgresMessages(PostgresStore):
         reply_to_id: int = 0,
         mentions: Sequence[Mention] = (),
         attachment_id: str = "",
+        via_backend: bool = False,
         thread: ThreadLink | None = None,
     ) -> PostResult | None:
         key = client_msg_id or None
@@ -118,12 +124,12 @@ class PostgresMessages(PostgresStore):
             claim += """, par AS (
                    UPDATE messages p SET reply_count = p.reply_count + 1,
                        last_reply_at = ins.created_at, update_seq = bumped.last_update_seq
-                   FROM ins, bumped WHERE p.id = $10
+                   FROM ins, bumped WHERE p.id = $11
                ), tp AS (
                    INSERT INTO thread_participants (parent_id, group_id, user_id, read_seq)
-                   SELECT $10, $1, v.u, max(v.r)
+                   SELECT $11, $1, v.u, max(v.r)
                    FROM ins CROSS JOIN LATERAL
-                        (VALUES ($2::bigint, ins.seq), ($12::bigint, $13::bigint)) AS v (u, r)
+                        (VALUES ($2::bigint, ins.seq), ($13::bigint, $14::bigint)) AS v (u, r)
                    GROUP BY v.u
                    ON CONFLICT (parent_id, user_id) DO UPDATE
                    SET read_seq = GREATEST(thread_participants.read_seq, EXCLUDED.read_seq))"""
@@ -131,10 +137,11 @@ class PostgresMessages(PostgresStore):
         try:
             row = await self._pool.fetchrow(
                 f"""WITH member AS (
-                       SELECT 1 FROM group_members WHERE group_id = $1 AND user_id = $2
+                       SELECT 1 FROM group_members gm JOIN groups g ON g.id = gm.group_id
+                       WHERE gm.group_id = $1 AND gm.user_id = $2 AND {MAY_POST}
                    ), bumped AS (
                        UPDATE groups SET last_seq = last_seq + 1,
-                           last_update_seq = last_update_seq + (($10::bigint > 0)::int)
+                           last_update_seq = last_update_seq + (($11::bigint > 0)::int)
                        WHERE id = $1 AND EXISTS (SELECT 1 FROM member)
                          AND ($5::text IS NULL OR NOT EXISTS (
                                SELECT 1 FROM messages
@@ -143,9 +150,9 @@ class PostgresMessages(PostgresStore):
                    ), ins AS (
                        INSERT INTO messages (group_id, seq, user_id, kind, content,
                                              client_msg_id, reply_to_id, attachment_id, mentions,
-                                             thread_parent_id, also_in_group)
+                                             via_backend, thread_parent_id, also_in_group)
                        SELECT $1, last_seq, $2, $3, $4, $5, NULLIF($6, 0), NULLIF($7, ''),
-                              $8::jsonb, NULLIF($10::bigint, 0), $11
+                              $8::jsonb, $10, NULLIF($11::bigint, 0), $12
                        FROM bumped
                        RETURNING id, seq, created_at
                    ), men AS (
@@ -162,6 +169,7 @@ class PostgresMessages(PostgresStore):
                 attachment_id,
                 mention_json,
                 mentioned,
+                via_backend,
                 thread.parent_id if thread else 0,
                 bool(thread and thread.also_in_group),
                 *thread_args,
@@ -184,6 +192,7 @@ class PostgresMessages(PostgresStore):
                 client_msg_id=client_msg_id,
                 mentions=tuple(mentions),
                 reply_to_id=reply_to_id,
+                via_backend=via_backend,
             )
             if reply_to_id or attachment_id or thread:
                 full = await self.get_message(row["id"])
@@ -200,6 +209,7 @@ class PostgresMessages(PostgresStore):
             )
             if existing is not None:
                 return PostResult(message=message_from_row(existing), duplicate=True)
+        await refuse_reason(self._pool, group_id, sender.id)
         return None
 
     @storage_errors

@@ -8,6 +8,11 @@
     pins.py      pinned messages               (PinStore)
     receipts.py  read positions, mute, privacy (ReceiptStore; its own object)
     changes.py   edits, deletes, reactions     (MessageChangeStore; its own object)
+    directory.py synced profiles, anonymising  (DirectoryStore)
+    admin.py     group card, delete, backend posts (GroupAdminStore)
+    direct.py    1:1 conversations             (DirectStore)
+    moderation.py bans, mutes, the log         (ModerationStore)
+    erasure.py   GDPR erase and export         (ErasureStore)
     rows.py      row -> model mapping;  errors.py  asyncpg -> domain errors;  pool.py  the pool
 
 Each store is a class of its own over the pool; this one inherits them all (as synapse's
@@ -18,9 +23,14 @@ from __future__ import annotations
 
 import asyncpg
 
+from chat_service.storage.postgres.admin import PostgresGroupAdmin
+from chat_service.storage.postgres.direct import PostgresDirect
+from chat_service.storage.postgres.directory import PostgresDirectory
+from chat_service.storage.postgres.erasure import PostgresErasure
 from chat_service.storage.postgres.groups import PostgresGroups
 from chat_service.storage.postgres.members import PostgresMembers
 from chat_service.storage.postgres.messages import PostgresMessages
+from chat_service.storage.postgres.moderation import PostgresModeration
 from chat_service.storage.postgres.pins import PostgresPins
 from chat_service.storage.postgres.pool import create_pool
 from chat_service.storage.postgres.search import PostgresSearch
@@ -30,7 +40,16 @@ __all__ = ["PostgresChatRepository", "create_pool"]
 
 
 class PostgresChatRepository(
-    PostgresMembers, PostgresGroups, PostgresMessages, PostgresThreads, PostgresSearch,
+    PostgresMembers,
+    PostgresGroups,
+    PostgresMessages,
+    PostgresDirectory,
+    PostgresGroupAdmin,
+    PostgresDirect,
+    PostgresModeration,
+    PostgresErasure,
+    PostgresThreads,
+    PostgresSearch,
     PostgresPins,
 ):
     """`PostgresChatRepository(pool, batch_sends=True)`; `start()`/`stop()` run the batcher.

@@ -32,7 +32,8 @@ def ms(ts: datetime) -> int:
 def select_messages(where: str, viewer: str = "0") -> str:
     """Messages with sender, reply quote and reaction counts (`mine` for `viewer`)."""
     return f"""SELECT m.id, m.group_id, m.seq, m.user_id, m.kind, m.content, m.client_msg_id,
-        m.created_at, m.edited_at, m.deleted_at, m.update_seq, m.reply_to_id, m.mentions,
+        m.via_backend, m.created_at, m.edited_at, m.deleted_at, m.update_seq, m.reply_to_id,
+        m.mentions,
         m.thread_parent_id, m.also_in_group, m.reply_count, m.last_reply_at, m.pinned_by,
         m.pinned_at,
         CASE WHEN m.reply_count > 0 THEN (
@@ -88,7 +89,12 @@ GROUP_COLUMNS = f"""g.id, g.name, g.description, g.created_by, g.invite_only, g.
       {mentions_sql("g.id", "m.read_seq", "m.user_id")} AS mention_count,
       {thread_unread_sql("g.id", "m.user_id")} AS thread_unread_count,
       (SELECT count(*) FROM messages p
-        WHERE p.group_id = g.id AND p.pinned_at IS NOT NULL) AS pinned_count"""
+        WHERE p.group_id = g.id AND p.pinned_at IS NOT NULL) AS pinned_count,
+      g.avatar, (g.archived_at IS NOT NULL) AS archived, (g.direct_low IS NOT NULL) AS direct,
+      (SELECT json_build_array(pu.id, pu.name, pu.avatar) FROM users pu
+        WHERE g.direct_low IS NOT NULL AND pu.id = CASE WHEN g.direct_low = m.user_id
+                                                  THEN g.direct_high ELSE g.direct_low END
+      ) AS peer"""
 
 
 def profile_from_row(row: asyncpg.Record, id_key: str = "user_id", prefix: str = "") -> UserProfile:
@@ -140,6 +146,7 @@ def message_from_row(row: asyncpg.Record) -> Message:
         edited_at_ms=ms(row["edited_at"]) if row["edited_at"] else 0,
         deleted=row["deleted_at"] is not None,
         update_seq=row["update_seq"],
+        via_backend=bool(_get(row, "via_backend")),
         thread_parent_id=row["thread_parent_id"] or 0,
         also_in_group=row["also_in_group"],
         reply_count=row["reply_count"],
@@ -181,7 +188,25 @@ def group_from_row(row: asyncpg.Record, member_ids: Sequence[int] = ()) -> Group
         last_update_seq=_opt(row, "last_update_seq"),
         thread_unread_count=_opt(row, "thread_unread_count"),
         pinned_count=_opt(row, "pinned_count"),
+        avatar=str(_get(row, "avatar") or ""),
+        archived=bool(_get(row, "archived")),
+        direct=bool(_get(row, "direct")),
+        direct_peer=_peer(_get(row, "peer")),
     )
+
+
+def _get(row: asyncpg.Record, key: str) -> object:
+    try:
+        return row[key]
+    except KeyError:
+        return None
+
+
+def _peer(value: object) -> UserProfile | None:
+    """The other user of a direct conversation, from json_build_array(id, name, avatar)."""
+    if not isinstance(value, list) or len(value) != 3:
+        return None
+    return UserProfile(id=int(value[0]), name=value[1] or "", avatar=value[2] or "")
 
 
 def _opt(row: asyncpg.Record, key: str) -> int:
