@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import pytest
 
+from chat_service.domain.conversation import ThreadLink
 from chat_service.domain.errors import ResourceExhausted
 from chat_service.domain.models import (
     MemberChange,
     Mention,
     Message,
     MessageKind,
-    ThreadLink,
     UserProfile,
 )
 from tests.contract.conftest import ChatStoreRig

@@ -5,6 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
+from chat_service.domain.conversation import (
+    SearchHit,
+    ThreadLink,
+    ThreadRead,
+    UnreadResult,
+)
 from chat_service.domain.models import (
     ActionKind,
     ChatEvent,
@@ -20,10 +26,6 @@ from chat_service.domain.models import (
     ModerationAction,
     PostResult,
     Role,
-    SearchHit,
-    ThreadLink,
-    ThreadRead,
-    UnreadResult,
     UserProfile,
 )
 

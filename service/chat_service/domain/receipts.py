@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from chat_service.domain import validation
 from chat_service.domain.access import visible_role
+from chat_service.domain.conversation import UnreadResult
 from chat_service.domain.errors import InvalidArgument, NotFound, PermissionDenied
-from chat_service.domain.models import ReceiptMoved, Role, UnreadResult, UserProfile
+from chat_service.domain.models import (
+    ReceiptMoved,
+    Role,
+    UserProfile,
+)
 from chat_service.domain.ports import (
     EventPublisher,
     GroupAccess,

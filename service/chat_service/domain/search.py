@@ -14,9 +14,13 @@ import binascii
 
 from chat_service.domain import validation
 from chat_service.domain.access import visible_role
+from chat_service.domain.conversation import SearchPage
 from chat_service.domain.errors import InvalidArgument, PermissionDenied
 from chat_service.domain.limits import Limits
-from chat_service.domain.models import Role, SearchPage, UserProfile
+from chat_service.domain.models import (
+    Role,
+    UserProfile,
+)
 from chat_service.domain.ports import GroupAccess, RateLimits, SearchStore
 
 SNIPPET_START = "\x01"

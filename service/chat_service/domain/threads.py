@@ -14,6 +14,11 @@ import logging
 
 from chat_service.domain import validation
 from chat_service.domain.chat import read_cost
+from chat_service.domain.conversation import (
+    ThreadLink,
+    ThreadPage,
+    ThreadRead,
+)
 from chat_service.domain.errors import InvalidArgument, NotFound, PermissionDenied
 from chat_service.domain.limits import Limits
 from chat_service.domain.mentions import find_mentions
@@ -25,9 +30,6 @@ from chat_service.domain.models import (
     MessagePosted,
     MessageUpdated,
     Role,
-    ThreadLink,
-    ThreadPage,
-    ThreadRead,
     ThreadReplied,
     UserProfile,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from chat_service.attachments.models import Attachment
+from chat_service.domain.conversation import SearchHit
 from chat_service.domain.models import (
     AccessRevoked,
     ActionKind,
@@ -22,7 +23,6 @@ from chat_service.domain.models import (
     PinChanged,
     PresenceChanged,
     ReceiptMoved,
-    SearchHit,
     ThreadReplied,
     TypingChanged,
     UserProfile,

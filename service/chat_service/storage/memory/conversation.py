@@ -8,8 +8,15 @@ from __future__ import annotations
 
 import re
 
+from chat_service.domain.conversation import (
+    SearchHit,
+    ThreadRead,
+)
 from chat_service.domain.errors import NotFound, ResourceExhausted
-from chat_service.domain.models import Message, MessageKind, SearchHit, ThreadRead
+from chat_service.domain.models import (
+    Message,
+    MessageKind,
+)
 from chat_service.domain.search import SNIPPET_START, SNIPPET_STOP, parse_snippet
 from chat_service.storage.memory.state import MemoryState, MessageRow, now_ms
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chat_service.domain.models import UnreadResult, UserProfile
+from chat_service.domain.conversation import UnreadResult
+from chat_service.domain.models import UserProfile
 from chat_service.storage.memory.state import MemberRow, MemoryState
 
 

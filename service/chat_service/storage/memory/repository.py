@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from chat_service.domain.conversation import ThreadLink
 from chat_service.domain.errors import InvalidArgument, NotFound, PermissionDenied
 from chat_service.domain.models import (
     Group,
@@ -18,7 +19,6 @@ from chat_service.domain.models import (
     MessageKind,
     PostResult,
     Role,
-    ThreadLink,
     UserProfile,
 )
 from chat_service.domain.system_text import group_created, membership_changed

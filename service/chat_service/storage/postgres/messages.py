@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from chat_service.domain.conversation import ThreadLink
 from chat_service.domain.errors import InvalidArgument, NotFound
 from chat_service.domain.models import (
     HistoryPage,
@@ -19,7 +20,6 @@ from chat_service.domain.models import (
     Message,
     MessageKind,
     PostResult,
-    ThreadLink,
     UserProfile,
 )
 from chat_service.storage.postgres.errors import storage_errors

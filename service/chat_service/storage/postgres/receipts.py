@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from chat_service.domain.models import UnreadResult, UserProfile
+from chat_service.domain.conversation import UnreadResult
+from chat_service.domain.models import UserProfile
 from chat_service.storage.postgres.errors import storage_errors
 from chat_service.storage.postgres.rows import mentions_sql, profile_from_row, unread_sql
 

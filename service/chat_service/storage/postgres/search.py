@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from chat_service.domain.models import SearchHit
+from chat_service.domain.conversation import SearchHit
 from chat_service.domain.search import SNIPPET_START, SNIPPET_STOP, parse_snippet
 from chat_service.storage.postgres.errors import storage_errors
 from chat_service.storage.postgres.pool import Conn, PostgresStore

@@ -6,7 +6,8 @@ the group with their own seq, so the stream, replay and the change feed carry th
 
 from __future__ import annotations
 
-from chat_service.domain.models import Message, ThreadRead
+from chat_service.domain.conversation import ThreadRead
+from chat_service.domain.models import Message
 from chat_service.storage.postgres.errors import storage_errors
 from chat_service.storage.postgres.pool import PostgresStore
 from chat_service.storage.postgres.rows import (
