@@ -60,5 +60,5 @@ def test_threads_search_and_pins_in_the_browser(web_cluster: Cluster, tmp_path: 
     assert question.reply_count == 2 and question.pinned_by == alice
     timeline = [m.content for m in messages]
     assert "thanks, found it" in timeline and "in the shared drive" not in timeline
-    for shot in ("20-thread-panel", "21-search", "22-pins"):
+    for shot in ("30-thread-panel", "31-search", "32-pins"):
         assert (SCREENSHOTS / f"{shot}.png").stat().st_size > 1000

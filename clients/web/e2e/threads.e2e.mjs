@@ -97,7 +97,7 @@ try {
     await until("and in her open thread", async () => (await threadTexts(alice)).join("|") === `${answer}|${thanks}`);
     await until("the parent's count", async () =>
       (await alice.locator('[data-testid="thread-count"]').innerText()).trim() === "2 replies");
-    await shot(alice, "20-thread-panel");
+    await shot(alice, "30-thread-panel");
     await alice.locator('[data-testid="thread-close"]').click();
   });
 
@@ -109,7 +109,7 @@ try {
     await bob.locator('[data-testid="pins-toggle"]').click();
     const items = await bob.locator('[data-testid="pinned-item"]').allInnerTexts();
     if (items.length !== 1 || !items[0].includes(question)) throw new Error(`pinned: ${items}`);
-    await shot(bob, "22-pins");
+    await shot(bob, "32-pins");
     await bob.locator('[data-testid="pins-toggle"]').click();
     if ((await bob.locator('[data-testid="pin-message"]').count()) !== 0) throw new Error("a member was offered Pin");
   });
@@ -126,7 +126,7 @@ try {
     if ((await bob.locator('[data-testid="search-results"] i').count()) !== 0) throw new Error("markup was rendered");
     const snippets = await bob.locator('[data-testid="search-snippet"]').allInnerTexts();
     if (!snippets.some((s) => s.includes("a < b &"))) throw new Error(`snippets: ${snippets}`);
-    await shot(bob, "21-search");
+    await shot(bob, "31-search");
     await bob.locator('[data-testid="search-close"]').click();
     await bob.locator('[data-testid="search-input"]').fill("shared drive");
     await bob.locator('[data-testid="search-input"]').press("Enter");
