@@ -182,3 +182,17 @@ async def test_a_retried_reply_is_stored_once(user: UserFactory) -> None:
     two = await alice.stub.ReplyInThread(request, metadata=alice.metadata)
     assert one.id == two.id
     assert (await thread(alice, parent.id)).parent.reply_count == 1
+
+
+async def test_a_muted_member_cannot_reply_in_a_thread(user: UserFactory) -> None:
+    owner, bob = user(), user()
+    group = await owner.create_group(members=[bob.user_id])
+    parent = await owner.send(group.id, "announcement")
+    await owner.stub.ModerateMember(
+        pb.ModerateMemberRequest(group_id=group.id, user_id=bob.user_id,
+                                 kind=pb.ModerationAction.MUTE, reason="cool down"),
+        metadata=owner.metadata,
+    )
+    error = await expect_status(grpc.StatusCode.PERMISSION_DENIED, reply(bob, parent.id, "but"))
+    assert "muted" in (error.details() or "")
+    assert (await thread(bob, parent.id)).parent.reply_count == 0  # reading is still allowed
