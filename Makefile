@@ -24,10 +24,11 @@ test-deps: $(STAMP)
 
 install: test-deps
 
-## Generate the protobuf/gRPC stubs from proto/ (committed; a test fails when they are stale).
+## Generate the protobuf/gRPC stubs from every proto/*.proto (committed; a test fails when they
+## are stale).
 proto: $(STAMP)
 	PATH="$(VENV)/bin:$$PATH" $(PY) -m grpc_tools.protoc -Ichat_service/gen=proto --python_out=service \
-	  --grpc_python_out=service --mypy_out=service --mypy_grpc_out=service proto/chat.proto
+	  --grpc_python_out=service --mypy_out=service --mypy_grpc_out=service proto/*.proto
 
 ## PostgreSQL + Redis on throwaway dirs, migrations, the service on 127.0.0.1:$${GRPC_PORT:-50051}.
 dev: service-deps
@@ -65,7 +66,7 @@ clean:
 image-test: install
 	PY=$(abspath $(PY)) bash scripts/podman/run.sh
 
-## Benchmark a local cluster (3 pods, Envoy, PostgreSQL, Redis) under load: ~6 min, results in
+## Benchmark a local cluster (3 pods, Envoy, PostgreSQL, Redis) under load: ~8 min, results in
 ## loadtest/results/local/ (ignored by git; see BENCHMARKS.md). BENCH_ARGS="--quick" for a 30 s
 ## smoke run.
 .PHONY: bench

@@ -12,6 +12,8 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 GEN = ROOT / "service" / "chat_service" / "gen"
+# Every proto file: `make proto` generates them all in one command.
+PROTOS = sorted(str(p) for p in (ROOT / "proto").glob("*.proto"))
 
 
 def test_generated_stubs_are_fresh(tmp_path: Path) -> None:
@@ -25,11 +27,13 @@ def test_generated_stubs_are_fresh(tmp_path: Path) -> None:
         f"--grpc_python_out={tmp_path}",
         f"--mypy_out={tmp_path}",
         f"--mypy_grpc_out={tmp_path}",
-        str(ROOT / "proto" / "chat.proto"),
+        *PROTOS,
     ])
     assert code == 0
     fresh = tmp_path / "chat_service" / "gen"
-    names = ["chat_pb2.py", "chat_pb2.pyi", "chat_pb2_grpc.py", "chat_pb2_grpc.pyi"]
+    names = [f"{Path(p).stem}{suffix}" for p in PROTOS
+             for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")]
+    assert len(names) >= 8  # chat.proto and chat_backend.proto at least
     stale = [n for n in names if not filecmp.cmp(fresh / n, GEN / n, shallow=False)]
     assert not stale, f"stubs are stale, run `make proto`: {stale}"
 

@@ -25,7 +25,7 @@ from chat_devstack.ports import free_port, preferred_port
 from chat_devstack.postgres import PostgresServer
 from chat_devstack.processes import run_migrations
 from chat_devstack.redis import RedisServer
-from chat_devstack.tokens import DEV_JWT_SECRET, mint
+from chat_devstack.tokens import DEV_BACKEND_JWT_SECRET, DEV_JWT_SECRET, mint
 
 
 def _secret() -> str:
@@ -108,6 +108,8 @@ def dev() -> int:
             "GRPC_PORT": str(grpc_port),
             "METRICS_PORT": str(metrics_port),
             "JWT_SECRET": secret,
+            # The backend API's key (`chat token --backend` mints with the same default).
+            "BACKEND_JWT_SECRET": os.environ.get("BACKEND_JWT_SECRET") or DEV_BACKEND_JWT_SECRET,
             "LOG_FORMAT": os.environ.get("LOG_FORMAT", "text"),
             **pg.env,
             **redis.env,

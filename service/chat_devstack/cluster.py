@@ -22,7 +22,7 @@ from chat_devstack.ports import free_port, wait_for_port
 from chat_devstack.postgres import PostgresServer
 from chat_devstack.processes import ServiceProcess, run_migrations
 from chat_devstack.redis import RedisServer
-from chat_devstack.tokens import DEV_JWT_SECRET
+from chat_devstack.tokens import DEV_BACKEND_JWT_SECRET, DEV_JWT_SECRET
 
 
 def envoy_binary() -> str:
@@ -42,6 +42,7 @@ class Cluster:
     rate_limits: bool = False
     broker: str = "redis"
     jwt_secret: str = DEV_JWT_SECRET
+    backend_jwt_secret: str = DEV_BACKEND_JWT_SECRET
     extra_env: dict[str, str] = field(default_factory=dict)
     base_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="chat-cluster-")))
     envoy_port: int = 0
@@ -51,6 +52,8 @@ class Cluster:
     # server reflection. grpcurl with reflection works against a pod's own port.
     envoy_public_health: bool = False
     envoy_public_reflection: bool = False
+    # Route chat.ChatBackend on the listener (tests of the PHP backend client over gRPC-Web).
+    envoy_backend_api: bool = False
     envoy_max_concurrent_streams: int = envoy_config.LIMITS["max_concurrent_streams"]
     postgres: PostgresServer | None = None
     redis: RedisServer | None = None
@@ -68,6 +71,7 @@ class Cluster:
         env = {
             **self.postgres.env,
             "JWT_SECRET": self.jwt_secret,
+            "BACKEND_JWT_SECRET": self.backend_jwt_secret,
             "BROKER": self.broker,
             "METRICS_PORT": "0",
             "LOG_FORMAT": "text",
@@ -79,7 +83,7 @@ class Cluster:
             env.update(self.redis.env)
         if not self.rate_limits:
             for name in ("USER_SEND", "GROUP_SEND", "GROUPS_CREATED", "TYPING", "EDITS",
-                         "DELETES", "REACTIONS", "MARK_READ", "READS"):
+                         "DELETES", "REACTIONS", "MARK_READ", "READS", "PINS", "SEARCH"):
                 env[f"RATE_LIMIT_{name}"] = "off"
             env["MAX_STREAMS_PER_USER"] = "100000"
             env["MAX_INFLIGHT_CALLS_PER_USER"] = "0"
@@ -143,6 +147,7 @@ class Cluster:
             probes_port=self.envoy_probes_port,
             public_health=self.envoy_public_health,
             public_reflection=self.envoy_public_reflection,
+            backend_api=self.envoy_backend_api,
             max_concurrent_streams=self.envoy_max_concurrent_streams,
             upstreams=[envoy_config.Upstream("127.0.0.1", s.grpc_port) for s in self.services],
             static_upstream=(

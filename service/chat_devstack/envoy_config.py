@@ -20,8 +20,9 @@ What the gateway does:
   small second listener ``envoy_stats`` on ``probes_port`` that routes exactly ``/ready`` and
   ``/stats/prometheus`` to it (kubelet probes, Prometheus); it is never published;
 * the public listener routes only ``/chat.ChatService/*``; gRPC health (``public_health``) and
-  server reflection (``public_reflection``) are opt-in; anything else gets 404 (gRPC:
-  UNIMPLEMENTED) from Envoy itself;
+  server reflection (``public_reflection``) are opt-in, as is ``chat.ChatBackend``
+  (``backend_api``, for a listener only the app's backend reaches); anything else gets 404
+  (gRPC: UNIMPLEMENTED) from Envoy itself;
 * edge limits against slow or greedy clients (see ``deploy/envoy/README.md``): request-header
   timeout, connection and stream idle timeouts, HTTP/2 stream and window limits, buffer limits,
   a global connection limit and the overload manager on a fixed heap budget;
@@ -199,6 +200,12 @@ def _parser() -> argparse.ArgumentParser:
         help="route gRPC server reflection on the public listener",
     )
     p.add_argument(
+        "--backend-api",
+        action="store_true",
+        help="route chat.ChatBackend (the app backend's API) on this listener; only for a "
+        "listener your backend alone can reach",
+    )
+    p.add_argument(
         "--max-heap-bytes",
         type=int,
         default=DEFAULT_MAX_HEAP_BYTES,
@@ -243,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             static_upstream=args.static_upstream,
             public_health=args.public_health,
             public_reflection=args.public_reflection,
+            backend_api=args.backend_api,
             max_heap_bytes=args.max_heap_bytes,
         )
     except ValueError as exc:

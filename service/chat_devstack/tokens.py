@@ -9,6 +9,8 @@ from typing import Any
 import jwt
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"
+# The app's backend signs ChatBackend tokens with a key of its own (auth/backend.py).
+DEV_BACKEND_JWT_SECRET = "dev-only-backend-secret-change-me-fedcba9876543210"
 
 
 def mint(
@@ -34,4 +36,13 @@ def mint(
     if name:
         payload["name"] = name
     payload.update(claims)
+    return jwt.encode(payload, secret, algorithm=algorithm)
+
+
+def mint_backend(secret: str, *, ttl: int = 300, algorithm: str = "HS256",
+                 subject: str = "laravel", **claims: Any) -> str:
+    """A backend token for chat.ChatBackend: `chat_role: service`, short-lived."""
+    now = int(time.time())
+    payload: dict[str, Any] = {"sub": subject, "iat": now, "exp": now + ttl,
+                               "chat_role": "service", **claims}
     return jwt.encode(payload, secret, algorithm=algorithm)

@@ -16,26 +16,40 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from chat_service.api.admin import AdminApi
 from chat_service.api.admission import Admission
 from chat_service.api.attachments import AttachmentApi
 from chat_service.api.auth import Authenticator
+from chat_service.api.backend import BackendApi, BackendCallers
 from chat_service.api.calls import Callers, Draining
+from chat_service.api.conversation import ConversationApi
 from chat_service.api.gate import CallGate
 from chat_service.api.handlers import SERVICE, generic_handler
 from chat_service.api.server_settings import ServerSettings
 from chat_service.api.servicer import ChatApi
 from chat_service.api.streams import StreamApi, StreamSettings
 from chat_service.attachments.service import AttachmentService, create_attachment_service
+from chat_service.auth.backend import BackendVerifier
+from chat_service.auth.bans import BanList
 from chat_service.auth.jwt import TokenVerifier
 from chat_service.backends import Backends, build_backends
 from chat_service.config import Settings
 from chat_service.domain.chat import ChatService
+from chat_service.domain.direct import DirectMessages
+from chat_service.domain.directory import Directory
+from chat_service.domain.erasure import Erasure
 from chat_service.domain.errors import Unavailable
+from chat_service.domain.group_admin import GroupAdmin
 from chat_service.domain.message_changes import MessageChanges
+from chat_service.domain.moderation import Moderation
+from chat_service.domain.pins import Pins
 from chat_service.domain.receipts import Receipts
+from chat_service.domain.search import Search
+from chat_service.domain.threads import Threads
 from chat_service.fanout.broker import Broker
 from chat_service.fanout.hub import Hub
-from chat_service.gen import chat_pb2
+from chat_service.fanout.revocation import RevocationSink
+from chat_service.gen import chat_backend_pb2, chat_pb2
 from chat_service.storage.postgres.changes import PostgresMessageChanges
 from chat_service.storage.postgres.migrate import migrate
 from chat_service.storage.postgres.receipts import PostgresReceipts
@@ -47,6 +61,7 @@ from chat_service.telemetry import heap, metrics, tracing
 log = logging.getLogger(__name__)
 
 TRIM_EVERY_SECONDS = 10
+BACKEND_SERVICE = chat_backend_pb2.DESCRIPTOR.services_by_name["ChatBackend"]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -132,14 +147,16 @@ class App:
         s = self.settings
         parts = self._parts
         tracing.setup(s.telemetry.otel_service_name, s.server.pod_name, self._span_processor)
-        authenticator = Authenticator(TokenVerifier(s.jwt))
+        bans = BanList(s.backend_jwt.ban_refresh_seconds)
+        authenticator = Authenticator(TokenVerifier(s.jwt), bans)
+        backend = BackendVerifier(s.backend_jwt)
         admission = Admission(
             s.admission.max_inflight_calls,
             s.admission.shed_loop_lag_ms / 1000,
             s.admission.max_queue_ms / 1000,
             max_per_user=s.admission.max_inflight_calls_per_user,
         )
-        gate = CallGate(authenticator, admission, s.gate)
+        gate = CallGate(authenticator, admission, s.gate, backend)
         server = self._server = grpc.aio.server(
             interceptors=[gate], options=server_options(s.server)
         )
@@ -149,16 +166,23 @@ class App:
         parts.push_async_callback(pool.close)
         if s.database.migrate_on_start:
             async with pool.acquire() as conn:
-                await migrate(conn)
+                await migrate(conn, s.database.text_search_config)
         # Storage (PostgreSQL), reading from a replica where one is configured.
         reads = await replica_reads(s.database, pool)
         if reads.replica is not None:
             parts.push_async_callback(reads.replica.close)
-        repo = PostgresChatRepository(pool, batch_sends=s.database.batch_sends, reads=reads)
+        repo = PostgresChatRepository(
+            pool,
+            batch_sends=s.database.batch_sends,
+            text_search_config=s.database.text_search_config,
+            reads=reads,
+        )
         receipt_store = PostgresReceipts(pool)
         change_store = PostgresMessageChanges(pool)
         repo.start()
         parts.push_async_callback(repo.stop)
+        await bans.start(repo.banned_users)
+        parts.push_async_callback(bans.stop)
         hub = self._hub = Hub(
             repo.messages_after,
             repo.group_heads,
@@ -171,7 +195,8 @@ class App:
             large_group_busy_rate=s.fanout.large_group_busy_rate,
         )
         b = build_backends(s, hub, groups_of=repo.group_ids_for_user, members_of=repo.member_ids)
-        await b.broker.start(hub.on_payloads)
+        # Backend-wide bans and erasures reach this pod's ban list and streams at once.
+        await b.broker.start(RevocationSink(hub, bans))
         parts.push_async_callback(b.broker.close)
         admission.start()
         parts.push_async_callback(admission.stop)
@@ -187,9 +212,9 @@ class App:
         if b.notifier is not None:
             b.notifier.start()
             parts.push_async_callback(b.notifier.stop)
-        server.add_generic_rpc_handlers((self._servicers(
-            s, repo, receipt_store, change_store, hub, b, attachments, authenticator
-        ),))
+        server.add_generic_rpc_handlers(self._servicers(
+            s, repo, receipt_store, change_store, hub, b, attachments, authenticator, backend
+        ))
         _serve_health_and_reflection(server, self._health)
         await server.start()
         self._server_started = True
@@ -201,6 +226,7 @@ class App:
         if s.telemetry.metrics_port:
             metrics.initialise(
                 [m.name for m in chat_pb2.DESCRIPTOR.services_by_name["ChatService"].methods]
+                + [m.name for m in BACKEND_SERVICE.methods]
             )
             start_http_server(s.telemetry.metrics_port, addr=s.server.host)
         log.info(
@@ -218,8 +244,10 @@ class App:
         b: Backends,
         attachments: AttachmentService,
         authenticator: Authenticator,
-    ) -> grpc.GenericRpcHandler:
-        """The domain's use cases and the three servicers over them (construction only)."""
+        backend: BackendVerifier,
+    ) -> tuple[grpc.GenericRpcHandler, grpc.GenericRpcHandler]:
+        """The domain's use cases and the servicers over them (construction only): those of
+        chat.ChatService, then chat.ChatBackend's."""
         chat = ChatService(repo, b.fanout, b.presence, s.limits, b.rate, s.privacy)
         receipts = Receipts(receipt_store, repo, b.fanout, b.rate, s.privacy)
         changes = MessageChanges(
@@ -243,10 +271,29 @@ class App:
             draining,
             b.stream_slots,
         )
+        conversation = ConversationApi(
+            Threads(repo, b.fanout, s.limits, b.rate),
+            Search(repo, repo, s.limits, b.rate),
+            Pins(repo, b.fanout, s.limits, b.rate),
+            receipts,
+            callers,
+            draining,
+        )
+        admin = GroupAdmin(repo, chat, b.fanout, s.limits, attachments, b.rate)
+        moderation = Moderation(repo, b.fanout, b.rate)
+        directory = Directory(repo, b.fanout)
+        erasure = Erasure(repo, directory, b.fanout, attachments,
+                          tombstone=s.erasure.erase_messages == "tombstone")
         return generic_handler(
             ChatApi(chat, receipts, changes, callers, draining),
+            conversation,
             streams,
             AttachmentApi(attachments, callers, draining),
+            AdminApi(admin, DirectMessages(repo, b.fanout, b.rate), moderation, callers, draining),
+        ), generic_handler(
+            BackendApi(directory, admin, moderation, erasure, BackendCallers(backend), draining),
+            proto=chat_backend_pb2.DESCRIPTOR,
+            service="ChatBackend",
         )
 
     async def _set_health(self, status: Any) -> None:
@@ -342,6 +389,7 @@ def _serve_health_and_reflection(server: grpc.aio.Server, health: Any) -> None:
     reflection.enable_server_reflection(
         (
             chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
+            BACKEND_SERVICE.full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ),

@@ -6,7 +6,9 @@ settings dataclass of the component that reads it, next to its code:
     api/server_settings.py       ServerSettings (GRPC_*, TLS_*, POD_NAME, SHUTDOWN_*),
                                  AdmissionSettings (MAX_INFLIGHT_*, SHED_*, MAX_QUEUE_MS)
     api/gate_settings.py         GateSettings (PREAUTH_*, REQUEST_BODY_TIMEOUT_SECONDS)
-    auth/settings.py             JwtSettings (JWT_*)
+    auth/settings.py             JwtSettings (JWT_*), BackendJwtSettings (BACKEND_JWT_*,
+                                 BAN_REFRESH_SECONDS)
+    domain/erasure.py            ErasureSettings (ERASE_MESSAGES)
     domain/limits.py             Limits (LIMIT_*, HISTORY_PAGE_*, REPLAY_MAX_MESSAGES)
     domain/privacy.py            Privacy (EXPOSE_MEMBER_EMAILS)
     storage/postgres/settings.py DatabaseSettings (DB_*, MIGRATE_ON_START, BATCH_SENDS)
@@ -34,7 +36,13 @@ from dataclasses import dataclass, field, replace
 from chat_service.api.gate_settings import GateSettings
 from chat_service.api.server_settings import AdmissionSettings, ServerSettings
 from chat_service.attachments.settings import AttachmentSettings, load_attachment_settings
-from chat_service.auth.settings import JwtSettings, load_jwt_settings
+from chat_service.auth.settings import (
+    BackendJwtSettings,
+    JwtSettings,
+    load_backend_jwt_settings,
+    load_jwt_settings,
+)
+from chat_service.domain.erasure import ErasureSettings
 from chat_service.domain.limits import Limits
 from chat_service.domain.privacy import Privacy
 from chat_service.envconfig import GROUP, ConfigError, load
@@ -61,6 +69,8 @@ class Settings:
     fanout: FanoutSettings = field(default_factory=FanoutSettings, metadata=GROUP)
     presence: PresenceSettings = field(default_factory=PresenceSettings, metadata=GROUP)
     jwt: JwtSettings = field(default_factory=JwtSettings, metadata=GROUP)
+    backend_jwt: BackendJwtSettings = field(default_factory=BackendJwtSettings, metadata=GROUP)
+    erasure: ErasureSettings = field(default_factory=ErasureSettings, metadata=GROUP)
     limits: Limits = field(default_factory=Limits, metadata=GROUP)
     privacy: Privacy = field(default_factory=Privacy, metadata=GROUP)
     rates: RateRules = field(default_factory=RateRules, metadata=GROUP)
@@ -80,6 +90,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, for_serving: bool = T
         Settings,
         e,
         jwt=load_jwt_settings(e, for_serving=for_serving),
+        backend_jwt=load_backend_jwt_settings(e, e.get("JWT_SECRET", "")),
         attachments=load_attachment_settings(e),
     )
     if env is None and "POD_NAME" not in e:

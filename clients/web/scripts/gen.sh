@@ -1,7 +1,8 @@
 #!/bin/sh
 # Generate the TypeScript protobuf code (protobuf-es v2: messages + service descriptors that
 # @connectrpc/connect uses) from ../../proto/chat.proto into the directory given as $1
-# (default src/gen). The generated file is committed; tests/clients/test_web_codegen.py
+# (default src/gen); not chat_backend.proto, which browsers never call. The generated file is
+# committed; tests/clients/test_web_codegen.py
 # fails when it is stale.
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)

@@ -14,6 +14,7 @@ from typing import Any
 JSON = dict[str, Any]
 
 SERVICE = "chat.ChatService"
+BACKEND_SERVICE = "chat.ChatBackend"  # routed only with `backend_api`
 # Streaming RPCs: routed to the sticky ring-hash cluster, never timed out, never retried.
 STREAMING_METHODS: tuple[str, ...] = ("Subscribe", "StreamMessages")
 UNARY_CLUSTER = "chat_unary"
@@ -133,7 +134,9 @@ class EnvoyOptions:
     speak h2 over TLS to the pods, verified against ``upstream_ca_file`` when given.
     ``static_upstream`` (HTTP/1.1) receives every request that is not gRPC (e.g. the web demo).
     ``public_health`` / ``public_reflection`` route ``grpc.health.v1.Health/Check`` / server
-    reflection on the public listener (off by default). The admin interface listens on
+    reflection on the public listener (off by default). ``backend_api`` routes the app
+    backend's ``chat.ChatBackend`` on this listener (off by default: only for a listener that
+    the app's backend alone can reach). The admin interface listens on
     ``127.0.0.1:admin_port``; ``probes_port`` (on ``listen_host``) serves only ``/ready`` and
     ``/stats/prometheus``.
     """
@@ -153,6 +156,7 @@ class EnvoyOptions:
     static_upstream: Upstream | None = None
     public_health: bool = False
     public_reflection: bool = False
+    backend_api: bool = False
     max_heap_bytes: int = DEFAULT_MAX_HEAP_BYTES
     max_connections: int = LIMITS["max_downstream_connections"]
     max_concurrent_streams: int = LIMITS["max_concurrent_streams"]

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from chat_devstack.envoy.options import (
     ALLOW_HEADERS,
+    BACKEND_SERVICE,
     EXPOSE_HEADERS,
     JSON,
     LIMITS,
@@ -159,6 +160,20 @@ def routes(options: EnvoyOptions) -> list[JSON]:
         # Check only (not Watch). Note: the service name is in the request body, so this also
         # answers per-dependency names ("redis", "postgres"); hence off by default.
         found.append(_unary_route("health", {"path": "/grpc.health.v1.Health/Check"}))
+    if options.backend_api:
+        # The app's backend API (issue 15): behind its own credential, but reachable only
+        # where this switch is on (an internal listener). ExportUser streams: no route timeout.
+        found.append({
+            "name": "backend_ExportUser",
+            "match": {"path": f"/{BACKEND_SERVICE}/ExportUser"},
+            "route": {
+                "cluster": UNARY_CLUSTER,
+                "timeout": "0s",
+                "idle_timeout": LIMITS["stream_route_idle_timeout"],
+                "max_stream_duration": {"grpc_timeout_header_max": "0s"},
+            },
+        })
+        found.append(_unary_route("backend", {"prefix": f"/{BACKEND_SERVICE}/"}))
     # Only the chat API; any other path gets 404 from Envoy (UNIMPLEMENTED for gRPC).
     found.append(_unary_route("unary", {"prefix": f"/{SERVICE}/"}))
     return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from chat_service.auth.bans import BanList
 from chat_service.auth.jwt import TokenVerifier
 from chat_service.domain.errors import PermissionDenied, Unauthenticated
 from chat_service.domain.models import UserProfile
@@ -24,8 +25,9 @@ def bearer_from_metadata(metadata: Metadata | None) -> str:
 
 
 class Authenticator:
-    def __init__(self, verifier: TokenVerifier) -> None:
+    def __init__(self, verifier: TokenVerifier, bans: BanList | None = None) -> None:
         self._verifier = verifier
+        self._bans = bans
 
     def caller(self, metadata: Metadata | None, field_token: str = "") -> UserProfile:
         """The identity of the caller. A token in metadata wins; a request-field token (for
@@ -40,5 +42,8 @@ class Authenticator:
                     raise PermissionDenied(
                         "jwt_token and authorization metadata name different users"
                     )
-            return user
-        return self._verifier.verify(field_token)
+        else:
+            user = self._verifier.verify(field_token)
+        if self._bans is not None and self._bans.is_banned(user.id):
+            raise PermissionDenied(f"user {user.id} is banned from this chat service")
+        return user

@@ -17,6 +17,9 @@ request-streaming handler where the gate, not grpc, waits for the request, with 
    therefore never hold anything that authenticated traffic needs.
 3. Methods anyone may call (health checks, reflection): like 2, without a token and without
    admission.
+4. chat.ChatBackend (the app's backend, issue 15): a backend token in metadata is required
+   (auth/backend.py; user tokens and request-field tokens are refused at once); admitted as
+   user 0, so the backend's calls in flight are capped like one user's.
 
 Unary-response methods hold their admission until they answer. Streams (Subscribe,
 StreamMessages, DownloadFile) hold it only until their request is read: an open stream costs
@@ -44,6 +47,7 @@ from chat_service.api.admission import Admission, queued_for
 from chat_service.api.auth import Authenticator, bearer_from_metadata
 from chat_service.api.calls import refusal
 from chat_service.api.gate_settings import GateSettings
+from chat_service.auth.backend import BackendVerifier
 from chat_service.domain.errors import (
     ChatError,
     InvalidArgument,
@@ -58,6 +62,8 @@ if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
 
 CHAT_PREFIX = "/chat.ChatService/"
+BACKEND_PREFIX = "/chat.ChatBackend/"
+BACKEND_ADMISSION_ID = 0  # the backend's calls share one per-user admission budget
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 # Request streams that may stay silent between messages (the client speaks when its user
 # types); every other request stream must keep sending.
@@ -71,8 +77,15 @@ PREAUTH_FULL = (
 
 
 class CallGate(grpc.aio.ServerInterceptor):
-    def __init__(self, auth: Authenticator, admission: Admission, settings: GateSettings):
+    def __init__(
+        self,
+        auth: Authenticator,
+        admission: Admission,
+        settings: GateSettings,
+        backend: BackendVerifier | None = None,
+    ):
         self._auth = auth
+        self._backend = backend
         self._admission = admission
         self._settings = settings
         self.preauth = 0  # calls waiting for their first message without a verified token
@@ -85,14 +98,21 @@ class CallGate(grpc.aio.ServerInterceptor):
     ) -> Handler | None:
         handler = await continuation(details)
         method: str = details.method
-        if handler is None or not method.startswith((CHAT_PREFIX, *PUBLIC_PREFIXES)):
+        if handler is None or not method.startswith(
+            (CHAT_PREFIX, BACKEND_PREFIX, *PUBLIC_PREFIXES)
+        ):
             return handler
         metadata = tuple(details.invocation_metadata or ())
         name = method.rsplit("/", 1)[-1]
-        public = not method.startswith(CHAT_PREFIX)
+        public = not method.startswith((CHAT_PREFIX, BACKEND_PREFIX))
         try:
             user_id: int | None = None
-            if not public and bearer_from_metadata(metadata):
+            if method.startswith(BACKEND_PREFIX):
+                if self._backend is None:
+                    raise Unauthenticated("the backend API is not served here")
+                self._backend.verify(bearer_from_metadata(metadata))
+                user_id = BACKEND_ADMISSION_ID
+            elif not public and bearer_from_metadata(metadata):
                 user_id = self._auth.caller(metadata).id
             else:
                 self._take_preauth_slot()

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import message_factory
+from google.protobuf.descriptor import FileDescriptor
 
 from chat_service.gen import chat_pb2 as pb
 
@@ -32,11 +33,14 @@ def _passthrough(data: bytes) -> bytes:
     return data
 
 
-def generic_handler(*servicers: object) -> grpc.GenericRpcHandler:
-    """Each RPC of chat.ChatService served by the first servicer with a method of its name."""
+def generic_handler(
+    *servicers: object, proto: FileDescriptor = pb.DESCRIPTOR, service: str = "ChatService"
+) -> grpc.GenericRpcHandler:
+    """Each RPC of chat.<service> (declared in `proto`) served by the first servicer with a
+    method of its name."""
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     missing: list[str] = []
-    for method in pb.DESCRIPTOR.services_by_name["ChatService"].methods:
+    for method in proto.services_by_name[service].methods:
         behaviour = next(
             (getattr(s, method.name) for s in servicers if hasattr(s, method.name)), None
         )
@@ -53,5 +57,6 @@ def generic_handler(*servicers: object) -> grpc.GenericRpcHandler:
             ),
         )
     if missing:
-        raise RuntimeError(f"RPCs declared in chat.proto without a handler: {sorted(missing)}")
-    return grpc.method_handlers_generic_handler(SERVICE, handlers)
+        file = proto.name.rsplit("/", 1)[-1]
+        raise RuntimeError(f"RPCs declared in {file} without a handler: {sorted(missing)}")
+    return grpc.method_handlers_generic_handler(f"chat.{service}", handlers)

@@ -113,6 +113,10 @@ class TokenVerifier:
             raise Unauthenticated(f"token lacks the required claim {exc.claim!r}") from exc
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"invalid token: {exc}") from exc
+        if "chat_role" in claims:
+            # A backend token (auth/backend.py) signed with the users' key by mistake: it must
+            # not pass as a user either.
+            raise Unauthenticated("a token with a chat_role claim is not a user token")
         # Display claims are cleaned, never refused: a user whose Laravel name is odd can
         # still chat, and nothing from a token can make storing the profile fail.
         user = UserProfile(

@@ -1,4 +1,5 @@
-"""Token verification settings (auth/jwt.py), read from JWT_* variables."""
+"""Token verification settings: users' (auth/jwt.py, JWT_*) and the app's backend's
+(auth/backend.py, BACKEND_JWT_*)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,41 @@ def load_jwt_settings(env: Mapping[str, str], *, for_serving: bool = True) -> Jw
             "JWT_PUBLIC_KEY or JWT_PUBLIC_KEY_FILE is required for RS/ES algorithms"
         )
     return jwt
+
+
+@dataclass(frozen=True)
+class BackendJwtSettings:
+    secret: str = var("BACKEND_JWT_SECRET", "")
+    public_key: str = var("BACKEND_JWT_PUBLIC_KEY", "")
+    # Read at load time into `public_key` (it wins over BACKEND_JWT_PUBLIC_KEY).
+    public_key_file: str = var("BACKEND_JWT_PUBLIC_KEY_FILE", "")
+    # Backend tokens are short-lived: `exp` may be at most this far from `iat`/now.
+    max_ttl_seconds: int = var("BACKEND_JWT_MAX_TTL_SECONDS", 3600)
+    leeway_seconds: int = var("BACKEND_JWT_LEEWAY_SECONDS", 30)
+    # What backend tokens can do to users: each pod re-reads the backend-wide ban list this
+    # often (auth/bans.py; bans also reach every pod at once through the broker).
+    ban_refresh_seconds: float = var("BAN_REFRESH_SECONDS", 10.0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.secret or self.public_key)
+
+
+def load_backend_jwt_settings(env: Mapping[str, str], user_secret: str) -> BackendJwtSettings:
+    settings = load(BackendJwtSettings, env)
+    key_file = settings.public_key_file.strip()
+    if key_file:
+        try:
+            settings = replace(settings, public_key=Path(key_file).read_text())
+        except OSError as exc:
+            raise ConfigError(
+                f"BACKEND_JWT_PUBLIC_KEY_FILE {key_file!r} cannot be read: {exc}"
+            ) from exc
+    if settings.secret and settings.secret == user_secret:
+        raise ConfigError(
+            "BACKEND_JWT_SECRET must differ from JWT_SECRET: with one key every user token "
+            "could be turned into a backend token"
+        )
+    if settings.secret and len(settings.secret) < 32:
+        raise ConfigError("BACKEND_JWT_SECRET must be at least 32 characters")
+    return settings

@@ -5,7 +5,6 @@ Knows nothing of gRPC, SQL or Redis: storage and fan-out come in through the por
 
 from __future__ import annotations
 
-import logging
 import time
 
 from chat_service.domain import validation
@@ -32,9 +31,7 @@ from chat_service.domain.models import (
 )
 from chat_service.domain.ports import ChatRepository, EventPublisher, PresenceTracker, RateLimits
 from chat_service.domain.privacy import PRIVATE, Privacy
-
-log = logging.getLogger(__name__)
-
+from chat_service.domain.publishing import membership_events, publish_quietly
 
 # A read costs 1 unit of the caller's "reads" budget per this many messages asked for (at
 # least 1): a page of 200 costs 4, a member list, group list or read receipts 1.
@@ -100,11 +97,13 @@ class ChatService:
         description: str,
         member_ids: list[int],
         invite_only: bool,
+        spend_budget: bool = True,  # False: made by the app's backend for this owner
     ) -> Group:
         clean_name = validation.group_name(name, self._limits)
         clean_description = validation.group_description(description, self._limits)
         others = [m for m in validation.member_ids(member_ids, self._limits) if m != caller.id]
-        await self._check_rate("user_groups_created", caller.id)
+        if spend_budget:
+            await self._check_rate("user_groups_created", caller.id)
         group, created = await self._repo.create_group(
             name=clean_name,
             description=clean_description,
@@ -371,26 +370,9 @@ class ChatService:
     async def _publish_membership(
         self, result: MembershipResult, change: MemberChange, target: int, actor: UserProfile
     ) -> None:
-        assert result.message is not None
         profile = self._known_profiles.get(target, UserProfile(id=target))
-        await self._publish(
-            [
-                MembershipChanged(
-                    group_id=result.message.group_id,
-                    change=change,
-                    user=profile,
-                    actor_id=actor.id,
-                    seq=result.message.seq,
-                ),
-                MessagePosted(result.message),
-            ]
-        )
+        await self._publish(membership_events(result, change, profile, actor.id))
 
     async def _publish(self, events: list[ChatEvent]) -> None:
-        """Fan out after the commit. A failure here loses nothing: the message is stored and
-        every pod's sweep replays it from storage, so the caller still gets its ack."""
-        try:
-            await self._events.publish(events)
-        except Exception:
-            log.warning("publishing events failed; subscribers will catch up from storage",
-                        exc_info=True)
+        """Fan out after the commit (a failure is logged: storage is the truth)."""
+        await publish_quietly(self._events, events)

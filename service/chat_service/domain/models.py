@@ -28,6 +28,19 @@ class MemberChange(enum.IntEnum):
     JOINED = 1
     LEFT = 2
     REMOVED = 3
+    BANNED = 4
+
+
+class ActionKind(enum.IntEnum):
+    """Moderation actions (ModerationAction.Kind on the wire)."""
+
+    BAN = 1
+    UNBAN = 2
+    MUTE = 3
+    UNMUTE = 4
+    REPORT = 5
+    USER_BAN = 6
+    USER_UNBAN = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +51,11 @@ class UserProfile:
     name: str = ""
     email: str = ""
     avatar: str = ""
+    custom_json: str = ""  # the app's own JSON (ChatBackend.UpsertUsers); "" when none
+
+
+# Who acts when the app's backend does (actor id 0 on the wire and in SYSTEM messages).
+BACKEND_ACTOR = UserProfile(id=0, name="System")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +82,12 @@ class Group:
     mention_count: int = 0
     muted: bool = False
     last_update_seq: int = 0
+    thread_unread_count: int = 0
+    pinned_count: int = 0
+    avatar: str = ""
+    archived: bool = False
+    direct: bool = False
+    direct_peer: UserProfile | None = None
 
     def public_card(self) -> Group:
         """What a non-member may see of an open group: id, name, description, creator,
@@ -78,6 +102,8 @@ class Group:
             invite_only=self.invite_only,
             last_seq=0,
             member_count=self.member_count,
+            avatar=self.avatar,
+            archived=self.archived,
         )
 
 
@@ -137,6 +163,19 @@ class Message:
     deleted: bool = False
     attachment: AttachmentInfo | None = None
     update_seq: int = 0
+    via_backend: bool = False
+    thread_parent_id: int = 0  # a thread reply names its thread's parent
+    also_in_group: bool = False  # a thread reply also shown in the main timeline
+    reply_count: int = 0  # a parent: its thread's summary
+    last_reply_at_ms: int = 0
+    thread_participants: tuple[int, ...] = ()
+    pinned_by: int = 0
+    pinned_at_ms: int = 0
+
+    @property
+    def in_timeline(self) -> bool:
+        """Shown in the group's main timeline (history, unread counts)."""
+        return not self.thread_parent_id or self.also_in_group
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,10 +253,100 @@ class Mentioned:
 
 
 @dataclass(frozen=True, slots=True)
+class ThreadReplied:
+    """A new reply, for the thread's participants (the reply itself is a MessagePosted)."""
+
+    group_id: int
+    parent_id: int
+    message_id: int
+    seq: int
+    from_user_id: int
+    participant_ids: tuple[int, ...]
+    reply_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class PinChanged:
+    group_id: int
+    message_id: int
+    pinned: bool
+    actor_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class PresenceChanged:
     user_id: int
     online: bool
     group_ids: tuple[int, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class GroupChanges:
+    """UpdateGroup: the fields to change (None: leave as is)."""
+
+    name: str | None = None
+    description: str | None = None
+    avatar: str | None = None
+    invite_only: bool | None = None
+    archived: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationAction:
+    id: int
+    group_id: int  # 0: backend-wide
+    user_id: int
+    actor_id: int  # 0: the app's backend
+    kind: ActionKind
+    reason: str
+    expires_at_ms: int  # 0: until lifted
+    created_at_ms: int
+    message_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GroupUpdated:
+    group: Group
+    actor_id: int
+
+    @property
+    def group_id(self) -> int:
+        return self.group.id
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDeleted:
+    group_id: int
+    actor_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserUpdated:
+    """A profile changed: addressed to each group the user belongs to."""
+
+    user: UserProfile
+    group_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationRecorded:
+    action: ModerationAction
+
+    @property
+    def group_id(self) -> int:
+        return self.action.group_id
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRevoked:
+    """Between pods: a backend-wide ban (until `until_ms`; 0: for good) or erasure: the
+    user's streams close and their tokens are refused. `until_ms` -1: the ban was lifted."""
+
+    user_id: int
+    reason: str
+    until_ms: int = 0
+
+    group_id = 0
 
 
 ChatEvent = (
@@ -228,4 +357,11 @@ ChatEvent = (
     | MessageUpdated
     | ReceiptMoved
     | Mentioned
+    | ThreadReplied
+    | PinChanged
+    | GroupUpdated
+    | GroupDeleted
+    | UserUpdated
+    | ModerationRecorded
+    | AccessRevoked
 )

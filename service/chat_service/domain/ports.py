@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
+from chat_service.domain.conversation import (
+    SearchHit,
+    ThreadLink,
+    ThreadRead,
+    UnreadResult,
+)
 from chat_service.domain.models import (
+    ActionKind,
     ChatEvent,
     Group,
+    GroupChanges,
     HistoryPage,
     Member,
     MemberChange,
@@ -15,6 +23,7 @@ from chat_service.domain.models import (
     Mention,
     Message,
     MessageKind,
+    ModerationAction,
     PostResult,
     Role,
     UserProfile,
@@ -87,8 +96,14 @@ class MessageStore(Protocol):
         reply_to_id: int = 0,
         mentions: Sequence[Mention] = (),
         attachment_id: str = "",
+        via_backend: bool = False,
+        thread: ThreadLink | None = None,
     ) -> PostResult | None:
-        """Store a message; None when the sender is not a member (or no such group)."""
+        """Store a message; None when the sender is not a member (or no such group).
+        PermissionDenied when the member may not post (muted, group archived).
+        With `thread`, a reply in that thread: in the same transaction the parent's summary
+        (reply count, last reply, participants) changes and takes the next update_seq, and
+        the sender becomes a participant who has read up to their reply."""
         ...
 
     async def get_message(self, message_id: int, viewer: int = 0) -> Message | None: ...
@@ -108,9 +123,143 @@ class MessageStore(Protocol):
         ...
 
 
-class ChatRepository(UserStore, GroupStore, MembershipStore, MessageStore, Protocol):
+class ThreadStore(Protocol):
+    async def thread_replies(
+        self, parent_id: int, after_seq: int, limit: int, viewer: int
+    ) -> tuple[list[Message], bool]:
+        """Replies with seq > after_seq, in seq order (at most `limit`), and whether more
+        follow."""
+        ...
+
+    async def thread_position(self, parent_id: int, user_id: int) -> tuple[int, int]:
+        """(read_seq, unread replies by others) of a participant; (0, 0) for anyone else."""
+        ...
+
+    async def mark_thread_read(self, parent_id: int, user_id: int, seq: int) -> ThreadRead:
+        """Move a participant's position forward to `seq` (0: the last reply), never back;
+        a non-participant's stays (0, 0)."""
+        ...
+
+
+class SearchStore(Protocol):
+    async def search(
+        self, user_id: int, group_id: int, query: str, limit: int, offset: int,
+        candidates: int,
+    ) -> list[SearchHit]:
+        """Best matches first among the user's current groups (or `group_id` of them):
+        never deleted messages, SYSTEM messages or text edited away. The ranking covers the
+        newest max(offset + limit, candidates / groups) matches of each group. Snippets mark
+        each match between SNIPPET_START and SNIPPET_STOP (domain/search.py)."""
+        ...
+
+
+class PinStore(Protocol):
+    async def set_pin(
+        self, message: Message, actor_id: int, pinned: bool, max_pins: int
+    ) -> tuple[Message, bool]:
+        """Pin or unpin; (the message, whether it changed). A change takes the group's next
+        update_seq. ResourceExhausted when `max_pins` are pinned already."""
+        ...
+
+    async def pinned(self, group_id: int, viewer: int) -> list[Message]:
+        """The group's pinned messages, most recently pinned first."""
+        ...
+
+
+class ChatRepository(
+    UserStore, GroupStore, MembershipStore, MessageStore, ThreadStore, SearchStore, PinStore,
+    Protocol,
+):
     """Durable storage of the chat use cases (PostgreSQL in production): one object that is
     every store above. Receipts and message changes have stores of their own below."""
+
+
+# ---- issue 15: the app's backend, group administration, moderation, GDPR ----
+
+
+class DirectoryStore(Protocol):
+    async def upsert_directory(self, users: Sequence[UserProfile]) -> list[int]:
+        """Store the profiles as given; the ids whose stored profile changed."""
+        ...
+
+    async def profile_of(self, user_id: int) -> UserProfile: ...
+
+    async def anonymise_user(self, user_id: int, *, erased: bool) -> None: ...
+
+
+class GroupAdminStore(Protocol):
+    async def update_group(self, group_id: int, changes: GroupChanges) -> bool: ...
+
+    async def group_attachment_ids(self, group_id: int) -> list[str]: ...
+
+    async def delete_group(self, group_id: int) -> bool: ...
+
+    async def post_from_backend(
+        self, group_id: int, content: str, client_msg_id: str
+    ) -> PostResult | None:
+        """A SYSTEM message by the backend; None when the group is missing or archived."""
+        ...
+
+
+class DirectStore(Protocol):
+    async def find_direct(self, user_a: int, user_b: int) -> int | None: ...
+
+    async def get_or_create_direct(
+        self, caller: UserProfile, other_id: int
+    ) -> tuple[int, Message | None]:
+        """Exactly one conversation per pair, even under concurrent calls on many pods."""
+        ...
+
+
+class ModerationStore(Protocol):
+    async def ban_from_group(
+        self, group_id: int, user_id: int, until_ms: int, reason: str
+    ) -> None: ...
+
+    async def unban_from_group(self, group_id: int, user_id: int) -> bool: ...
+
+    async def silence(self, group_id: int, user_id: int, until_ms: int | None) -> bool: ...
+
+    async def record_action(
+        self,
+        *,
+        group_id: int,
+        user_id: int,
+        actor_id: int,
+        kind: ActionKind,
+        reason: str,
+        expires_at_ms: int = 0,
+        message_id: int = 0,
+    ) -> ModerationAction: ...
+
+    async def list_actions(
+        self, group_id: int, before_id: int, limit: int
+    ) -> tuple[list[ModerationAction], bool]: ...
+
+    async def set_user_ban(self, user_id: int, until_ms: int | None, reason: str) -> None: ...
+
+    async def banned_users(self) -> dict[int, int]:
+        """User id -> banned until (ms; 0: for good), erased users included."""
+        ...
+
+
+class ErasureStore(Protocol):
+    async def attachment_ids_of_user(self, user_id: int) -> list[str]: ...
+
+    async def erase_user_content(self, user_id: int, *, tombstone: bool) -> int: ...
+
+    async def export_records(self, user_id: int) -> list[dict[str, Any]]: ...
+
+    async def export_messages(
+        self, user_id: int, after_id: int, limit: int
+    ) -> list[dict[str, Any]]: ...
+
+
+class AdminRepository(
+    ChatRepository, DirectoryStore, GroupAdminStore, DirectStore, ModerationStore,
+    ErasureStore, Protocol,
+):
+    """Everything the issue-15 use cases need: the chat repository and the stores above."""
 
 
 class EventPublisher(Protocol):
@@ -179,6 +328,13 @@ class ReceiptStore(Protocol):
     async def mark_read(
         self, group_id: int, user_id: int, seq: int
     ) -> ReadResultLike | None: ...
+
+    async def mark_unread(
+        self, group_id: int, user_id: int, message_id: int
+    ) -> UnreadResult | None:
+        """Move the read position back to just before the message (never forward); None
+        when the user is not a member or the message is not in the group."""
+        ...
 
     async def readers(
         self, group_id: int, message_id: int

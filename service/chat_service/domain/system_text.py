@@ -22,3 +22,12 @@ def membership_changed(
     alone, done_by_actor = verbs
     who = display(name, user_id)
     return f"{who} {alone}" if by_self else f"{display(actor.name, actor.id)} {done_by_actor} {who}"
+
+
+# The name an anonymised (deleted or erased) user shows under.
+DELETED_USER = "Deleted user"
+
+
+
+def direct_started(creator: UserProfile) -> str:
+    return f"{display(creator.name, creator.id)} started the conversation"

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
-from chat_service.domain.models import ChatEvent, MemberChange, MembershipChanged, PresenceChanged
+from chat_service.domain.models import (
+    ChatEvent,
+    MemberChange,
+    MembershipChanged,
+    PresenceChanged,
+    UserUpdated,
+)
 from chat_service.wire import convert
 
 # (group_id, serialized ChatEvent) pairs, in publish order per shard.
@@ -71,7 +77,7 @@ class EventFanout:
         items: list[tuple[int, bytes]] = []
         notices: list[tuple[int, bytes]] = []
         for e in events:
-            if isinstance(e, PresenceChanged):
+            if isinstance(e, PresenceChanged | UserUpdated):
                 payload = convert.event(e).SerializeToString()
                 items.extend((gid, payload) for gid in e.group_ids)
             else:

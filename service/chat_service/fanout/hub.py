@@ -217,7 +217,11 @@ class Hub:
                 changed = d.event.updated
                 self.recent.changed(changed.group_id, changed.seq, changed.id)
             channel = self.channels.get(d.group_id)
-            if channel is not None:
+            if channel is not None and d.kind == "group_deleted":  # told, then detached
+                self._gather.deliver_now(channel, d)
+                for sub in list(channel.subs):
+                    self.detach(sub, d.group_id)
+            elif channel is not None:
                 self._gather.deliver(channel, d)
 
     def _on_member(self, d: Delivery, *, notice: bool = False) -> None:

@@ -60,6 +60,31 @@ class ChatServiceStub:
                 request_serializer=chat__service_dot_gen_dot_chat__pb2.SetMemberRoleRequest.SerializeToString,
                 response_deserializer=chat__service_dot_gen_dot_chat__pb2.User.FromString,
                 _registered_method=True)
+        self.UpdateGroup = channel.unary_unary(
+                '/chat.ChatService/UpdateGroup',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.UpdateGroupRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.Group.FromString,
+                _registered_method=True)
+        self.GetOrCreateDirect = channel.unary_unary(
+                '/chat.ChatService/GetOrCreateDirect',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.GetOrCreateDirectRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.Group.FromString,
+                _registered_method=True)
+        self.ModerateMember = channel.unary_unary(
+                '/chat.ChatService/ModerateMember',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.ModerateMemberRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.ModerationAction.FromString,
+                _registered_method=True)
+        self.ListModeration = channel.unary_unary(
+                '/chat.ChatService/ListModeration',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.ListModerationRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.ListModerationResponse.FromString,
+                _registered_method=True)
+        self.ReportMessage = channel.unary_unary(
+                '/chat.ChatService/ReportMessage',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.ReportMessageRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.ModerationAction.FromString,
+                _registered_method=True)
         self.StreamMessages = channel.stream_stream(
                 '/chat.ChatService/StreamMessages',
                 request_serializer=chat__service_dot_gen_dot_chat__pb2.MessageRequest.SerializeToString,
@@ -165,6 +190,46 @@ class ChatServiceStub:
                 request_serializer=chat__service_dot_gen_dot_chat__pb2.DownloadFileRequest.SerializeToString,
                 response_deserializer=chat__service_dot_gen_dot_chat__pb2.DownloadChunk.FromString,
                 _registered_method=True)
+        self.ReplyInThread = channel.unary_unary(
+                '/chat.ChatService/ReplyInThread',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.ThreadReplyRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.MessageResponse.FromString,
+                _registered_method=True)
+        self.GetThread = channel.unary_unary(
+                '/chat.ChatService/GetThread',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.GetThreadRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.ThreadResponse.FromString,
+                _registered_method=True)
+        self.MarkThreadRead = channel.unary_unary(
+                '/chat.ChatService/MarkThreadRead',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.MarkThreadReadRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.ThreadReadResponse.FromString,
+                _registered_method=True)
+        self.SearchMessages = channel.unary_unary(
+                '/chat.ChatService/SearchMessages',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.SearchMessagesRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.SearchMessagesResponse.FromString,
+                _registered_method=True)
+        self.PinMessage = channel.unary_unary(
+                '/chat.ChatService/PinMessage',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.PinMessageRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.MessageResponse.FromString,
+                _registered_method=True)
+        self.UnpinMessage = channel.unary_unary(
+                '/chat.ChatService/UnpinMessage',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.PinMessageRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.MessageResponse.FromString,
+                _registered_method=True)
+        self.ListPinned = channel.unary_unary(
+                '/chat.ChatService/ListPinned',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.ListPinnedRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.MessageHistoryResponse.FromString,
+                _registered_method=True)
+        self.MarkUnread = channel.unary_unary(
+                '/chat.ChatService/MarkUnread',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.MarkUnreadRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.MarkUnreadResponse.FromString,
+                _registered_method=True)
 
 
 class ChatServiceServicer:
@@ -201,6 +266,45 @@ class ChatServiceServicer:
 
     def SetMemberRole(self, request, context):
         """Added: the owner makes members admins or plain members again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateGroup(self, request, context):
+        """Added (issue 15). Owners/admins change a group's name, description, avatar and
+        invite-only flag; owners archive it (read-only, history kept). Members get GroupUpdatedEvent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOrCreateDirect(self, request, context):
+        """The one 1:1 conversation of the caller and `user_id` (created on the first call, by either
+        side; never two). Nobody else can join it; `Group.direct_peer` is the other user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ModerateMember(self, request, context):
+        """Owners/admins ban (removed, cannot rejoin or post; reason, optional expiry), unban, mute
+        (may read, may not post; optional expiry) or unmute a member below their own role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModeration(self, request, context):
+        """A group's moderation log (bans, mutes, reports), newest first; owners/admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportMessage(self, request, context):
+        """Any member reports a message: sent to the app (webhook `message.reported`) and listed by
+        ListModeration for the group's owners/admins; the group's streams are not told.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -352,6 +456,63 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplyInThread(self, request, context):
+        """Threads. A reply in the thread under `parent_id` (a reply to a reply joins the same
+        thread). It takes the group's next seq like any message, so Subscribe carries it and a
+        resume by position replays it; it shows in the main timeline (history, unread_count)
+        only with `also_in_group`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetThread(self, request, context):
+        """The parent (a tombstone once deleted) and its replies in order, `after_seq` paging on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkThreadRead(self, request, context):
+        """Move the caller's read position in a thread forward (0 = every reply so far).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchMessages(self, request, context):
+        """Full-text search over the caller's current groups (or one of them), best match first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PinMessage(self, request, context):
+        """Owners/admins pin and unpin messages (at most 50 pinned per group); members list them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnpinMessage(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPinned(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkUnread(self, request, context):
+        """Move the caller's read position back so that `message_id` is the first unread message.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChatServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -379,6 +540,31 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.SetMemberRole,
                     request_deserializer=chat__service_dot_gen_dot_chat__pb2.SetMemberRoleRequest.FromString,
                     response_serializer=chat__service_dot_gen_dot_chat__pb2.User.SerializeToString,
+            ),
+            'UpdateGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateGroup,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.UpdateGroupRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.Group.SerializeToString,
+            ),
+            'GetOrCreateDirect': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOrCreateDirect,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.GetOrCreateDirectRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.Group.SerializeToString,
+            ),
+            'ModerateMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.ModerateMember,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.ModerateMemberRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.ModerationAction.SerializeToString,
+            ),
+            'ListModeration': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModeration,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.ListModerationRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.ListModerationResponse.SerializeToString,
+            ),
+            'ReportMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportMessage,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.ReportMessageRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.ModerationAction.SerializeToString,
             ),
             'StreamMessages': grpc.stream_stream_rpc_method_handler(
                     servicer.StreamMessages,
@@ -484,6 +670,46 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.DownloadFile,
                     request_deserializer=chat__service_dot_gen_dot_chat__pb2.DownloadFileRequest.FromString,
                     response_serializer=chat__service_dot_gen_dot_chat__pb2.DownloadChunk.SerializeToString,
+            ),
+            'ReplyInThread': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplyInThread,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.ThreadReplyRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.MessageResponse.SerializeToString,
+            ),
+            'GetThread': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetThread,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.GetThreadRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.ThreadResponse.SerializeToString,
+            ),
+            'MarkThreadRead': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkThreadRead,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.MarkThreadReadRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.ThreadReadResponse.SerializeToString,
+            ),
+            'SearchMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchMessages,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.SearchMessagesRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.SearchMessagesResponse.SerializeToString,
+            ),
+            'PinMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.PinMessage,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.PinMessageRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.MessageResponse.SerializeToString,
+            ),
+            'UnpinMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnpinMessage,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.PinMessageRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.MessageResponse.SerializeToString,
+            ),
+            'ListPinned': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPinned,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.ListPinnedRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.MessageHistoryResponse.SerializeToString,
+            ),
+            'MarkUnread': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkUnread,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.MarkUnreadRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.MarkUnreadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -622,6 +848,141 @@ class ChatService:
             '/chat.ChatService/SetMemberRole',
             chat__service_dot_gen_dot_chat__pb2.SetMemberRoleRequest.SerializeToString,
             chat__service_dot_gen_dot_chat__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/UpdateGroup',
+            chat__service_dot_gen_dot_chat__pb2.UpdateGroupRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.Group.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOrCreateDirect(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/GetOrCreateDirect',
+            chat__service_dot_gen_dot_chat__pb2.GetOrCreateDirectRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.Group.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModerateMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/ModerateMember',
+            chat__service_dot_gen_dot_chat__pb2.ModerateMemberRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.ModerationAction.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModeration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/ListModeration',
+            chat__service_dot_gen_dot_chat__pb2.ListModerationRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.ListModerationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/ReportMessage',
+            chat__service_dot_gen_dot_chat__pb2.ReportMessageRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.ModerationAction.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1189,6 +1550,222 @@ class ChatService:
             '/chat.ChatService/DownloadFile',
             chat__service_dot_gen_dot_chat__pb2.DownloadFileRequest.SerializeToString,
             chat__service_dot_gen_dot_chat__pb2.DownloadChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplyInThread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/ReplyInThread',
+            chat__service_dot_gen_dot_chat__pb2.ThreadReplyRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.MessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetThread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/GetThread',
+            chat__service_dot_gen_dot_chat__pb2.GetThreadRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.ThreadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkThreadRead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/MarkThreadRead',
+            chat__service_dot_gen_dot_chat__pb2.MarkThreadReadRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.ThreadReadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/SearchMessages',
+            chat__service_dot_gen_dot_chat__pb2.SearchMessagesRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.SearchMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PinMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/PinMessage',
+            chat__service_dot_gen_dot_chat__pb2.PinMessageRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.MessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnpinMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/UnpinMessage',
+            chat__service_dot_gen_dot_chat__pb2.PinMessageRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.MessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPinned(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/ListPinned',
+            chat__service_dot_gen_dot_chat__pb2.ListPinnedRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.MessageHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkUnread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/MarkUnread',
+            chat__service_dot_gen_dot_chat__pb2.MarkUnreadRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.MarkUnreadResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,5 @@
-"""Tells the Laravel app about new messages (for push notifications, e-mail digests...).
+"""Tells the Laravel app about new messages (for push notifications, e-mail digests...) and
+about group updates, deletions and moderation actions (notifications/admin_events.py).
 
 Work that exactly one pod must do, at least once: every pod joins the Redis consumer group
 `notifier` on every group shard and reads with XREADGROUP, so each event goes to one pod (one
@@ -28,6 +29,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from chat_service.fanout.redis_connect import RedisClient
 from chat_service.gen import chat_pb2 as pb
+from chat_service.notifications.admin_events import describe
 from chat_service.telemetry import metrics
 from chat_service.wire.redis_entry import decode_text, payload_of
 
@@ -129,12 +131,15 @@ class WebhookNotifier:
             payload = payload_of(fields)
             done = True
             if payload is not None:
-                done = await self._notify(payload)
+                done = await self._notify(payload, decode_text(entry_id))
             if done:
                 await self._redis.xack(key, GROUP, entry_id)
 
-    async def _notify(self, payload: bytes) -> bool:
+    async def _notify(self, payload: bytes, entry_id: str = "") -> bool:
         event = pb.ChatEvent.FromString(payload)
+        admin = describe(event)
+        if admin is not None:
+            return await self._send(json.dumps(admin).encode(), f"chat-event-{entry_id}")
         if event.WhichOneof("event") != "message" or event.message.type == pb.SYSTEM:
             return True  # nothing to tell the app
         m = event.message
@@ -158,9 +163,12 @@ class WebhookNotifier:
                 "offline_recipient_ids": [u for u in recipients if u not in online],
             }
         ).encode()
+        return await self._send(body, f"chat-message-{m.id}")
+
+    async def _send(self, body: bytes, idempotency_key: str) -> bool:
         headers = {
             "Content-Type": "application/json",
-            "Idempotency-Key": f"chat-message-{m.id}",
+            "Idempotency-Key": idempotency_key,
             "X-Chat-Signature": sign(self._secret, body),
             "User-Agent": "chat-service-notifier",
         }

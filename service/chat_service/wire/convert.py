@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 from chat_service.attachments.models import Attachment
+from chat_service.domain.conversation import SearchHit
 from chat_service.domain.models import (
+    AccessRevoked,
+    ActionKind,
     AttachmentInfo,
     ChatEvent,
     Group,
+    GroupDeleted,
+    GroupUpdated,
     Member,
     MembershipChanged,
     Mentioned,
     Message,
     MessagePosted,
     MessageUpdated,
+    ModerationAction,
+    ModerationRecorded,
+    PinChanged,
     PresenceChanged,
     ReceiptMoved,
+    ThreadReplied,
     TypingChanged,
     UserProfile,
+    UserUpdated,
 )
 from chat_service.gen import chat_pb2 as pb
 
@@ -47,6 +57,14 @@ def message(m: Message, for_everyone: bool = False) -> pb.MessageResponse:
         edited_at_ms=m.edited_at_ms,
         deleted=m.deleted,
         update_seq=m.update_seq,
+        thread_parent_id=m.thread_parent_id,
+        also_in_group=m.also_in_group,
+        reply_count=m.reply_count,
+        last_reply_at_ms=m.last_reply_at_ms,
+        thread_participant_ids=list(m.thread_participants),
+        pinned_by=m.pinned_by,
+        pinned_at_ms=m.pinned_at_ms,
+        via_backend=m.via_backend,
     )
     if m.reply_quote is not None:
         q = m.reply_quote
@@ -99,11 +117,41 @@ def group(g: Group) -> pb.Group:
         mention_count=g.mention_count,
         muted=g.muted,
         last_update_seq=g.last_update_seq,
+        thread_unread_count=g.thread_unread_count,
+        pinned_count=g.pinned_count,
+        avatar=g.avatar,
+        archived=g.archived,
+        direct=g.direct,
+        direct_peer=None if g.direct_peer is None else user(g.direct_peer),
+    )
+
+
+def search_hit(h: SearchHit) -> pb.SearchHit:
+    return pb.SearchHit(
+        message=message(h.message),
+        snippet=h.snippet,
+        highlights=[pb.Highlight(offset=o, length=n) for o, n in h.highlights],
+        rank=h.rank,
     )
 
 
 def user(u: UserProfile) -> pb.User:
-    return pb.User(id=u.id, name=u.name, email=u.email, avatar=u.avatar)
+    return pb.User(id=u.id, name=u.name, email=u.email, avatar=u.avatar,
+                   custom_json=u.custom_json)
+
+
+def moderation(a: ModerationAction) -> pb.ModerationAction:
+    return pb.ModerationAction(
+        id=a.id,
+        group_id=a.group_id,
+        user_id=a.user_id,
+        actor_id=a.actor_id,
+        kind=int(a.kind),  # type: ignore[arg-type]
+        reason=a.reason,
+        expires_at_ms=a.expires_at_ms,
+        created_at_ms=a.created_at_ms,
+        message_id=a.message_id,
+    )
 
 
 def member(m: Member, online: bool) -> pb.User:
@@ -159,14 +207,54 @@ def event(e: ChatEvent) -> pb.ChatEvent:
                     seq=e.seq,
                 )
             )
+        case ThreadReplied():
+            return pb.ChatEvent(
+                thread=pb.ThreadEvent(
+                    group_id=e.group_id,
+                    parent_id=e.parent_id,
+                    message_id=e.message_id,
+                    seq=e.seq,
+                    from_user_id=e.from_user_id,
+                    participant_ids=list(e.participant_ids),
+                    reply_count=e.reply_count,
+                )
+            )
+        case PinChanged():
+            return pb.ChatEvent(
+                pin=pb.PinEvent(
+                    group_id=e.group_id,
+                    message_id=e.message_id,
+                    pinned=e.pinned,
+                    actor_id=e.actor_id,
+                )
+            )
         case PresenceChanged(user_id=uid, online=online):
             return pb.ChatEvent(presence=pb.PresenceEvent(user_id=uid, online=online))
+        case GroupUpdated(group=g, actor_id=actor):
+            # What every member may see alike: no per-member fields (role, unread, peer).
+            return pb.ChatEvent(group_updated=pb.GroupUpdatedEvent(
+                group_id=g.id, group=group(g.public_card()), actor_id=actor))
+        case GroupDeleted(group_id=gid, actor_id=actor):
+            return pb.ChatEvent(group_deleted=pb.GroupDeletedEvent(group_id=gid, actor_id=actor))
+        case UserUpdated(user=u):
+            # E-mail is never broadcast (EXPOSE_MEMBER_EMAILS concerns member lists only).
+            return pb.ChatEvent(user_updated=pb.UserUpdatedEvent(user=pb.User(
+                id=u.id, name=u.name, avatar=u.avatar, custom_json=u.custom_json)))
+        case ModerationRecorded(action=a):
+            # Reports and backend-wide actions are addressed to no group's streams (group 0:
+            # every pod skips them; the webhook notifier reads them).
+            private = a.kind in (ActionKind.REPORT, ActionKind.USER_BAN, ActionKind.USER_UNBAN)
+            return pb.ChatEvent(moderation=pb.ModerationEvent(
+                group_id=0 if private else a.group_id, action=moderation(a)))
+        case AccessRevoked(user_id=uid, reason=reason, until_ms=until):
+            return pb.ChatEvent(access_revoked=pb.AccessRevokedEvent(
+                user_id=uid, reason=reason, until_ms=until))
     raise TypeError(f"unknown event {e!r}")  # pragma: no cover
 
 
 def group_of(e: ChatEvent) -> int:
     if isinstance(e, MessagePosted | MessageUpdated):
         return e.message.group_id
-    if isinstance(e, PresenceChanged):
+    if isinstance(e, PresenceChanged | UserUpdated):
         return 0
-    return e.group_id
+    return event(e).moderation.group_id if isinstance(e, ModerationRecorded) else e.group_id

@@ -32,6 +32,20 @@ class ChatEvent extends \Google\Protobuf\Internal\Message
      *     @type \Chat\ReceiptEvent $receipt
      *     @type \Chat\MentionEvent $mention
      *           to the mentioned user only, even in a muted group
+     *     @type \Chat\ThreadEvent $thread
+     *           a new thread reply, to the thread's participants only
+     *     @type \Chat\PinEvent $pin
+     *           a message was pinned or unpinned
+     *     @type \Chat\GroupUpdatedEvent $group_updated
+     *           Added (issue 15).
+     *     @type \Chat\GroupDeletedEvent $group_deleted
+     *           the group and its history are gone
+     *     @type \Chat\UserUpdatedEvent $user_updated
+     *           a profile changed (to members sharing a group)
+     *     @type \Chat\ModerationEvent $moderation
+     *           a ban, mute, report... in a group
+     *     @type \Chat\AccessRevokedEvent $access_revoked
+     *           between pods only: a user's streams are closed
      * }
      */
     public function __construct($data = NULL) {
@@ -286,6 +300,223 @@ class ChatEvent extends \Google\Protobuf\Internal\Message
     {
         GPBUtil::checkMessage($var, \Chat\MentionEvent::class);
         $this->writeOneof(9, $var);
+
+        return $this;
+    }
+
+    /**
+     * a new thread reply, to the thread's participants only
+     *
+     * Generated from protobuf field <code>.chat.ThreadEvent thread = 10;</code>
+     * @return \Chat\ThreadEvent|null
+     */
+    public function getThread()
+    {
+        return $this->readOneof(10);
+    }
+
+    public function hasThread()
+    {
+        return $this->hasOneof(10);
+    }
+
+    /**
+     * a new thread reply, to the thread's participants only
+     *
+     * Generated from protobuf field <code>.chat.ThreadEvent thread = 10;</code>
+     * @param \Chat\ThreadEvent $var
+     * @return $this
+     */
+    public function setThread($var)
+    {
+        GPBUtil::checkMessage($var, \Chat\ThreadEvent::class);
+        $this->writeOneof(10, $var);
+
+        return $this;
+    }
+
+    /**
+     * a message was pinned or unpinned
+     *
+     * Generated from protobuf field <code>.chat.PinEvent pin = 11;</code>
+     * @return \Chat\PinEvent|null
+     */
+    public function getPin()
+    {
+        return $this->readOneof(11);
+    }
+
+    public function hasPin()
+    {
+        return $this->hasOneof(11);
+    }
+
+    /**
+     * a message was pinned or unpinned
+     *
+     * Generated from protobuf field <code>.chat.PinEvent pin = 11;</code>
+     * @param \Chat\PinEvent $var
+     * @return $this
+     */
+    public function setPin($var)
+    {
+        GPBUtil::checkMessage($var, \Chat\PinEvent::class);
+        $this->writeOneof(11, $var);
+
+        return $this;
+    }
+
+    /**
+     * Added (issue 15).
+     *
+     * Generated from protobuf field <code>.chat.GroupUpdatedEvent group_updated = 15;</code>
+     * @return \Chat\GroupUpdatedEvent|null
+     */
+    public function getGroupUpdated()
+    {
+        return $this->readOneof(15);
+    }
+
+    public function hasGroupUpdated()
+    {
+        return $this->hasOneof(15);
+    }
+
+    /**
+     * Added (issue 15).
+     *
+     * Generated from protobuf field <code>.chat.GroupUpdatedEvent group_updated = 15;</code>
+     * @param \Chat\GroupUpdatedEvent $var
+     * @return $this
+     */
+    public function setGroupUpdated($var)
+    {
+        GPBUtil::checkMessage($var, \Chat\GroupUpdatedEvent::class);
+        $this->writeOneof(15, $var);
+
+        return $this;
+    }
+
+    /**
+     * the group and its history are gone
+     *
+     * Generated from protobuf field <code>.chat.GroupDeletedEvent group_deleted = 16;</code>
+     * @return \Chat\GroupDeletedEvent|null
+     */
+    public function getGroupDeleted()
+    {
+        return $this->readOneof(16);
+    }
+
+    public function hasGroupDeleted()
+    {
+        return $this->hasOneof(16);
+    }
+
+    /**
+     * the group and its history are gone
+     *
+     * Generated from protobuf field <code>.chat.GroupDeletedEvent group_deleted = 16;</code>
+     * @param \Chat\GroupDeletedEvent $var
+     * @return $this
+     */
+    public function setGroupDeleted($var)
+    {
+        GPBUtil::checkMessage($var, \Chat\GroupDeletedEvent::class);
+        $this->writeOneof(16, $var);
+
+        return $this;
+    }
+
+    /**
+     * a profile changed (to members sharing a group)
+     *
+     * Generated from protobuf field <code>.chat.UserUpdatedEvent user_updated = 17;</code>
+     * @return \Chat\UserUpdatedEvent|null
+     */
+    public function getUserUpdated()
+    {
+        return $this->readOneof(17);
+    }
+
+    public function hasUserUpdated()
+    {
+        return $this->hasOneof(17);
+    }
+
+    /**
+     * a profile changed (to members sharing a group)
+     *
+     * Generated from protobuf field <code>.chat.UserUpdatedEvent user_updated = 17;</code>
+     * @param \Chat\UserUpdatedEvent $var
+     * @return $this
+     */
+    public function setUserUpdated($var)
+    {
+        GPBUtil::checkMessage($var, \Chat\UserUpdatedEvent::class);
+        $this->writeOneof(17, $var);
+
+        return $this;
+    }
+
+    /**
+     * a ban, mute, report... in a group
+     *
+     * Generated from protobuf field <code>.chat.ModerationEvent moderation = 18;</code>
+     * @return \Chat\ModerationEvent|null
+     */
+    public function getModeration()
+    {
+        return $this->readOneof(18);
+    }
+
+    public function hasModeration()
+    {
+        return $this->hasOneof(18);
+    }
+
+    /**
+     * a ban, mute, report... in a group
+     *
+     * Generated from protobuf field <code>.chat.ModerationEvent moderation = 18;</code>
+     * @param \Chat\ModerationEvent $var
+     * @return $this
+     */
+    public function setModeration($var)
+    {
+        GPBUtil::checkMessage($var, \Chat\ModerationEvent::class);
+        $this->writeOneof(18, $var);
+
+        return $this;
+    }
+
+    /**
+     * between pods only: a user's streams are closed
+     *
+     * Generated from protobuf field <code>.chat.AccessRevokedEvent access_revoked = 19;</code>
+     * @return \Chat\AccessRevokedEvent|null
+     */
+    public function getAccessRevoked()
+    {
+        return $this->readOneof(19);
+    }
+
+    public function hasAccessRevoked()
+    {
+        return $this->hasOneof(19);
+    }
+
+    /**
+     * between pods only: a user's streams are closed
+     *
+     * Generated from protobuf field <code>.chat.AccessRevokedEvent access_revoked = 19;</code>
+     * @param \Chat\AccessRevokedEvent $var
+     * @return $this
+     */
+    public function setAccessRevoked($var)
+    {
+        GPBUtil::checkMessage($var, \Chat\AccessRevokedEvent::class);
+        $this->writeOneof(19, $var);
 
         return $this;
     }

@@ -87,6 +87,40 @@ class Group extends \Google\Protobuf\Internal\Message
      * Generated from protobuf field <code>int64 last_update_seq = 15;</code>
      */
     protected $last_update_seq = 0;
+    /**
+     * Added (threads): unread replies in the threads of this group the caller takes part in.
+     *
+     * Generated from protobuf field <code>int64 thread_unread_count = 16;</code>
+     */
+    protected $thread_unread_count = 0;
+    /**
+     * Generated from protobuf field <code>int32 pinned_count = 17;</code>
+     */
+    protected $pinned_count = 0;
+    /**
+     * Added (issue 15).
+     *
+     * Generated from protobuf field <code>string avatar = 20;</code>
+     */
+    protected $avatar = '';
+    /**
+     * read-only: history kept, nothing can be posted
+     *
+     * Generated from protobuf field <code>bool archived = 21;</code>
+     */
+    protected $archived = false;
+    /**
+     * a 1:1 conversation (GetOrCreateDirect)
+     *
+     * Generated from protobuf field <code>bool direct = 22;</code>
+     */
+    protected $direct = false;
+    /**
+     * in a direct conversation: the other user's profile
+     *
+     * Generated from protobuf field <code>.chat.User direct_peer = 23;</code>
+     */
+    protected $direct_peer = null;
 
     /**
      * Constructor.
@@ -116,6 +150,17 @@ class Group extends \Google\Protobuf\Internal\Message
      *           unread messages mentioning the caller
      *     @type bool $muted
      *     @type int|string $last_update_seq
+     *     @type int|string $thread_unread_count
+     *           Added (threads): unread replies in the threads of this group the caller takes part in.
+     *     @type int $pinned_count
+     *     @type string $avatar
+     *           Added (issue 15).
+     *     @type bool $archived
+     *           read-only: history kept, nothing can be posted
+     *     @type bool $direct
+     *           a 1:1 conversation (GetOrCreateDirect)
+     *     @type \Chat\User $direct_peer
+     *           in a direct conversation: the other user's profile
      * }
      */
     public function __construct($data = NULL) {
@@ -477,6 +522,168 @@ class Group extends \Google\Protobuf\Internal\Message
     {
         GPBUtil::checkInt64($var);
         $this->last_update_seq = $var;
+
+        return $this;
+    }
+
+    /**
+     * Added (threads): unread replies in the threads of this group the caller takes part in.
+     *
+     * Generated from protobuf field <code>int64 thread_unread_count = 16;</code>
+     * @return int|string
+     */
+    public function getThreadUnreadCount()
+    {
+        return $this->thread_unread_count;
+    }
+
+    /**
+     * Added (threads): unread replies in the threads of this group the caller takes part in.
+     *
+     * Generated from protobuf field <code>int64 thread_unread_count = 16;</code>
+     * @param int|string $var
+     * @return $this
+     */
+    public function setThreadUnreadCount($var)
+    {
+        GPBUtil::checkInt64($var);
+        $this->thread_unread_count = $var;
+
+        return $this;
+    }
+
+    /**
+     * Generated from protobuf field <code>int32 pinned_count = 17;</code>
+     * @return int
+     */
+    public function getPinnedCount()
+    {
+        return $this->pinned_count;
+    }
+
+    /**
+     * Generated from protobuf field <code>int32 pinned_count = 17;</code>
+     * @param int $var
+     * @return $this
+     */
+    public function setPinnedCount($var)
+    {
+        GPBUtil::checkInt32($var);
+        $this->pinned_count = $var;
+
+        return $this;
+    }
+
+    /**
+     * Added (issue 15).
+     *
+     * Generated from protobuf field <code>string avatar = 20;</code>
+     * @return string
+     */
+    public function getAvatar()
+    {
+        return $this->avatar;
+    }
+
+    /**
+     * Added (issue 15).
+     *
+     * Generated from protobuf field <code>string avatar = 20;</code>
+     * @param string $var
+     * @return $this
+     */
+    public function setAvatar($var)
+    {
+        GPBUtil::checkString($var, True);
+        $this->avatar = $var;
+
+        return $this;
+    }
+
+    /**
+     * read-only: history kept, nothing can be posted
+     *
+     * Generated from protobuf field <code>bool archived = 21;</code>
+     * @return bool
+     */
+    public function getArchived()
+    {
+        return $this->archived;
+    }
+
+    /**
+     * read-only: history kept, nothing can be posted
+     *
+     * Generated from protobuf field <code>bool archived = 21;</code>
+     * @param bool $var
+     * @return $this
+     */
+    public function setArchived($var)
+    {
+        GPBUtil::checkBool($var);
+        $this->archived = $var;
+
+        return $this;
+    }
+
+    /**
+     * a 1:1 conversation (GetOrCreateDirect)
+     *
+     * Generated from protobuf field <code>bool direct = 22;</code>
+     * @return bool
+     */
+    public function getDirect()
+    {
+        return $this->direct;
+    }
+
+    /**
+     * a 1:1 conversation (GetOrCreateDirect)
+     *
+     * Generated from protobuf field <code>bool direct = 22;</code>
+     * @param bool $var
+     * @return $this
+     */
+    public function setDirect($var)
+    {
+        GPBUtil::checkBool($var);
+        $this->direct = $var;
+
+        return $this;
+    }
+
+    /**
+     * in a direct conversation: the other user's profile
+     *
+     * Generated from protobuf field <code>.chat.User direct_peer = 23;</code>
+     * @return \Chat\User|null
+     */
+    public function getDirectPeer()
+    {
+        return $this->direct_peer;
+    }
+
+    public function hasDirectPeer()
+    {
+        return isset($this->direct_peer);
+    }
+
+    public function clearDirectPeer()
+    {
+        unset($this->direct_peer);
+    }
+
+    /**
+     * in a direct conversation: the other user's profile
+     *
+     * Generated from protobuf field <code>.chat.User direct_peer = 23;</code>
+     * @param \Chat\User $var
+     * @return $this
+     */
+    public function setDirectPeer($var)
+    {
+        GPBUtil::checkMessage($var, \Chat\User::class);
+        $this->direct_peer = $var;
 
         return $this;
     }

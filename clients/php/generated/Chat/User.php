@@ -39,6 +39,12 @@ class User extends \Google\Protobuf\Internal\Message
      * Generated from protobuf field <code>.chat.MemberRole role = 6;</code>
      */
     protected $role = 0;
+    /**
+     * Added (issue 15): the app's own JSON for the user (ChatBackend.UpsertUsers), at most 4 KB.
+     *
+     * Generated from protobuf field <code>string custom_json = 20;</code>
+     */
+    protected $custom_json = '';
 
     /**
      * Constructor.
@@ -53,6 +59,8 @@ class User extends \Google\Protobuf\Internal\Message
      *     @type bool $online
      *     @type int $role
      *           Added.
+     *     @type string $custom_json
+     *           Added (issue 15): the app's own JSON for the user (ChatBackend.UpsertUsers), at most 4 KB.
      * }
      */
     public function __construct($data = NULL) {
@@ -192,6 +200,32 @@ class User extends \Google\Protobuf\Internal\Message
     {
         GPBUtil::checkEnum($var, \Chat\MemberRole::class);
         $this->role = $var;
+
+        return $this;
+    }
+
+    /**
+     * Added (issue 15): the app's own JSON for the user (ChatBackend.UpsertUsers), at most 4 KB.
+     *
+     * Generated from protobuf field <code>string custom_json = 20;</code>
+     * @return string
+     */
+    public function getCustomJson()
+    {
+        return $this->custom_json;
+    }
+
+    /**
+     * Added (issue 15): the app's own JSON for the user (ChatBackend.UpsertUsers), at most 4 KB.
+     *
+     * Generated from protobuf field <code>string custom_json = 20;</code>
+     * @param string $var
+     * @return $this
+     */
+    public function setCustomJson($var)
+    {
+        GPBUtil::checkString($var, True);
+        $this->custom_json = $var;
 
         return $this;
     }

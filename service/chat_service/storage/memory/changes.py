@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from chat_service.domain.errors import NotFound, ResourceExhausted
+from chat_service.domain.errors import NotFound, PermissionDenied, ResourceExhausted
 from chat_service.domain.models import Mention, Message
 from chat_service.storage.memory.state import MemoryState, MessageRow, now_ms
 
@@ -18,6 +18,9 @@ class MemoryMessageChanges:
         row = self.state.messages.get(message.id)
         if row is None:
             raise NotFound(f"message {message.id} does not exist")
+        group = self.state.groups.get(row.group_id)
+        if group is not None and group.archived:
+            raise PermissionDenied(f"group {row.group_id} is archived: it is read-only")
         return row
 
     async def edit(
@@ -29,11 +32,13 @@ class MemoryMessageChanges:
         return self.state.show(row)
 
     async def delete(self, message: Message) -> tuple[Message, str]:
-        """Leave a tombstone: the seq stays, content, mentions, reactions and the attachment
-        reference go. Returns the attachment id whose blob must be purged ('' if none)."""
+        """Leave a tombstone: the seq stays (and a thread under it), content, mentions,
+        reactions, a pin and the attachment reference go. Returns the attachment id whose
+        blob must be purged ('' if none)."""
         row = self._row(message)
         attachment_id = row.attachment_id
         row.content, row.mentions, row.attachment_id, row.deleted = "", (), "", True
+        row.pinned_by = row.pinned_at_ms = row.pin_tick = 0
         row.reactions.clear()
         self.state.bump_update(row)
         return self.state.show(row), attachment_id

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from chat_service.domain.errors import NotFound, ResourceExhausted
+from chat_service.domain.errors import NotFound, PermissionDenied, ResourceExhausted
 from chat_service.domain.models import Mention, Message
 from chat_service.storage.postgres.errors import storage_errors
 from chat_service.storage.postgres.pool import Conn
@@ -18,15 +18,21 @@ class PostgresMessageChanges:
         self._pool = pool
 
     async def _bump_update(self, conn: Conn, group_id: int, message_id: int) -> None:
-        await conn.execute(
+        """The message's next update_seq; an archived group is read-only (PermissionDenied,
+        and the caller's transaction rolls the change back)."""
+        done = await conn.fetchval(
             """WITH u AS (
                    UPDATE groups SET last_update_seq = last_update_seq + 1
-                   WHERE id = $1 RETURNING last_update_seq)
-               UPDATE messages SET update_seq = (SELECT last_update_seq FROM u)
-               WHERE id = $2""",
+                   WHERE id = $1 AND archived_at IS NULL RETURNING last_update_seq
+               ), m AS (
+                   UPDATE messages SET update_seq = (SELECT last_update_seq FROM u)
+                   WHERE id = $2 AND EXISTS (SELECT 1 FROM u))
+               SELECT last_update_seq FROM u""",
             group_id,
             message_id,
         )
+        if done is None:
+            raise PermissionDenied(f"group {group_id} is archived: it is read-only")
 
     async def _reload(self, conn: Conn, message_id: int, viewer: int) -> Message:
         row = await conn.fetchrow(select_messages("WHERE m.id = $1", "$2"), message_id, viewer)
@@ -62,12 +68,13 @@ class PostgresMessageChanges:
 
     @storage_errors
     async def delete(self, message: Message) -> tuple[Message, str]:
-        """Leave a tombstone: the seq stays, content, mentions, reactions and the attachment
-        reference go. Returns the attachment id whose blob must be purged ('' if none)."""
+        """Leave a tombstone: the seq stays (and a thread under it), content, mentions,
+        reactions, a pin and the attachment reference go. Returns the attachment id whose
+        blob must be purged ('' if none)."""
         async with self._pool.acquire() as conn, conn.transaction():
             attachment = await conn.fetchval(
                 """UPDATE messages SET content = '', mentions = NULL, deleted_at = now(),
-                       attachment_id = NULL
+                       attachment_id = NULL, pinned_at = NULL, pinned_by = NULL
                    WHERE id = $1
                    RETURNING (SELECT attachment_id FROM messages WHERE id = $1)""",
                 message.id,

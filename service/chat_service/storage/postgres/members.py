@@ -6,7 +6,7 @@ lock, in the same transaction as the change.
 
 from __future__ import annotations
 
-from chat_service.domain.errors import InvalidArgument, NotFound
+from chat_service.domain.errors import InvalidArgument, NotFound, PermissionDenied
 from chat_service.domain.models import (
     Member,
     MemberChange,
@@ -57,7 +57,8 @@ class PostgresMembers(PostgresStore):
                  email = COALESCE(NULLIF(EXCLUDED.email, ''), users.email),
                  avatar = COALESCE(NULLIF(EXCLUDED.avatar, ''), users.avatar),
                  updated_at = now()
-               WHERE (users.name, users.email, users.avatar) IS DISTINCT FROM
+               WHERE users.directory_at IS NULL  -- synced by the backend: claims ignored
+                 AND (users.name, users.email, users.avatar) IS DISTINCT FROM
                      (COALESCE(NULLIF(EXCLUDED.name, ''), users.name),
                       COALESCE(NULLIF(EXCLUDED.email, ''), users.email),
                       COALESCE(NULLIF(EXCLUDED.avatar, ''), users.avatar))""",
@@ -85,11 +86,21 @@ class PostgresMembers(PostgresStore):
                 "INSERT INTO users (id) VALUES ($1) ON CONFLICT DO NOTHING", user_id
             )
             # Lock the group row first: membership changes and sends of a group serialise here.
-            count = await conn.fetchval(
-                "SELECT member_count FROM groups WHERE id = $1 FOR UPDATE", group_id
+            group = await conn.fetchrow(
+                """SELECT member_count, direct_low IS NOT NULL AS direct,
+                          EXISTS (SELECT 1 FROM group_bans b WHERE b.group_id = $1
+                                  AND b.user_id = $2 AND b.until > now()) AS banned
+                   FROM groups WHERE id = $1 FOR UPDATE""",
+                group_id,
+                user_id,
             )
-            if count is None:
+            if group is None:
                 raise NotFound(f"group {group_id} does not exist")
+            count = group["member_count"]
+            if group["direct"]:
+                raise PermissionDenied("a direct conversation has exactly its two users")
+            if group["banned"]:
+                raise PermissionDenied(f"user {user_id} is banned from group {group_id}")
             inserted = await conn.fetchval(
                 """INSERT INTO group_members (group_id, user_id, role) VALUES ($1, $2, 1)
                    ON CONFLICT DO NOTHING RETURNING user_id""",

@@ -20,19 +20,20 @@ from datetime import datetime
 import asyncpg
 
 from chat_service.domain.models import Message, MessageKind, PostResult, UserProfile
+from chat_service.storage.postgres.moderation import MAY_POST
 
 log = logging.getLogger(__name__)
 
 SinglePost = Callable[["PendingSend"], Awaitable[PostResult | None]]
 
-_BATCH_SQL = """
+_BATCH_SQL = f"""
 WITH req AS (
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::text[], $5::text[])
         WITH ORDINALITY AS r(group_id, user_id, kind, content, key, ord)
 ), ok AS (
     SELECT r.* FROM req r
-    WHERE EXISTS (SELECT 1 FROM group_members m
-                  WHERE m.group_id = r.group_id AND m.user_id = r.user_id)
+    WHERE EXISTS (SELECT 1 FROM group_members gm JOIN groups g ON g.id = gm.group_id
+                  WHERE gm.group_id = r.group_id AND gm.user_id = r.user_id AND {MAY_POST})
       AND (r.key IS NULL OR NOT EXISTS (
                SELECT 1 FROM messages x
                WHERE x.group_id = r.group_id AND x.user_id = r.user_id

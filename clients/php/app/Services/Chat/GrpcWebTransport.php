@@ -20,6 +20,8 @@ use Google\Protobuf\Internal\Message;
 final class GrpcWebTransport
 {
     public const SERVICE = 'chat.ChatService';
+    /** The app backend's API (ChatBackendClient); Envoy routes it only with `backend_api`. */
+    public const BACKEND_SERVICE = 'chat.ChatBackend';
 
     private HttpClient $http;
 
@@ -31,6 +33,7 @@ final class GrpcWebTransport
         private readonly string $baseUrl,
         private readonly float $timeout = 10.0,
         ?HttpClient $http = null,
+        private readonly string $service = self::SERVICE,
     ) {
         $this->http = $http ?? HttpClient::default();
     }
@@ -92,7 +95,7 @@ final class GrpcWebTransport
         foreach ($metadata as $name => $value) {
             $headers[strtolower($name)] = $value;
         }
-        $url = rtrim($this->baseUrl, '/') . '/' . self::SERVICE . '/' . $method;
+        $url = rtrim($this->baseUrl, '/') . '/' . $this->service . '/' . $method;
         try {
             $response = $this->http->post($url, $headers, self::frame($request->serializeToString()), $this->timeout + 2.0);
         } catch (\RuntimeException $e) {

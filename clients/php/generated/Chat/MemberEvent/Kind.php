@@ -27,12 +27,19 @@ class Kind
      * Generated from protobuf enum <code>REMOVED = 3;</code>
      */
     const REMOVED = 3;
+    /**
+     * added (issue 15): removed by a ban
+     *
+     * Generated from protobuf enum <code>BANNED = 4;</code>
+     */
+    const BANNED = 4;
 
     private static $valueToName = [
         self::KIND_UNSPECIFIED => 'KIND_UNSPECIFIED',
         self::JOINED => 'JOINED',
         self::LEFT => 'LEFT',
         self::REMOVED => 'REMOVED',
+        self::BANNED => 'BANNED',
     ];
 
     public static function name($value)

@@ -1,0 +1,118 @@
+"""GDPR (issue 15) through the real API: EraseUser and ExportUser, for the backend only."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import grpc
+
+from chat_devstack.cluster import Cluster
+from chat_service.gen import chat_backend_pb2 as bpb
+from chat_service.gen import chat_pb2 as pb
+from tests.conftest import UserFactory
+from tests.support.attachments import download, png, stack_db, start_upload, upload_unary
+from tests.support.backend import BackendClient, backend  # noqa: F401 - fixture
+from tests.support.chat_client import ChatClient, expect_status
+
+# ruff: noqa: F811 - the `backend` fixture is imported above
+
+
+async def export(backend: BackendClient, user_id: int) -> list[dict[str, Any]]:
+    lines: list[dict[str, Any]] = []
+    call: Any = backend.stub.ExportUser(bpb.BackendUserRef(user_id=user_id),
+                                        metadata=backend.metadata, timeout=20)
+    async for chunk in call:
+        assert chunk.json_lines.endswith(b"\n")  # records never span chunks
+        lines.extend(json.loads(line) for line in chunk.json_lines.splitlines())
+    return lines
+
+
+async def bob_leaves_traces(alice: ChatClient, bob: ChatClient) -> dict[str, Any]:
+    g1 = await alice.create_group(members=[bob.user_id])
+    g2 = await bob.create_group(members=[alice.user_id])
+    hello = await alice.send(g1.id, "hello Bob")
+    await bob.stub.AddReaction(pb.ReactionRequest(message_id=hello.id, emoji="👍"),
+                               metadata=bob.metadata)
+    texts = [await bob.send(g1.id, f"bob says {i}") for i in range(3)]
+    await bob.send(g2.id, "my own group")
+    data, _, _ = png(20_000)
+    upload = await start_upload(bob, g1.id, data)
+    done = await upload_unary(bob, upload.upload_id, data)
+    picture = await bob.stub.SendMessage(pb.SendMessageRequest(
+        group_id=g1.id, type=pb.IMAGE, attachment_id=done.attachment.id),
+        metadata=bob.metadata)
+    await alice.send(g1.id, "after Bob")
+    return {"g1": g1, "g2": g2, "hello": hello, "texts": texts, "picture": picture,
+            "attachment": done.attachment.id}
+
+
+async def test_export_streams_everything_stored_about_the_user(
+    user: UserFactory, backend: BackendClient
+) -> None:
+    alice, bob = user("Alice"), user("Bob")
+    traces = await bob_leaves_traces(alice, bob)
+    records = await export(backend, bob.user_id)
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_type.setdefault(r["type"], []).append(r)
+    assert by_type["profile"][0]["name"] == "Bob"
+    assert {m["group_id"] for m in by_type["membership"]} == {traces["g1"].id,
+                                                              traces["g2"].id}
+    contents = [m["content"] for m in by_type["message"]]
+    assert {"bob says 0", "bob says 2", "my own group"} <= set(contents)
+    assert [r["emoji"] for r in by_type["reaction"]] == ["👍"]
+    assert [a["id"] for a in by_type["attachment"]] == [traces["attachment"]]
+    assert "hello Bob" not in contents  # Alice's, not Bob's
+
+
+async def test_erase_removes_the_user_and_keeps_everyone_elses_history_consistent(
+    user: UserFactory, backend: BackendClient, stack: Cluster
+) -> None:
+    alice, bob = user("Alice"), user("Bob")
+    traces = await bob_leaves_traces(alice, bob)
+    g1 = traces["g1"]
+    before = [m.seq for m in (await alice.history(g1.id)).messages]
+    bob_feed = await bob.subscribe()
+    result = await backend.call("EraseUser", bpb.BackendUserRef(user_id=bob.user_id))
+    assert (result.groups_left, result.messages, result.attachments) == (2, 5, 1)
+    # Bob: disconnected and refused from now on.
+    ended = await bob_feed.wait_ended()
+    assert ended is not None and ended.code() == grpc.StatusCode.UNAVAILABLE
+    await expect_status(grpc.StatusCode.PERMISSION_DENIED, bob.my_groups())
+    # Alice: the same seqs, Bob's messages tombstoned, his reaction and attachment gone.
+    history = (await alice.history(g1.id)).messages
+    assert [m.seq for m in history][: len(before)] == before
+    assert [m.seq for m in history] == list(range(1, len(history) + 1))
+    bobs = [m for m in history if m.user_id == bob.user_id and m.type != pb.SYSTEM]
+    assert len(bobs) == 4 and all(m.deleted and m.content == "" for m in bobs)
+    assert all(m.user_name == "Deleted user" for m in bobs)
+    hello = next(m for m in history if m.id == traces["hello"].id)
+    assert (hello.content, list(hello.reactions)) == ("hello Bob", [])
+    assert history[-1].content == "Deleted user left"
+    await expect_status(grpc.StatusCode.NOT_FOUND, download(alice, traces["attachment"]))
+    async with stack_db(stack) as db:
+        assert await db.fetchval("SELECT count(*) FROM attachments WHERE owner_id = $1",
+                                 bob.user_id) == 0
+        assert await db.fetchval("SELECT count(*) FROM group_members WHERE user_id = $1",
+                                 bob.user_id) == 0
+        row = await db.fetchrow("SELECT name, email, avatar FROM users WHERE id = $1",
+                                bob.user_id)
+        assert row is not None and tuple(row) == ("Deleted user", "", "")
+    # Idempotent: a second erasure finds nothing left and changes nothing.
+    again = await backend.call("EraseUser", bpb.BackendUserRef(user_id=bob.user_id))
+    assert (again.groups_left, again.messages, again.attachments) == (0, 0, 0)
+    assert [m.seq for m in (await alice.history(g1.id)).messages] == [m.seq for m in history]
+    # Bob's own group lives on with Alice, who still reads it.
+    assert [m.content for m in (await alice.history(traces["g2"].id)).messages][-1] == (
+        "Deleted user left")
+
+
+async def test_users_cannot_erase_or_export(user: UserFactory, stack: Cluster) -> None:
+    """Only a backend token opens these (tests/api/test_backend_credential.py covers every
+    method); here: a user's own token on their own data."""
+    bob = user("Bob")
+    async with grpc.aio.insecure_channel(stack.gateway) as channel:
+        mine = BackendClient(channel, bob.token)
+        await expect_status(grpc.StatusCode.UNAUTHENTICATED,
+                            mine.call("EraseUser", bpb.BackendUserRef(user_id=bob.user_id)))
