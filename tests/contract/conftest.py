@@ -110,6 +110,8 @@ async def presence(request: pytest.FixtureRequest) -> AsyncIterator[PresenceRig]
     else:
         broker = twins.redis_broker(request.getfixturevalue("redis_server").port)
     await broker.start(received.sink)
+    for group_id in range(1, 100):  # the groups these tests address (a pod's subscribers')
+        broker.follow(group_id)
     fanout = EventFanout(broker)
     tracker = (
         twins.local_presence(fanout, groups_of)

@@ -44,7 +44,13 @@ class Broker(Protocol):
     from storage. `publish` may raise; callers log and carry on.
     """
 
-    async def publish(self, items: Sequence[tuple[int, bytes]]) -> None: ...
+    async def publish(
+        self, items: Sequence[tuple[int, bytes]], notices: Sequence[bytes] = ()
+    ) -> None:
+        """`notices`: join notices (serialized "joined" member events, already among `items`
+        for their group) for a pod that does not follow the group yet; a twin whose pods see
+        every group may drop them. They reach the sink as group-0 items."""
+        ...
 
     async def position(self) -> str:
         """Now, on the transport (opaque; "" where it means nothing)."""
@@ -67,15 +73,15 @@ class Broker(Protocol):
 class EventFanout:
     """Encodes domain events once and hands them to the broker.
 
-    A "joined" member event also goes to group 0, every pod, as a join notice: the pod that
-    holds the new member's stream may not follow that group yet (fanout/hub.py)."""
+    A "joined" member event is also a join notice for every pod: the pod that holds the new
+    member's stream may not follow that group yet (fanout/hub.py)."""
 
     def __init__(self, broker: Broker) -> None:
         self._broker = broker
 
     async def publish(self, events: Sequence[ChatEvent]) -> None:
         items: list[tuple[int, bytes]] = []
-        notices: list[tuple[int, bytes]] = []
+        notices: list[bytes] = []
         for e in events:
             if isinstance(e, PresenceChanged | UserUpdated):
                 payload = convert.event(e).SerializeToString()
@@ -84,7 +90,6 @@ class EventFanout:
                 payload = convert.event(e).SerializeToString()
                 items.append((convert.group_of(e), payload))
                 if isinstance(e, MembershipChanged) and e.change == MemberChange.JOINED:
-                    notices.append((0, payload))
-        items.extend(notices)  # after the group's own items (see Hub.on_payloads)
+                    notices.append(payload)
         if items:
-            await self._broker.publish(items)
+            await self._broker.publish(items, notices)

@@ -14,7 +14,10 @@ class MemoryBroker:
     async def start(self, sink: PayloadSink) -> None:
         self._sink = sink
 
-    async def publish(self, items: Sequence[tuple[int, bytes]]) -> None:
+    async def publish(
+        self, items: Sequence[tuple[int, bytes]], notices: Sequence[bytes] = ()
+    ) -> None:
+        """One process: the hub sees every group's own copy, so notices are not needed."""
         if self._sink is not None:
             self._sink(list(items))
 

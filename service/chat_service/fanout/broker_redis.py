@@ -129,12 +129,17 @@ class RedisStreamsBroker:
 
     # ---- publishing ----
 
-    async def publish(self, items: Sequence[tuple[int, bytes]]) -> None:
+    async def publish(
+        self, items: Sequence[tuple[int, bytes]], notices: Sequence[bytes] = ()
+    ) -> None:
         """Queue the entries for the publisher, which sends everything queued meanwhile in
-        one pipeline (one round trip, one connection), and wait until Redis has them."""
+        one pipeline (one round trip, one connection), and wait until Redis has them. Join
+        notices go to the broadcast stream after the group's own entries."""
         if not self._healthy:
             metrics.REDIS_ERRORS.labels("publish_skipped").inc()
             return
+        if notices:
+            items = [*items, *((0, payload) for payload in notices)]
         traceparent = tracing.current_traceparent()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._outbox.append((items, traceparent, done))

@@ -1,8 +1,9 @@
 """Backend-wide bans and erasures reach every pod through the broker (issue 15).
 
 An `access_revoked` event is published for group 0 (no group's streams), which every pod
-reads (the Redis broker's broadcast stream, fanout/stream_keys.py): here, before the hub sees the batch, it updates this pod's ban list (auth/bans.py)
-and ends the user's open streams on this pod (they resume elsewhere only to be refused).
+reads (the Redis broker's broadcast stream, fanout/stream_keys.py): here, before the hub sees
+the batch, it updates this pod's ban list (auth/bans.py) and ends the user's open streams on
+this pod (they resume elsewhere only to be refused).
 """
 
 from __future__ import annotations
