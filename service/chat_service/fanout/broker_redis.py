@@ -76,8 +76,11 @@ class RedisStreamsBroker:
 
     @property
     def stream_lanes(self) -> list[list[str]]:
-        """The group shards' keys, per lane (one slot per lane): what the notifier reads."""
-        return [self.keys.lane_shard_keys(lane) for lane in range(self.keys.lanes)]
+        """Every event stream, per lane (one slot per lane): what the notifier reads. The
+        broadcast stream (lane 0) carries group-0 events, e.g. backend-wide bans."""
+        lanes = [self.keys.lane_shard_keys(lane) for lane in range(self.keys.lanes)]
+        lanes[0].append(self.keys.broadcast_key)
+        return lanes
 
     @property
     def shards_followed(self) -> int:

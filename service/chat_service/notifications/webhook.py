@@ -2,10 +2,11 @@
 about group updates, deletions and moderation actions (notifications/admin_events.py).
 
 Work that exactly one pod must do, at least once: every pod joins the Redis consumer group
-`notifier` on every group shard and reads with XREADGROUP, so each event goes to one pod (one
-XREADGROUP per lane: with Redis Cluster each lane's shards share a slot, see
-fanout/stream_keys.py). Unlike the live fan-out this reads every shard: the app wants every
-message once, whichever pod serves its members.
+`notifier` on every group shard and on the broadcast stream (group-0 events such as
+backend-wide bans) and reads with XREADGROUP, so each event goes to one pod (one XREADGROUP
+per lane: with Redis Cluster each lane's shards share a slot, see fanout/stream_keys.py).
+Unlike the live fan-out this reads every shard: the app wants every message once, whichever
+pod serves its members.
 An event is XACKed only after the app answered 2xx; entries left pending by a pod that died or
 by a failed call are taken over with XAUTOCLAIM once idle for `claim_idle_ms`. Deliveries can
 repeat after a crash, so every call carries an `Idempotency-Key` (the message id), and a body
