@@ -191,7 +191,8 @@ class App:
             b.notifier.start()
             parts.push_async_callback(b.notifier.stop)
         server.add_generic_rpc_handlers(self._servicers(
-            s, repo, receipt_store, change_store, hub, b, attachments, authenticator, backend
+            s, repo, receipt_store, change_store, hub, b, attachments, authenticator, backend,
+            bans,
         ))
         _serve_health_and_reflection(server, self._health)
         await server.start()
@@ -223,6 +224,7 @@ class App:
         attachments: AttachmentService,
         authenticator: Authenticator,
         backend: BackendVerifier,
+        bans: BanList,
     ) -> tuple[grpc.GenericRpcHandler, grpc.GenericRpcHandler]:
         """The domain's use cases and the servicers over them (construction only): those of
         chat.ChatService, then chat.ChatBackend's."""
@@ -258,7 +260,8 @@ class App:
             ChatApi(chat, receipts, changes, callers, draining),
             streams,
             AttachmentApi(attachments, callers, draining),
-            AdminApi(admin, DirectMessages(repo, b.fanout, b.rate), moderation, callers, draining),
+            AdminApi(admin, DirectMessages(repo, b.fanout, b.rate, bans), moderation, callers,
+                     draining),
         ), generic_handler(
             BackendApi(directory, admin, moderation, erasure, BackendCallers(backend), draining),
             proto=chat_backend_pb2.DESCRIPTOR,

@@ -294,6 +294,13 @@ class MessageChangeStore(Protocol):
     ) -> tuple[Message, bool]: ...
 
 
+class BannedUsers(Protocol):
+    """Users who may not use the chat now: banned backend-wide (until the ban ends) or
+    erased for good (auth/bans.py's per-pod list)."""
+
+    def is_banned(self, user_id: int) -> bool: ...
+
+
 class AttachmentPurger(Protocol):
     async def purge(self, attachment_id: str) -> None: ...
 
