@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 
 from chat_devstack.cluster import Cluster
+from chat_devstack.ports import free_port
+from chat_devstack.processes import ServiceProcess
+from chat_devstack.tokens import mint, mint_backend
 from chat_service.gen import chat_backend_pb2 as bpb
 from chat_service.gen import chat_pb2 as pb
 from tests.conftest import UserFactory
@@ -116,3 +122,58 @@ async def test_users_cannot_erase_or_export(user: UserFactory, stack: Cluster) -
         mine = BackendClient(channel, bob.token)
         await expect_status(grpc.StatusCode.UNAUTHENTICATED,
                             mine.call("EraseUser", bpb.BackendUserRef(user_id=bob.user_id)))
+
+
+@pytest.fixture(scope="module")
+def anonymising_pod(
+    stack: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    """A pod with ERASE_MESSAGES=anonymise, sharing the stack's PostgreSQL and Redis."""
+    folder: Path = tmp_path_factory.mktemp("anonymise")
+    pod = ServiceProcess("anonymise", {**stack.env, "ERASE_MESSAGES": "anonymise"},
+                         free_port(), folder).start()
+    try:
+        yield pod
+    finally:
+        pod.stop()
+
+
+@pytest.fixture
+async def on_anonymising_pod(anonymising_pod: ServiceProcess) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(anonymising_pod.address) as channel:
+        yield channel
+
+
+async def test_with_anonymise_the_erased_users_messages_stay_readable_under_deleted_user(
+    new_user_id: Callable[[], int], stack: Cluster, on_anonymising_pod: grpc.aio.Channel
+) -> None:
+    alice, bob = (ChatClient(on_anonymising_pod, mint(stack.jwt_secret, uid, name=name), uid)
+                  for uid, name in ((new_user_id(), "Alice"), (new_user_id(), "Bob")))
+    backend = BackendClient(on_anonymising_pod, mint_backend(stack.backend_jwt_secret))
+    traces = await bob_leaves_traces(alice, bob)
+    g1 = traces["g1"]
+    before = (await alice.history(g1.id)).messages
+    result = await backend.call("EraseUser", bpb.BackendUserRef(user_id=bob.user_id))
+    assert (result.groups_left, result.messages, result.attachments) == (2, 5, 1)
+    await expect_status(grpc.StatusCode.PERMISSION_DENIED, bob.my_groups())
+    history = (await alice.history(g1.id)).messages
+    assert [m.seq for m in history][: len(before)] == [m.seq for m in before]
+    bobs = [m for m in history if m.user_id == bob.user_id and m.type != pb.SYSTEM]
+    # Kept, readable, not tombstoned; only the author's profile is gone.
+    assert [m.content for m in bobs if m.type == pb.TEXT] == [
+        "bob says 0", "bob says 1", "bob says 2"]
+    assert len(bobs) == 4 and not any(m.deleted for m in bobs)
+    assert {m.user_name for m in bobs} == {"Deleted user"}
+    assert [m.content for m in (await alice.history(traces["g2"].id)).messages
+            if m.user_id == bob.user_id and m.type != pb.SYSTEM] == ["my own group"]
+    # What erasure removes in any mode: his attachment, his reaction, his memberships.
+    await expect_status(grpc.StatusCode.NOT_FOUND, download(alice, traces["attachment"]))
+    hello = next(m for m in history if m.id == traces["hello"].id)
+    assert list(hello.reactions) == []
+    assert bob.user_id not in [m.id for m in await alice.members(g1.id)]
+    # The export still lists what is kept under his id (the messages), nothing else of his.
+    records = await export(backend, bob.user_id)
+    assert [r["name"] for r in records if r["type"] == "profile"] == ["Deleted user"]
+    kept = {r["content"] for r in records if r["type"] == "message" and r["kind"] == pb.TEXT}
+    assert kept == {"bob says 0", "bob says 1", "bob says 2", "my own group"}
+    assert not [r for r in records if r["type"] in ("reaction", "attachment", "membership")]
