@@ -255,7 +255,8 @@ class App:
         moderation = Moderation(repo, b.fanout, b.rate)
         directory = Directory(repo, b.fanout)
         erasure = Erasure(repo, directory, b.fanout, attachments,
-                          tombstone=s.erasure.erase_messages == "tombstone")
+                          tombstone=s.erasure.erase_messages == "tombstone",
+                          live_updates=s.erasure.live_updates)
         return generic_handler(
             ChatApi(chat, receipts, changes, callers, draining),
             streams,

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from chat_service.domain.models import (
     ActionKind,
     ChatEvent,
+    ErasedContent,
     Group,
     GroupChanges,
     HistoryPage,
@@ -190,7 +191,7 @@ class ModerationStore(Protocol):
 class ErasureStore(Protocol):
     async def attachment_ids_of_user(self, user_id: int) -> list[str]: ...
 
-    async def erase_user_content(self, user_id: int, *, tombstone: bool) -> int: ...
+    async def erase_user_content(self, user_id: int, *, tombstone: bool) -> ErasedContent: ...
 
     async def export_records(self, user_id: int) -> list[dict[str, Any]]: ...
 
