@@ -25,6 +25,7 @@ from chat_devstack.tokens import mint, mint_backend
 from chat_service.gen import chat_backend_pb2 as bpb
 from chat_service.gen import chat_pb2 as pb
 from chat_service.gen import chat_pb2_grpc as pb_grpc
+from tests.clients.test_php_backend_client import check_scenario, run_scenario
 from tests.deploy.test_envoy_config import (
     _grpc_web_frame,
     _http,
@@ -290,3 +291,14 @@ async def test_the_public_port_never_routes_the_backend_api(
         backend = BackendClient(channel, mint_backend(stack.backend_jwt_secret))
         await expect_status(grpc.StatusCode.UNIMPLEMENTED, backend.upsert(
             bpb.BackendUser(id=9_500_000, name="Nope")))
+
+
+def test_the_php_backend_client_works_through_the_internal_listener(
+    stack: Cluster, chart_envoy: RunningGateway
+) -> None:
+    """clients/php's whole backend scenario (tests/clients/test_php_backend_client.py, with
+    Debian's PHP): users through the chart's public listener, ChatBackendClient through the
+    internal one, as a Laravel pod on a chart deployment does."""
+    out, ids = run_scenario(stack, gateway=chart_envoy.public,
+                            backend_url=f"http://{chart_envoy.backend}")
+    check_scenario(out, ids)
