@@ -302,3 +302,11 @@ def test_the_php_backend_client_works_through_the_internal_listener(
     out, ids = run_scenario(stack, gateway=chart_envoy.public,
                             backend_url=f"http://{chart_envoy.backend}")
     check_scenario(out, ids)
+
+
+def test_the_notes_say_where_the_backend_reaches_it() -> None:
+    text = render_raw(WITH_POLICIES)["chat/templates/NOTES.txt"]
+    assert "CHAT_BACKEND_URL=http://chat-envoy-backend.chat.svc.cluster.local:8081" in text
+    assert 'chat-client: "true"' in text
+    off = render_raw({**JWT, "backendApi": {"secret": "b" * 40}})["chat/templates/NOTES.txt"]
+    assert "CHAT_BACKEND_URL" not in off
