@@ -24,11 +24,11 @@ RUN python3 -m venv /opt/protoc \
 
 COPY proto/ proto/
 COPY service/ service/
-# Same command as `make proto`: stubs into service/chat_service/gen/ (imported as chat_service.gen).
+# Same command as `make proto` (every proto/*.proto): stubs into service/chat_service/gen/.
 # (PATH: protoc finds the protoc-gen-mypy* plugins there.)
 RUN PATH=/opt/protoc/bin:$PATH python3 -m grpc_tools.protoc -Ichat_service/gen=proto \
         --python_out=service --grpc_python_out=service \
-        --mypy_out=service --mypy_grpc_out=service proto/chat.proto
+        --mypy_out=service --mypy_grpc_out=service proto/*.proto
 
 # The runtime venv has no pip: the builder's pip (the /opt/protoc venv's) installs into it from
 # outside (and byte-compiles everything, so the read-only runtime never needs to write .pyc files).

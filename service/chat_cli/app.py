@@ -8,6 +8,9 @@
   chat members GROUP
   chat send GROUP TEXT                    post (idempotent: retried with one client_msg_id)
   chat history GROUP [--limit N]          the newest N messages, oldest first
+  chat search WORDS [--group G]           search my groups (matches between *stars*)
+  chat thread MESSAGE_ID                  a message and its thread's replies
+  chat reply MESSAGE_ID TEXT              reply in the thread (--also-in-group: timeline too)
   chat tail GROUP                         live: messages, typing, receipts, joins/leaves once
   chat upload GROUP FILE [--caption T]    chunked upload, then an IMAGE/FILE message
 
@@ -23,6 +26,7 @@ import json
 import mimetypes
 import os
 import random
+import shlex
 import sys
 import threading
 import time
@@ -127,6 +131,13 @@ def format_message(m: pb.MessageResponse, names: dict[int, str] | None = None) -
         parts.append(m.content)
     if m.edited_at_ms:
         parts.append("(edited)")
+    if m.thread_parent_id:
+        parts.insert(1, f"(in thread {m.thread_parent_id})")
+    if m.reply_count:
+        parts.append(f"[{m.reply_count} repl{'y' if m.reply_count == 1 else 'ies'}: "
+                     f"chat thread {m.id}]")
+    if m.pinned_by:
+        parts.append("(pinned)")
     reactions = " ".join(f"{r.emoji} {r.count}" for r in m.reactions if r.count)
     if reactions:
         parts.append(f"  {reactions}")
@@ -224,10 +235,14 @@ def cmd_members(s: Session, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def cmd_send(s: Session, args: argparse.Namespace, out: TextIO) -> int:
+def _text(args: argparse.Namespace) -> str:
+    """The message words of the command line; a lone '-' reads the text from stdin."""
     text = " ".join(args.text)
-    if text == "-":
-        text = sys.stdin.read().rstrip("\n")
+    return sys.stdin.read().rstrip("\n") if text == "-" else text
+
+
+def cmd_send(s: Session, args: argparse.Namespace, out: TextIO) -> int:
+    text = _text(args)
     request = pb.SendMessageRequest(
         group_id=args.group,
         content=text,
@@ -254,6 +269,69 @@ def cmd_history(s: Session, args: argparse.Namespace, out: TextIO) -> int:
             out.write(format_message(m) + "\n")
     if page.has_more and not args.json and page.messages:
         out.write(f"(older: chat history {args.group} --before {page.messages[0].id})\n")
+    return 0
+
+
+def marked_snippet(hit: pb.SearchHit) -> str:
+    """The snippet with each highlight between '*'."""
+    text, out, at = hit.snippet, [], 0
+    for h in sorted(hit.highlights, key=lambda h: h.offset):
+        out += [text[at:h.offset], "*", text[h.offset:h.offset + h.length], "*"]
+        at = h.offset + h.length
+    return "".join([*out, text[at:]])
+
+
+def cmd_search(s: Session, args: argparse.Namespace, out: TextIO) -> int:
+    query = " ".join(args.query)
+    reply = s.call(s.stub.SearchMessages, pb.SearchMessagesRequest(
+        query=query, group_id=args.group, limit=args.limit, page_token=args.page))
+    for hit in reply.hits:
+        if args.json:
+            _emit_json(hit, out)
+            continue
+        m = hit.message
+        who = m.user_name or f"user {m.user_id}"
+        where = f"group {m.group_id} #{m.seq}" + (
+            f" in thread {m.thread_parent_id}" if m.thread_parent_id else "")
+        out.write(f"[{where} {_clock(m.timestamp_ms)}] {who}: {marked_snippet(hit)}"
+                  f"  (id {m.id})\n")
+    if not reply.hits and not args.json:
+        out.write("no messages found\n")
+    if reply.next_page_token and not args.json:
+        out.write(f"(more: chat search {shlex.quote(query)} --page {reply.next_page_token}"
+                  f"{f' --group {args.group}' if args.group else ''})\n")
+    return 0
+
+
+def cmd_thread(s: Session, args: argparse.Namespace, out: TextIO) -> int:
+    page = s.call(s.stub.GetThread, pb.GetThreadRequest(
+        parent_id=args.parent, after_seq=args.after, limit=args.limit))
+    if args.json:
+        _emit_json(page, out)
+        return 0
+    out.write(format_message(page.parent) + "\n")
+    for m in page.replies:
+        out.write("  " + format_message(m) + "\n")
+    if page.has_more and page.replies:
+        out.write(f"  (more: chat thread {page.parent.id} --after {page.replies[-1].seq})\n")
+    if page.unread_count:
+        out.write(f"  ({page.unread_count} unread)\n")
+    if args.mark_read:
+        s.call(s.stub.MarkThreadRead, pb.MarkThreadReadRequest(parent_id=page.parent.id))
+    return 0
+
+
+def cmd_reply(s: Session, args: argparse.Namespace, out: TextIO) -> int:
+    text = _text(args)
+    request = pb.ThreadReplyRequest(
+        parent_id=args.parent, content=text, also_in_group=args.also_in_group,
+        client_msg_id=args.client_msg_id or str(uuid.uuid4()),
+    )
+    m = s.call(s.stub.ReplyInThread, request, retries=5)
+    if args.json:
+        _emit_json(m, out)
+    else:
+        out.write(f"replied #{m.seq} (id {m.id}) in thread {m.thread_parent_id}\n")
     return 0
 
 
@@ -520,6 +598,25 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--limit", type=int, default=20)
     h.add_argument("--before", type=int, default=0, metavar="MESSAGE_ID")
 
+    se = sub.add_parser("search", help="search the messages of my groups, best match first")
+    se.add_argument("query", nargs="+", help='words, "a phrase", -excluded, a or b')
+    se.add_argument("--group", type=int, default=0, help="only this group")
+    se.add_argument("--limit", type=int, default=20)
+    se.add_argument("--page", default="", help="next_page_token of the previous page")
+
+    th = sub.add_parser("thread", help="a message and the replies in its thread")
+    th.add_argument("parent", type=int, metavar="MESSAGE_ID")
+    th.add_argument("--after", type=int, default=0, metavar="SEQ")
+    th.add_argument("--limit", type=int, default=50)
+    th.add_argument("--mark-read", action="store_true", help="mark the thread read")
+
+    r = sub.add_parser("reply", help="reply in the thread under a message")
+    r.add_argument("parent", type=int, metavar="MESSAGE_ID")
+    r.add_argument("text", nargs="+")
+    r.add_argument("--also-in-group", action="store_true",
+                   help="also show the reply in the group's timeline")
+    r.add_argument("--client-msg-id", default="", help="idempotency key (default: a new UUID)")
+
     tl = sub.add_parser("tail", help="follow a group live (Ctrl-C stops)")
     tl.add_argument("group", type=int)
     tl.add_argument("--last", type=int, default=0, help="first replay the last N messages")
@@ -542,6 +639,9 @@ COMMANDS: dict[str, Callable[[Session, argparse.Namespace, TextIO], int]] = {
     "members": cmd_members,
     "send": cmd_send,
     "history": cmd_history,
+    "search": cmd_search,
+    "thread": cmd_thread,
+    "reply": cmd_reply,
     "tail": cmd_tail,
     "upload": cmd_upload,
 }

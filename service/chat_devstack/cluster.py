@@ -83,7 +83,7 @@ class Cluster:
             env.update(self.redis.env)
         if not self.rate_limits:
             for name in ("USER_SEND", "GROUP_SEND", "GROUPS_CREATED", "TYPING", "EDITS",
-                         "DELETES", "REACTIONS", "MARK_READ", "READS"):
+                         "DELETES", "REACTIONS", "MARK_READ", "READS", "PINS", "SEARCH"):
                 env[f"RATE_LIMIT_{name}"] = "off"
             env["MAX_STREAMS_PER_USER"] = "100000"
             env["MAX_INFLIGHT_CALLS_PER_USER"] = "0"

@@ -20,7 +20,7 @@ async def _migrate(settings: Settings) -> None:
     pool = await connect_pool(settings.database)
     try:
         async with pool.acquire() as conn:
-            applied = await migrate(conn)
+            applied = await migrate(conn, settings.database.text_search_config)
         log.info("migrations applied: %s", applied or "none (up to date)")
     finally:
         await pool.close()

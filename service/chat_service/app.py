@@ -22,6 +22,7 @@ from chat_service.api.attachments import AttachmentApi
 from chat_service.api.auth import Authenticator
 from chat_service.api.backend import BackendApi, BackendCallers
 from chat_service.api.calls import Callers, Draining
+from chat_service.api.conversation import ConversationApi
 from chat_service.api.gate import CallGate
 from chat_service.api.handlers import SERVICE, generic_handler
 from chat_service.api.server_settings import ServerSettings
@@ -41,7 +42,10 @@ from chat_service.domain.errors import Unavailable
 from chat_service.domain.group_admin import GroupAdmin
 from chat_service.domain.message_changes import MessageChanges
 from chat_service.domain.moderation import Moderation
+from chat_service.domain.pins import Pins
 from chat_service.domain.receipts import Receipts
+from chat_service.domain.search import Search
+from chat_service.domain.threads import Threads
 from chat_service.fanout.broker import Broker
 from chat_service.fanout.hub import Hub
 from chat_service.fanout.revocation import RevocationSink
@@ -152,9 +156,13 @@ class App:
         parts.push_async_callback(pool.close)
         if s.database.migrate_on_start:
             async with pool.acquire() as conn:
-                await migrate(conn)
+                await migrate(conn, s.database.text_search_config)
         # Storage (PostgreSQL).
-        repo = PostgresChatRepository(pool, batch_sends=s.database.batch_sends)
+        repo = PostgresChatRepository(
+            pool,
+            batch_sends=s.database.batch_sends,
+            text_search_config=s.database.text_search_config,
+        )
         receipt_store = PostgresReceipts(pool)
         change_store = PostgresMessageChanges(pool)
         repo.start()
@@ -251,6 +259,14 @@ class App:
             draining,
             b.stream_slots,
         )
+        conversation = ConversationApi(
+            Threads(repo, b.fanout, s.limits, b.rate),
+            Search(repo, repo, s.limits, b.rate),
+            Pins(repo, b.fanout, s.limits, b.rate),
+            receipts,
+            callers,
+            draining,
+        )
         admin = GroupAdmin(repo, chat, b.fanout, s.limits, attachments, b.rate)
         moderation = Moderation(repo, b.fanout, b.rate)
         directory = Directory(repo, b.fanout)
@@ -259,6 +275,7 @@ class App:
                           live_updates=s.erasure.live_updates)
         return generic_handler(
             ChatApi(chat, receipts, changes, callers, draining),
+            conversation,
             streams,
             AttachmentApi(attachments, callers, draining),
             AdminApi(admin, DirectMessages(repo, b.fanout, b.rate, bans), moderation, callers,

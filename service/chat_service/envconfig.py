@@ -106,6 +106,17 @@ def choice(*allowed: str) -> Parse:
     return parse
 
 
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def identifier(name: str, raw: str, default: Any) -> str:
+    """A lower-case SQL identifier (e.g. a PostgreSQL text-search configuration name)."""
+    value = raw.strip().lower() or str(default)
+    if not _IDENTIFIER.match(value):
+        raise ConfigError(f"{name} must be a name like 'simple' or 'english', got {raw!r}")
+    return value
+
+
 def csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 

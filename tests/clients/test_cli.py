@@ -257,3 +257,31 @@ def test_tail_names_members_once_known_and_prints_a_membership_change_once(
         if tail.poll() is None:
             tail.kill()
             tail.wait()
+
+
+def test_search_thread_and_reply(stack: Cluster, people: dict[str, tuple[int, str]]) -> None:
+    (_, alice), (bob_id, bob) = people["Alice"], people["Bob"]
+    group = _created_id(chat(stack, alice, "create", "cli threads", "--member", str(bob_id)))
+    word = f"zq{random.randint(10**8, 10**9)}"
+    sent = chat(stack, alice, "--json", "send", str(group), f"where is the {word} file?")
+    parent = json.loads(sent.stdout)["id"]
+
+    replied = chat(stack, bob, "reply", str(parent), "in", "the", word, "folder")
+    assert f"in thread {parent}" in replied.stdout
+    chat(stack, bob, "reply", str(parent), "shown", "in", "the", "group", "--also-in-group")
+    shown = chat(stack, alice, "thread", str(parent), "--mark-read").stdout.splitlines()
+    assert shown[0].endswith(f"[2 replies: chat thread {parent}]"), shown
+    assert shown[1].startswith("  [#") and "Bob: (in thread" in shown[1]
+    assert shown[1].endswith(f"in the {word} folder") and "(2 unread)" in shown[-1]
+    assert "unread" not in chat(stack, alice, "thread", str(parent)).stdout  # marked read
+    history = chat(stack, alice, "history", str(group)).stdout
+    assert "shown in the group" in history and "folder" not in history
+
+    found = chat(stack, bob, "search", word).stdout.splitlines()
+    assert len(found) == 2 and all(f"*{word}*" in line for line in found), found
+    assert any(f"in thread {parent}" in line for line in found)
+    assert chat(stack, bob, "search", word, "--group", str(group), "--limit", "1").stdout \
+        .splitlines()[-1].startswith("(more: chat search ")
+    assert chat(stack, bob, "search", "nothing" + word).stdout == "no messages found\n"
+    as_json = chat(stack, bob, "--json", "search", word).stdout.splitlines()
+    assert {json.loads(line)["message"]["group_id"] for line in as_json} == {str(group)}

@@ -114,7 +114,32 @@ def test_php_client_through_grpc_web(envoy_cluster: Cluster, http_client: str) -
     assert group["id"] in out["my_groups"]
     assert {m["id"] for m in out["members"]} == {ids["alice"], ids["bob"]}
 
+    # threads, search, pins, mark-unread
+    parent_id = out["thread"]["parent"]["id"]
+    assert out["reply"]["thread_parent_id"] == parent_id
+    assert out["thread"]["parent"]["reply_count"] == 1
+    assert [m["id"] for m in out["thread"]["replies"]] == [out["reply"]["id"]]
+    assert out["thread"]["unread_count"] == 1
+    assert [g["thread_unread_count"] for g in out["thread_unread_group"]
+            if g["id"] == group["id"]] == [1]
+    assert out["thread_read"] == {"read_seq": out["reply"]["seq"], "unread_count": 0,
+                                  "group_thread_unread": 0}
+    hits = out["search"]["hits"]
+    assert sorted(h["message"]["id"] for h in hits) == sorted([parent_id, out["reply"]["id"]])
+    for hit in hits:
+        (offset, length), = hit["highlights"]
+        assert hit["snippet"][offset:offset + length].startswith("php")
+    assert out["pinned_one"]["pinned_by"] == ids["alice"]
+    assert out["pinned"] == [parent_id] and out["pinned_after_unpin"] == []
+    first_seq = out["first"]["seq"]
+    assert out["read"]["unread_count"] == 0
+    assert out["unread"]["read_seq"] == first_seq - 1
+    # Alice's messages from `first` on: it, the unicode one and the thread's parent
+    assert (out["unread"]["unread_count"], out["unread"]["mention_count"]) == (3, 0)
+
     errors = out["errors"]
+    assert errors["pin_as_member"]["class"] == "PermissionDeniedGrpcException"
+    assert errors["search_empty"]["class"] == "InvalidArgumentGrpcException"
     assert errors["empty_message"]["class"] == "InvalidArgumentGrpcException"
     assert errors["empty_message"]["http"] == 422
     assert errors["not_a_member"]["class"] == "PermissionDeniedGrpcException"
@@ -125,7 +150,10 @@ def test_php_client_through_grpc_web(envoy_cluster: Cluster, http_client: str) -
     bob = mint(envoy_cluster.jwt_secret, ids["bob"], name="Bob")
     seen = history(envoy_cluster.gateway, bob, group["id"])
     texts = [m.content for m in seen if m.type == pb.TEXT]
-    assert texts == ["hello from PHP", "ünïcödé ✓ from PHP"]
+    # the thread's parent is in the timeline, its (thread-only) reply is not
+    assert texts == [
+        "hello from PHP", "ünïcödé ✓ from PHP", f"where is the php{group['id']}needle?"
+    ]
     assert {m.user_name for m in seen if m.type == pb.TEXT} == {"Alice (PHP)"}
 
     ctl = out["controller"]

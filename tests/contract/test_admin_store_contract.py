@@ -236,3 +236,16 @@ async def test_erasure_in_anonymise_mode_keeps_the_messages(admin: AdminRig) -> 
     page = await admin.repo.history(group.id, 0, 50)
     kept = [m for m in page.messages if m.sender.id == bob.id]
     assert [(m.content, m.deleted) for m in kept] == [("kept under an anonymous name", False)]
+
+
+async def test_erasure_unpins_and_takes_the_text_out_of_search(admin: AdminRig) -> None:
+    owner, bob = await admin.user("Owner"), await admin.user("Bob")
+    group = await admin.group(owner, bob)
+    sent = await admin.post(group.id, bob, "an erasable quokka")
+    assert sent is not None
+    await admin.repo.set_pin(sent.message, owner.id, True, 50)
+    assert [h.message.id for h in await admin.repo.search(owner.id, 0, "quokka", 10, 0, 100)
+            ] == [sent.message.id]
+    await admin.repo.erase_user_content(bob.id, tombstone=True)
+    assert await admin.repo.pinned(group.id, owner.id) == []
+    assert await admin.repo.search(owner.id, 0, "quokka", 10, 0, 100) == []

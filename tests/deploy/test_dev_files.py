@@ -147,8 +147,8 @@ def test_dockerfile_final_stage_is_minimal_and_unprivileged() -> None:
 
 def test_dockerfile_generates_stubs_like_make_proto() -> None:
     builder = "\n".join(stages()[0])
-    match = re.search(r"-m grpc_tools\.protoc (.+?proto/chat\.proto)", builder)
-    assert match, "builder must generate the stubs from proto/"
+    match = re.search(r"-m grpc_tools\.protoc (.+?proto/\*\.proto)", builder)
+    assert match, "builder must generate the stubs from every proto/*.proto"
     ours = set(shlex.split(match.group(1)))
     assert {"-Ichat_service/gen=proto", "--python_out=service", "--grpc_python_out=service"} <= (
         ours
@@ -156,7 +156,7 @@ def test_dockerfile_generates_stubs_like_make_proto() -> None:
     makefile = ROOT / "Makefile"
     if makefile.exists():
         recipe = re.sub(r"\\\n", " ", read(makefile))
-        make = re.search(r"-m grpc_tools\.protoc (.+?proto/chat\.proto)", recipe)
+        make = re.search(r"-m grpc_tools\.protoc (.+?proto/\*\.proto)", recipe)
         assert make, "Makefile proto target not found"
         assert ours == set(shlex.split(make.group(1))), "Dockerfile and `make proto` differ"
     # The generator pins come from pyproject's dev extra.

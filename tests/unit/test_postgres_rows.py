@@ -29,6 +29,8 @@ def _message_row(**over: Any) -> Any:
         "r_user": None, "r_name": None, "r_content": None, "r_deleted": False,
         "a_id": None, "a_name": None, "a_type": None, "a_size": None,
         "a_width": None, "a_height": None, "a_sha256": None, "reactions": None,
+        "thread_parent_id": None, "also_in_group": False, "reply_count": 0,
+        "last_reply_at": None, "participants": None, "pinned_by": None, "pinned_at": None,
     }
     row.update(over)
     return row

@@ -47,6 +47,9 @@ class FakeReceipts:
     async def mark_read(self, group_id: int, user_id: int, seq: int) -> None:
         return None
 
+    async def mark_unread(self, group_id: int, user_id: int, message_id: int) -> None:
+        return None
+
     async def readers(
         self, group_id: int, message_id: int
     ) -> tuple[list[UserProfile], int] | None:

@@ -9,13 +9,8 @@
 // Last line "E2E OK {json}" means every step passed.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { env, launchChromium, scenario } from "./harness.mjs";
 
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined) throw new Error(`missing env ${name}`);
-  return v;
-};
 const WEB_URL = env("WEB_URL").replace(/\/+$/, "");
 const TOKEN_A = env("TOKEN_A");
 const GROUP_ID = env("GROUP_ID");
@@ -25,26 +20,9 @@ const SHOTS = env("SCREENSHOT_DIR");
 const CHROMIUM = env("CHROMIUM", "/usr/bin/chromium");
 const STEP_TIMEOUT = Number(env("STEP_TIMEOUT_MS", "20000"));
 mkdirSync(SHOTS, { recursive: true });
+const { until } = scenario(STEP_TIMEOUT);
 
-async function until(what, fn, timeout = STEP_TIMEOUT) {
-  const deadline = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${last})`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"],
-});
+const browser = await launchChromium(CHROMIUM);
 let exitCode = 0;
 try {
   const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();

@@ -13,13 +13,7 @@
 import { mkdirSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
-
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined) throw new Error(`missing env ${name}`);
-  return v;
-};
+import { env, launchChromium, scenario } from "./harness.mjs";
 
 const WEB_URL = env("WEB_URL");
 const TOKEN_A = env("TOKEN_A");
@@ -43,35 +37,8 @@ const STEP_TIMEOUT = Number(env("STEP_TIMEOUT_MS", "20000"));
 
 mkdirSync(SHOTS, { recursive: true });
 mkdirSync(FAILURES, { recursive: true });
-const summary = { steps: [], upload: "not run" };
-const t0 = Date.now();
-
-function log(msg) {
-  console.log(`[e2e +${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
-}
-
-async function step(name, fn) {
-  const start = Date.now();
-  log(`STEP ${name}`);
-  await fn();
-  summary.steps.push({ name, ms: Date.now() - start });
-}
-
-/** Polls `fn` until it returns a truthy value. */
-async function until(what, fn, timeout = STEP_TIMEOUT) {
-  const deadline = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${last})`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const { summary, log, step, until, t0 } = scenario(STEP_TIMEOUT);
+summary.upload = "not run";
 
 const stdinLines = CONTROL ? createInterface({ input: process.stdin })[Symbol.asyncIterator]() : null;
 async function control(command) {
@@ -147,19 +114,7 @@ function watchConsole(page, who) {
 
 // ---- the scenario -------------------------------------------------------------------------------
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launchChromium(CHROMIUM);
 
 let exitCode = 0;
 const ctxA = await browser.newContext({ viewport: { width: 1000, height: 720 } });

@@ -13,13 +13,8 @@
 // Screenshots are checked with bounding boxes. Last line "E2E OK {json}" means every step passed.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { env, launchChromium, scenario } from "./harness.mjs";
 
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined) throw new Error(`missing env ${name}`);
-  return v;
-};
 const WEB_URL = env("WEB_URL").replace(/\/+$/, "");
 const TOKEN_A = env("TOKEN_A");
 const NAME_A = env("NAME_A", "Alice");
@@ -35,31 +30,7 @@ const STEP_TIMEOUT = Number(env("STEP_TIMEOUT_MS", "20000"));
 mkdirSync(SHOTS, { recursive: true });
 mkdirSync(FAILURES, { recursive: true });
 
-const summary = { steps: [] };
-const t0 = Date.now();
-const log = (msg) => console.log(`[e2e +${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
-
-async function step(name, fn) {
-  const start = Date.now();
-  log(`STEP ${name}`);
-  await fn();
-  summary.steps.push({ name, ms: Date.now() - start });
-}
-
-async function until(what, fn, timeout = STEP_TIMEOUT) {
-  const deadline = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${last})`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const { summary, log, step, until } = scenario(STEP_TIMEOUT);
 
 function check(ok, what) {
   if (!ok) throw new Error(what);
@@ -95,11 +66,7 @@ function watchConsole(page, who) {
   page.on("pageerror", (err) => log(`${who} page error: ${err.message}`));
 }
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium(CHROMIUM);
 const ctxA = await browser.newContext({ viewport: { width: 1280, height: 800 } });
 const ctxD = await browser.newContext({ viewport: { width: 390, height: 844 }, hasTouch: true });
 const alice = await ctxA.newPage();

@@ -19,4 +19,7 @@ export { decodeToken, type TokenIdentity } from "./client/jwt.js";
 export { sha256Hex } from "./client/sha256.js";
 export { default as GroupChat } from "./components/GroupChat.vue";
 export { default as GroupList } from "./components/GroupList.vue";
+export { default as SearchBox } from "./components/SearchBox.vue";
+export { default as ThreadPanel } from "./components/ThreadPanel.vue";
+export { splitHighlights, type SnippetPart } from "./client/format.js";
 export * from "./gen/chat_pb.js";

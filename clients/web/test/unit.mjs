@@ -83,3 +83,18 @@ test("the user id comes from the token however it is given (string, function, pr
   await assert.rejects(opaque.identity());
   assert.equal(opaque.userId, 0n);
 });
+
+test("search snippets split at their highlights, in code points, never as HTML", () => {
+  const { splitHighlights } = lib;
+  const parts = splitHighlights("<b>é🎉 report</b> & more", [{ offset: 6, length: 6 }]);
+  assert.deepEqual(parts, [
+    { text: "<b>é🎉 ", mark: false },
+    { text: "report", mark: true },
+    { text: "</b> & more", mark: false },
+  ]);
+  // ranges out of bounds or overlapping are dropped, not thrown
+  assert.deepEqual(splitHighlights("abc", [{ offset: 2, length: 5 }, { offset: 0, length: 1 }]), [
+    { text: "a", mark: true },
+    { text: "bc", mark: false },
+  ]);
+});

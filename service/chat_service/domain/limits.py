@@ -20,3 +20,11 @@ class Limits:
     history_page_max: int = var("HISTORY_PAGE_MAX", 200)
     client_msg_id_max: int = 64
     replay_max_messages: int = var("REPLAY_MAX_MESSAGES", 2000)
+    pins_per_group_max: int = var("LIMIT_PINS_PER_GROUP", 50)
+    search_query_max_chars: int = var("LIMIT_SEARCH_QUERY_CHARS", 256)
+    search_page_default: int = var("SEARCH_PAGE_DEFAULT", 20)
+    search_page_max: int = var("SEARCH_PAGE_MAX", 50)
+    search_results_max: int = var("SEARCH_RESULTS_MAX", 1000)
+    # Matches ranked per search when a query is common: the newest max(page end, this /
+    # groups) of each group (every match when fewer are expected).
+    search_candidates: int = var("SEARCH_RANK_CANDIDATES", 1000)

@@ -82,6 +82,8 @@ class Group:
     mention_count: int = 0
     muted: bool = False
     last_update_seq: int = 0
+    thread_unread_count: int = 0
+    pinned_count: int = 0
     avatar: str = ""
     archived: bool = False
     direct: bool = False
@@ -162,6 +164,18 @@ class Message:
     attachment: AttachmentInfo | None = None
     update_seq: int = 0
     via_backend: bool = False
+    thread_parent_id: int = 0  # a thread reply names its thread's parent
+    also_in_group: bool = False  # a thread reply also shown in the main timeline
+    reply_count: int = 0  # a parent: its thread's summary
+    last_reply_at_ms: int = 0
+    thread_participants: tuple[int, ...] = ()
+    pinned_by: int = 0
+    pinned_at_ms: int = 0
+
+    @property
+    def in_timeline(self) -> bool:
+        """Shown in the group's main timeline (history, unread counts)."""
+        return not self.thread_parent_id or self.also_in_group
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +262,27 @@ class Mentioned:
 
 
 @dataclass(frozen=True, slots=True)
+class ThreadReplied:
+    """A new reply, for the thread's participants (the reply itself is a MessagePosted)."""
+
+    group_id: int
+    parent_id: int
+    message_id: int
+    seq: int
+    from_user_id: int
+    participant_ids: tuple[int, ...]
+    reply_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class PinChanged:
+    group_id: int
+    message_id: int
+    pinned: bool
+    actor_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class PresenceChanged:
     user_id: int
     online: bool
@@ -331,6 +366,8 @@ ChatEvent = (
     | MessageUpdated
     | ReceiptMoved
     | Mentioned
+    | ThreadReplied
+    | PinChanged
     | GroupUpdated
     | GroupDeleted
     | UserUpdated

@@ -5,6 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
+from chat_service.domain.conversation import (
+    SearchHit,
+    ThreadLink,
+    ThreadRead,
+    UnreadResult,
+)
 from chat_service.domain.models import (
     ActionKind,
     ChatEvent,
@@ -92,9 +98,13 @@ class MessageStore(Protocol):
         mentions: Sequence[Mention] = (),
         attachment_id: str = "",
         via_backend: bool = False,
+        thread: ThreadLink | None = None,
     ) -> PostResult | None:
         """Store a message; None when the sender is not a member (or no such group).
-        PermissionDenied when the member may not post (muted, group archived)."""
+        PermissionDenied when the member may not post (muted, group archived).
+        With `thread`, a reply in that thread: in the same transaction the parent's summary
+        (reply count, last reply, participants) changes and takes the next update_seq, and
+        the sender becomes a participant who has read up to their reply."""
         ...
 
     async def get_message(self, message_id: int, viewer: int = 0) -> Message | None: ...
@@ -114,7 +124,53 @@ class MessageStore(Protocol):
         ...
 
 
-class ChatRepository(UserStore, GroupStore, MembershipStore, MessageStore, Protocol):
+class ThreadStore(Protocol):
+    async def thread_replies(
+        self, parent_id: int, after_seq: int, limit: int, viewer: int
+    ) -> tuple[list[Message], bool]:
+        """Replies with seq > after_seq, in seq order (at most `limit`), and whether more
+        follow."""
+        ...
+
+    async def thread_position(self, parent_id: int, user_id: int) -> tuple[int, int]:
+        """(read_seq, unread replies by others) of a participant; (0, 0) for anyone else."""
+        ...
+
+    async def mark_thread_read(self, parent_id: int, user_id: int, seq: int) -> ThreadRead:
+        """Move a participant's position forward to `seq` (0: the last reply), never back;
+        a non-participant's stays (0, 0)."""
+        ...
+
+
+class SearchStore(Protocol):
+    async def search(
+        self, user_id: int, group_id: int, query: str, limit: int, offset: int,
+        candidates: int,
+    ) -> list[SearchHit]:
+        """Best matches first among the user's current groups (or `group_id` of them):
+        never deleted messages, SYSTEM messages or text edited away. The ranking covers the
+        newest max(offset + limit, candidates / groups) matches of each group. Snippets mark
+        each match between SNIPPET_START and SNIPPET_STOP (domain/search.py)."""
+        ...
+
+
+class PinStore(Protocol):
+    async def set_pin(
+        self, message: Message, actor_id: int, pinned: bool, max_pins: int
+    ) -> tuple[Message, bool]:
+        """Pin or unpin; (the message, whether it changed). A change takes the group's next
+        update_seq. ResourceExhausted when `max_pins` are pinned already."""
+        ...
+
+    async def pinned(self, group_id: int, viewer: int) -> list[Message]:
+        """The group's pinned messages, most recently pinned first."""
+        ...
+
+
+class ChatRepository(
+    UserStore, GroupStore, MembershipStore, MessageStore, ThreadStore, SearchStore, PinStore,
+    Protocol,
+):
     """Durable storage of the chat use cases (PostgreSQL in production): one object that is
     every store above. Receipts and message changes have stores of their own below."""
 
@@ -273,6 +329,13 @@ class ReceiptStore(Protocol):
     async def mark_read(
         self, group_id: int, user_id: int, seq: int
     ) -> ReadResultLike | None: ...
+
+    async def mark_unread(
+        self, group_id: int, user_id: int, message_id: int
+    ) -> UnreadResult | None:
+        """Move the read position back to just before the message (never forward); None
+        when the user is not a member or the message is not in the group."""
+        ...
 
     async def readers(
         self, group_id: int, message_id: int

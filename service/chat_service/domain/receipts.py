@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from chat_service.domain import validation
 from chat_service.domain.access import visible_role
+from chat_service.domain.conversation import UnreadResult
 from chat_service.domain.errors import InvalidArgument, NotFound, PermissionDenied
-from chat_service.domain.models import ReceiptMoved, Role, UserProfile
+from chat_service.domain.models import (
+    ReceiptMoved,
+    Role,
+    UserProfile,
+)
 from chat_service.domain.ports import (
     EventPublisher,
     GroupAccess,
@@ -46,6 +51,25 @@ class Receipts:
         if result is None:
             raise PermissionDenied(f"you are not a member of group {group_id}")
         if result.moved and not result.private:
+            await self._events.publish([ReceiptMoved(group_id, caller.id, result.read_seq)])
+        return result
+
+    async def mark_unread(
+        self, caller: UserProfile, group_id: int, message_id: int
+    ) -> UnreadResult:
+        """Move the caller's read position back so that `message_id` is their first unread
+        message (never forward: later messages stay unread). Counts follow from the stored
+        position; other members see the receipt move back unless receipts are private."""
+        validation.group_id(group_id)
+        if message_id <= 0:
+            raise InvalidArgument("message_id must be a positive integer")
+        await self._check_rate("user_mark_read", caller.id)
+        if await visible_role(self._groups, group_id, caller.id) == Role.NONE:
+            raise PermissionDenied(f"you are not a member of group {group_id}")
+        result = await self._store.mark_unread(group_id, caller.id, message_id)
+        if result is None:
+            raise NotFound(f"message {message_id} is not in group {group_id}")
+        if not result.private:
             await self._events.publish([ReceiptMoved(group_id, caller.id, result.read_seq)])
         return result
 

@@ -195,6 +195,14 @@ class Session:
                     or (target == 0 and d.event.mention.from_user_id != self.user_id)
                 ):
                     out.append(d)
+            elif kind == "thread":
+                ev_thread = d.event.thread
+                if (
+                    d.group_id in last
+                    and self.user_id in ev_thread.participant_ids
+                    and ev_thread.from_user_id != self.user_id
+                ):
+                    out.append(d)
             elif d.group_id == 0 or d.group_id in last:
                 out.append(d)
         return out

@@ -125,6 +125,8 @@ class Group(_message.Message):
     MENTION_COUNT_FIELD_NUMBER: _builtins.int
     MUTED_FIELD_NUMBER: _builtins.int
     LAST_UPDATE_SEQ_FIELD_NUMBER: _builtins.int
+    THREAD_UNREAD_COUNT_FIELD_NUMBER: _builtins.int
+    PINNED_COUNT_FIELD_NUMBER: _builtins.int
     AVATAR_FIELD_NUMBER: _builtins.int
     ARCHIVED_FIELD_NUMBER: _builtins.int
     DIRECT_FIELD_NUMBER: _builtins.int
@@ -150,6 +152,9 @@ class Group(_message.Message):
     """unread messages mentioning the caller"""
     muted: _builtins.bool
     last_update_seq: _builtins.int
+    thread_unread_count: _builtins.int
+    """Added (threads): unread replies in the threads of this group the caller takes part in."""
+    pinned_count: _builtins.int
     avatar: _builtins.str
     """Added (issue 15)."""
     archived: _builtins.bool
@@ -180,6 +185,8 @@ class Group(_message.Message):
         mention_count: _builtins.int = ...,
         muted: _builtins.bool = ...,
         last_update_seq: _builtins.int = ...,
+        thread_unread_count: _builtins.int = ...,
+        pinned_count: _builtins.int = ...,
         avatar: _builtins.str = ...,
         archived: _builtins.bool = ...,
         direct: _builtins.bool = ...,
@@ -187,7 +194,7 @@ class Group(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["direct_peer", b"direct_peer"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived", b"archived", "avatar", b"avatar", "created_at", b"created_at", "created_by", b"created_by", "description", b"description", "direct", b"direct", "direct_peer", b"direct_peer", "id", b"id", "invite_only", b"invite_only", "last_seq", b"last_seq", "last_update_seq", b"last_update_seq", "member_count", b"member_count", "member_ids", b"member_ids", "mention_count", b"mention_count", "muted", b"muted", "my_role", b"my_role", "name", b"name", "read_seq", b"read_seq", "unread_count", b"unread_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived", b"archived", "avatar", b"avatar", "created_at", b"created_at", "created_by", b"created_by", "description", b"description", "direct", b"direct", "direct_peer", b"direct_peer", "id", b"id", "invite_only", b"invite_only", "last_seq", b"last_seq", "last_update_seq", b"last_update_seq", "member_count", b"member_count", "member_ids", b"member_ids", "mention_count", b"mention_count", "muted", b"muted", "my_role", b"my_role", "name", b"name", "pinned_count", b"pinned_count", "read_seq", b"read_seq", "thread_unread_count", b"thread_unread_count", "unread_count", b"unread_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -432,6 +439,13 @@ class MessageResponse(_message.Message):
     DELETED_FIELD_NUMBER: _builtins.int
     ATTACHMENT_FIELD_NUMBER: _builtins.int
     UPDATE_SEQ_FIELD_NUMBER: _builtins.int
+    THREAD_PARENT_ID_FIELD_NUMBER: _builtins.int
+    ALSO_IN_GROUP_FIELD_NUMBER: _builtins.int
+    REPLY_COUNT_FIELD_NUMBER: _builtins.int
+    LAST_REPLY_AT_MS_FIELD_NUMBER: _builtins.int
+    THREAD_PARTICIPANT_IDS_FIELD_NUMBER: _builtins.int
+    PINNED_BY_FIELD_NUMBER: _builtins.int
+    PINNED_AT_MS_FIELD_NUMBER: _builtins.int
     VIA_BACKEND_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     group_id: _builtins.int
@@ -457,6 +471,20 @@ class MessageResponse(_message.Message):
     """tombstone: content and attachment are gone"""
     update_seq: _builtins.int
     """Position in the group's change feed (edits, deletes, reactions); see GroupPosition."""
+    thread_parent_id: _builtins.int
+    """Threads: a reply names its thread's parent; a parent carries the thread's summary.
+    0 unless this is a thread reply
+    """
+    also_in_group: _builtins.bool
+    """a thread reply also shown in the main timeline"""
+    reply_count: _builtins.int
+    """replies in the thread under this message"""
+    last_reply_at_ms: _builtins.int
+    pinned_by: _builtins.int
+    """Pins.
+    0 when not pinned
+    """
+    pinned_at_ms: _builtins.int
     via_backend: _builtins.bool
     """Added (issue 15): posted by the app's backend on behalf of `user_id` (act_as), or, with
     user_id 0 and type SYSTEM, by the backend itself.
@@ -469,6 +497,10 @@ class MessageResponse(_message.Message):
     def reply_quote(self) -> Global___MessageQuote: ...
     @_builtins.property
     def attachment(self) -> Global___Attachment: ...
+    @_builtins.property
+    def thread_participant_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """the parent's author and repliers, by id"""
+
     def __init__(
         self,
         *,
@@ -491,11 +523,18 @@ class MessageResponse(_message.Message):
         deleted: _builtins.bool = ...,
         attachment: Global___Attachment | None = ...,
         update_seq: _builtins.int = ...,
+        thread_parent_id: _builtins.int = ...,
+        also_in_group: _builtins.bool = ...,
+        reply_count: _builtins.int = ...,
+        last_reply_at_ms: _builtins.int = ...,
+        thread_participant_ids: _abc.Iterable[_builtins.int] | None = ...,
+        pinned_by: _builtins.int = ...,
+        pinned_at_ms: _builtins.int = ...,
         via_backend: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment", "reply_quote", b"reply_quote"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment", "client_msg_id", b"client_msg_id", "content", b"content", "deleted", b"deleted", "edited_at_ms", b"edited_at_ms", "group_id", b"group_id", "id", b"id", "mentions", b"mentions", "reactions", b"reactions", "reply_quote", b"reply_quote", "reply_to_id", b"reply_to_id", "seq", b"seq", "timestamp", b"timestamp", "timestamp_ms", b"timestamp_ms", "type", b"type", "update_seq", b"update_seq", "user_avatar", b"user_avatar", "user_id", b"user_id", "user_name", b"user_name", "via_backend", b"via_backend"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["also_in_group", b"also_in_group", "attachment", b"attachment", "client_msg_id", b"client_msg_id", "content", b"content", "deleted", b"deleted", "edited_at_ms", b"edited_at_ms", "group_id", b"group_id", "id", b"id", "last_reply_at_ms", b"last_reply_at_ms", "mentions", b"mentions", "pinned_at_ms", b"pinned_at_ms", "pinned_by", b"pinned_by", "reactions", b"reactions", "reply_count", b"reply_count", "reply_quote", b"reply_quote", "reply_to_id", b"reply_to_id", "seq", b"seq", "thread_parent_id", b"thread_parent_id", "thread_participant_ids", b"thread_participant_ids", "timestamp", b"timestamp", "timestamp_ms", b"timestamp_ms", "type", b"type", "update_seq", b"update_seq", "user_avatar", b"user_avatar", "user_id", b"user_id", "user_name", b"user_name", "via_backend", b"via_backend"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -864,6 +903,8 @@ class ChatEvent(_message.Message):
     UPDATED_FIELD_NUMBER: _builtins.int
     RECEIPT_FIELD_NUMBER: _builtins.int
     MENTION_FIELD_NUMBER: _builtins.int
+    THREAD_FIELD_NUMBER: _builtins.int
+    PIN_FIELD_NUMBER: _builtins.int
     GROUP_UPDATED_FIELD_NUMBER: _builtins.int
     GROUP_DELETED_FIELD_NUMBER: _builtins.int
     USER_UPDATED_FIELD_NUMBER: _builtins.int
@@ -890,6 +931,14 @@ class ChatEvent(_message.Message):
     @_builtins.property
     def mention(self) -> Global___MentionEvent:
         """to the mentioned user only, even in a muted group"""
+
+    @_builtins.property
+    def thread(self) -> Global___ThreadEvent:
+        """a new thread reply, to the thread's participants only"""
+
+    @_builtins.property
+    def pin(self) -> Global___PinEvent:
+        """a message was pinned or unpinned"""
 
     @_builtins.property
     def group_updated(self) -> Global___GroupUpdatedEvent:
@@ -925,17 +974,19 @@ class ChatEvent(_message.Message):
         updated: Global___MessageResponse | None = ...,
         receipt: Global___ReceiptEvent | None = ...,
         mention: Global___MentionEvent | None = ...,
+        thread: Global___ThreadEvent | None = ...,
+        pin: Global___PinEvent | None = ...,
         group_updated: Global___GroupUpdatedEvent | None = ...,
         group_deleted: Global___GroupDeletedEvent | None = ...,
         user_updated: Global___UserUpdatedEvent | None = ...,
         moderation: Global___ModerationEvent | None = ...,
         access_revoked: Global___AccessRevokedEvent | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["access_revoked", b"access_revoked", "event", b"event", "gap", b"gap", "group_deleted", b"group_deleted", "group_updated", b"group_updated", "heartbeat", b"heartbeat", "member", b"member", "mention", b"mention", "message", b"message", "moderation", b"moderation", "presence", b"presence", "receipt", b"receipt", "typing", b"typing", "updated", b"updated", "user_updated", b"user_updated"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_revoked", b"access_revoked", "event", b"event", "gap", b"gap", "group_deleted", b"group_deleted", "group_updated", b"group_updated", "heartbeat", b"heartbeat", "member", b"member", "mention", b"mention", "message", b"message", "moderation", b"moderation", "pin", b"pin", "presence", b"presence", "receipt", b"receipt", "thread", b"thread", "typing", b"typing", "updated", b"updated", "user_updated", b"user_updated"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_revoked", b"access_revoked", "event", b"event", "gap", b"gap", "group_deleted", b"group_deleted", "group_updated", b"group_updated", "heartbeat", b"heartbeat", "member", b"member", "mention", b"mention", "message", b"message", "moderation", b"moderation", "presence", b"presence", "receipt", b"receipt", "typing", b"typing", "updated", b"updated", "user_updated", b"user_updated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_revoked", b"access_revoked", "event", b"event", "gap", b"gap", "group_deleted", b"group_deleted", "group_updated", b"group_updated", "heartbeat", b"heartbeat", "member", b"member", "mention", b"mention", "message", b"message", "moderation", b"moderation", "pin", b"pin", "presence", b"presence", "receipt", b"receipt", "thread", b"thread", "typing", b"typing", "updated", b"updated", "user_updated", b"user_updated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "typing", "member", "presence", "gap", "heartbeat", "updated", "receipt", "mention", "group_updated", "group_deleted", "user_updated", "moderation", "access_revoked"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "typing", "member", "presence", "gap", "heartbeat", "updated", "receipt", "mention", "thread", "pin", "group_updated", "group_deleted", "user_updated", "moderation", "access_revoked"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -2098,3 +2149,440 @@ class SetMemberRoleRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetMemberRoleRequest: _TypeAlias = SetMemberRoleRequest  # noqa: Y015
+
+@_typing.final
+class ThreadReplyRequest(_message.Message):
+    """---- Added: threads, search, pins, mark-unread ----"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_ID_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    CLIENT_MSG_ID_FIELD_NUMBER: _builtins.int
+    ALSO_IN_GROUP_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    parent_id: _builtins.int
+    """the message the thread hangs under (or any reply in it)"""
+    content: _builtins.str
+    client_msg_id: _builtins.str
+    """idempotency key, as in SendMessageRequest"""
+    also_in_group: _builtins.bool
+    """also show the reply in the group's main timeline"""
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        parent_id: _builtins.int = ...,
+        content: _builtins.str = ...,
+        client_msg_id: _builtins.str = ...,
+        also_in_group: _builtins.bool = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["also_in_group", b"also_in_group", "client_msg_id", b"client_msg_id", "content", b"content", "jwt_token", b"jwt_token", "parent_id", b"parent_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ThreadReplyRequest: _TypeAlias = ThreadReplyRequest  # noqa: Y015
+
+@_typing.final
+class GetThreadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQ_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    parent_id: _builtins.int
+    after_seq: _builtins.int
+    """replies with a greater seq (0: from the first reply)"""
+    limit: _builtins.int
+    """default 50, capped like history"""
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        parent_id: _builtins.int = ...,
+        after_seq: _builtins.int = ...,
+        limit: _builtins.int = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "jwt_token", b"jwt_token", "limit", b"limit", "parent_id", b"parent_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetThreadRequest: _TypeAlias = GetThreadRequest  # noqa: Y015
+
+@_typing.final
+class ThreadResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    REPLIES_FIELD_NUMBER: _builtins.int
+    HAS_MORE_FIELD_NUMBER: _builtins.int
+    READ_SEQ_FIELD_NUMBER: _builtins.int
+    UNREAD_COUNT_FIELD_NUMBER: _builtins.int
+    has_more: _builtins.bool
+    read_seq: _builtins.int
+    """the caller's read position in the thread"""
+    unread_count: _builtins.int
+    """replies after it by others (0 for non-participants)"""
+    @_builtins.property
+    def parent(self) -> Global___MessageResponse:
+        """a tombstone (deleted) keeps the thread readable"""
+
+    @_builtins.property
+    def replies(self) -> _containers.RepeatedCompositeFieldContainer[Global___MessageResponse]:
+        """in seq order"""
+
+    def __init__(
+        self,
+        *,
+        parent: Global___MessageResponse | None = ...,
+        replies: _abc.Iterable[Global___MessageResponse] | None = ...,
+        has_more: _builtins.bool = ...,
+        read_seq: _builtins.int = ...,
+        unread_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_more", b"has_more", "parent", b"parent", "read_seq", b"read_seq", "replies", b"replies", "unread_count", b"unread_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ThreadResponse: _TypeAlias = ThreadResponse  # noqa: Y015
+
+@_typing.final
+class MarkThreadReadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_ID_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    parent_id: _builtins.int
+    seq: _builtins.int
+    """read up to this reply's seq; 0 = every reply so far"""
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        parent_id: _builtins.int = ...,
+        seq: _builtins.int = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jwt_token", b"jwt_token", "parent_id", b"parent_id", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkThreadReadRequest: _TypeAlias = MarkThreadReadRequest  # noqa: Y015
+
+@_typing.final
+class ThreadReadResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    READ_SEQ_FIELD_NUMBER: _builtins.int
+    UNREAD_COUNT_FIELD_NUMBER: _builtins.int
+    GROUP_THREAD_UNREAD_FIELD_NUMBER: _builtins.int
+    read_seq: _builtins.int
+    unread_count: _builtins.int
+    """in this thread"""
+    group_thread_unread: _builtins.int
+    """in all the caller's threads of the group"""
+    def __init__(
+        self,
+        *,
+        read_seq: _builtins.int = ...,
+        unread_count: _builtins.int = ...,
+        group_thread_unread: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_thread_unread", b"group_thread_unread", "read_seq", b"read_seq", "unread_count", b"unread_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ThreadReadResponse: _TypeAlias = ThreadReadResponse  # noqa: Y015
+
+@_typing.final
+class ThreadEvent(_message.Message):
+    """To each participant of a thread (the parent's author and everyone who replied) but the
+    replier; the reply itself arrives as a `message` event to the whole group.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    PARENT_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    FROM_USER_ID_FIELD_NUMBER: _builtins.int
+    PARTICIPANT_IDS_FIELD_NUMBER: _builtins.int
+    REPLY_COUNT_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.int
+    parent_id: _builtins.int
+    message_id: _builtins.int
+    seq: _builtins.int
+    from_user_id: _builtins.int
+    reply_count: _builtins.int
+    @_builtins.property
+    def participant_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.int = ...,
+        parent_id: _builtins.int = ...,
+        message_id: _builtins.int = ...,
+        seq: _builtins.int = ...,
+        from_user_id: _builtins.int = ...,
+        participant_ids: _abc.Iterable[_builtins.int] | None = ...,
+        reply_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_user_id", b"from_user_id", "group_id", b"group_id", "message_id", b"message_id", "parent_id", b"parent_id", "participant_ids", b"participant_ids", "reply_count", b"reply_count", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ThreadEvent: _TypeAlias = ThreadEvent  # noqa: Y015
+
+@_typing.final
+class PinEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    PINNED_FIELD_NUMBER: _builtins.int
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.int
+    message_id: _builtins.int
+    pinned: _builtins.bool
+    actor_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.int = ...,
+        message_id: _builtins.int = ...,
+        pinned: _builtins.bool = ...,
+        actor_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "group_id", b"group_id", "message_id", b"message_id", "pinned", b"pinned"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PinEvent: _TypeAlias = PinEvent  # noqa: Y015
+
+@_typing.final
+class SearchMessagesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    query: _builtins.str
+    """web-search syntax: words, "a phrase", -excluded, a or b"""
+    group_id: _builtins.int
+    """0: all the caller's groups"""
+    limit: _builtins.int
+    """default 20, at most 50"""
+    page_token: _builtins.str
+    """next_page_token of the previous page"""
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        query: _builtins.str = ...,
+        group_id: _builtins.int = ...,
+        limit: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_id", b"group_id", "jwt_token", b"jwt_token", "limit", b"limit", "page_token", b"page_token", "query", b"query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchMessagesRequest: _TypeAlias = SearchMessagesRequest  # noqa: Y015
+
+@_typing.final
+class Highlight(_message.Message):
+    """A highlighted range of `SearchHit.snippet`, in Unicode code points."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFSET_FIELD_NUMBER: _builtins.int
+    LENGTH_FIELD_NUMBER: _builtins.int
+    offset: _builtins.int
+    length: _builtins.int
+    def __init__(
+        self,
+        *,
+        offset: _builtins.int = ...,
+        length: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["length", b"length", "offset", b"offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Highlight: _TypeAlias = Highlight  # noqa: Y015
+
+@_typing.final
+class SearchHit(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    SNIPPET_FIELD_NUMBER: _builtins.int
+    HIGHLIGHTS_FIELD_NUMBER: _builtins.int
+    RANK_FIELD_NUMBER: _builtins.int
+    snippet: _builtins.str
+    """plain text around the matches (escape before display)"""
+    rank: _builtins.float
+    @_builtins.property
+    def message(self) -> Global___MessageResponse: ...
+    @_builtins.property
+    def highlights(self) -> _containers.RepeatedCompositeFieldContainer[Global___Highlight]: ...
+    def __init__(
+        self,
+        *,
+        message: Global___MessageResponse | None = ...,
+        snippet: _builtins.str = ...,
+        highlights: _abc.Iterable[Global___Highlight] | None = ...,
+        rank: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["highlights", b"highlights", "message", b"message", "rank", b"rank", "snippet", b"snippet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchHit: _TypeAlias = SearchHit  # noqa: Y015
+
+@_typing.final
+class SearchMessagesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HITS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """empty on the last page"""
+    @_builtins.property
+    def hits(self) -> _containers.RepeatedCompositeFieldContainer[Global___SearchHit]: ...
+    def __init__(
+        self,
+        *,
+        hits: _abc.Iterable[Global___SearchHit] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hits", b"hits", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchMessagesResponse: _TypeAlias = SearchMessagesResponse  # noqa: Y015
+
+@_typing.final
+class PinMessageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    message_id: _builtins.int
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        message_id: _builtins.int = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jwt_token", b"jwt_token", "message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PinMessageRequest: _TypeAlias = PinMessageRequest  # noqa: Y015
+
+@_typing.final
+class ListPinnedRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.int
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.int = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_id", b"group_id", "jwt_token", b"jwt_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPinnedRequest: _TypeAlias = ListPinnedRequest  # noqa: Y015
+
+@_typing.final
+class MarkUnreadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    JWT_TOKEN_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.int
+    message_id: _builtins.int
+    """becomes the first unread message"""
+    jwt_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.int = ...,
+        message_id: _builtins.int = ...,
+        jwt_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_id", b"group_id", "jwt_token", b"jwt_token", "message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkUnreadRequest: _TypeAlias = MarkUnreadRequest  # noqa: Y015
+
+@_typing.final
+class MarkUnreadResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    READ_SEQ_FIELD_NUMBER: _builtins.int
+    UNREAD_COUNT_FIELD_NUMBER: _builtins.int
+    MENTION_COUNT_FIELD_NUMBER: _builtins.int
+    read_seq: _builtins.int
+    unread_count: _builtins.int
+    mention_count: _builtins.int
+    def __init__(
+        self,
+        *,
+        read_seq: _builtins.int = ...,
+        unread_count: _builtins.int = ...,
+        mention_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mention_count", b"mention_count", "read_seq", b"read_seq", "unread_count", b"unread_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkUnreadResponse: _TypeAlias = MarkUnreadResponse  # noqa: Y015

@@ -190,6 +190,46 @@ class ChatServiceStub:
                 request_serializer=chat__service_dot_gen_dot_chat__pb2.DownloadFileRequest.SerializeToString,
                 response_deserializer=chat__service_dot_gen_dot_chat__pb2.DownloadChunk.FromString,
                 _registered_method=True)
+        self.ReplyInThread = channel.unary_unary(
+                '/chat.ChatService/ReplyInThread',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.ThreadReplyRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.MessageResponse.FromString,
+                _registered_method=True)
+        self.GetThread = channel.unary_unary(
+                '/chat.ChatService/GetThread',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.GetThreadRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.ThreadResponse.FromString,
+                _registered_method=True)
+        self.MarkThreadRead = channel.unary_unary(
+                '/chat.ChatService/MarkThreadRead',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.MarkThreadReadRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.ThreadReadResponse.FromString,
+                _registered_method=True)
+        self.SearchMessages = channel.unary_unary(
+                '/chat.ChatService/SearchMessages',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.SearchMessagesRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.SearchMessagesResponse.FromString,
+                _registered_method=True)
+        self.PinMessage = channel.unary_unary(
+                '/chat.ChatService/PinMessage',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.PinMessageRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.MessageResponse.FromString,
+                _registered_method=True)
+        self.UnpinMessage = channel.unary_unary(
+                '/chat.ChatService/UnpinMessage',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.PinMessageRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.MessageResponse.FromString,
+                _registered_method=True)
+        self.ListPinned = channel.unary_unary(
+                '/chat.ChatService/ListPinned',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.ListPinnedRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.MessageHistoryResponse.FromString,
+                _registered_method=True)
+        self.MarkUnread = channel.unary_unary(
+                '/chat.ChatService/MarkUnread',
+                request_serializer=chat__service_dot_gen_dot_chat__pb2.MarkUnreadRequest.SerializeToString,
+                response_deserializer=chat__service_dot_gen_dot_chat__pb2.MarkUnreadResponse.FromString,
+                _registered_method=True)
 
 
 class ChatServiceServicer:
@@ -416,6 +456,63 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplyInThread(self, request, context):
+        """Threads. A reply in the thread under `parent_id` (a reply to a reply joins the same
+        thread). It takes the group's next seq like any message, so Subscribe carries it and a
+        resume by position replays it; it shows in the main timeline (history, unread_count)
+        only with `also_in_group`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetThread(self, request, context):
+        """The parent (a tombstone once deleted) and its replies in order, `after_seq` paging on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkThreadRead(self, request, context):
+        """Move the caller's read position in a thread forward (0 = every reply so far).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchMessages(self, request, context):
+        """Full-text search over the caller's current groups (or one of them), best match first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PinMessage(self, request, context):
+        """Owners/admins pin and unpin messages (at most 50 pinned per group); members list them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnpinMessage(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPinned(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkUnread(self, request, context):
+        """Move the caller's read position back so that `message_id` is the first unread message.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChatServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -573,6 +670,46 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.DownloadFile,
                     request_deserializer=chat__service_dot_gen_dot_chat__pb2.DownloadFileRequest.FromString,
                     response_serializer=chat__service_dot_gen_dot_chat__pb2.DownloadChunk.SerializeToString,
+            ),
+            'ReplyInThread': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplyInThread,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.ThreadReplyRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.MessageResponse.SerializeToString,
+            ),
+            'GetThread': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetThread,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.GetThreadRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.ThreadResponse.SerializeToString,
+            ),
+            'MarkThreadRead': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkThreadRead,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.MarkThreadReadRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.ThreadReadResponse.SerializeToString,
+            ),
+            'SearchMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchMessages,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.SearchMessagesRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.SearchMessagesResponse.SerializeToString,
+            ),
+            'PinMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.PinMessage,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.PinMessageRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.MessageResponse.SerializeToString,
+            ),
+            'UnpinMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnpinMessage,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.PinMessageRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.MessageResponse.SerializeToString,
+            ),
+            'ListPinned': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPinned,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.ListPinnedRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.MessageHistoryResponse.SerializeToString,
+            ),
+            'MarkUnread': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkUnread,
+                    request_deserializer=chat__service_dot_gen_dot_chat__pb2.MarkUnreadRequest.FromString,
+                    response_serializer=chat__service_dot_gen_dot_chat__pb2.MarkUnreadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1413,6 +1550,222 @@ class ChatService:
             '/chat.ChatService/DownloadFile',
             chat__service_dot_gen_dot_chat__pb2.DownloadFileRequest.SerializeToString,
             chat__service_dot_gen_dot_chat__pb2.DownloadChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplyInThread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/ReplyInThread',
+            chat__service_dot_gen_dot_chat__pb2.ThreadReplyRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.MessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetThread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/GetThread',
+            chat__service_dot_gen_dot_chat__pb2.GetThreadRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.ThreadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkThreadRead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/MarkThreadRead',
+            chat__service_dot_gen_dot_chat__pb2.MarkThreadReadRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.ThreadReadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/SearchMessages',
+            chat__service_dot_gen_dot_chat__pb2.SearchMessagesRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.SearchMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PinMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/PinMessage',
+            chat__service_dot_gen_dot_chat__pb2.PinMessageRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.MessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnpinMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/UnpinMessage',
+            chat__service_dot_gen_dot_chat__pb2.PinMessageRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.MessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPinned(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/ListPinned',
+            chat__service_dot_gen_dot_chat__pb2.ListPinnedRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.MessageHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkUnread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.ChatService/MarkUnread',
+            chat__service_dot_gen_dot_chat__pb2.MarkUnreadRequest.SerializeToString,
+            chat__service_dot_gen_dot_chat__pb2.MarkUnreadResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -117,6 +117,24 @@ class ChatServiceStub:
     GetUpload: _grpc.UnaryUnaryMultiCallable[_chat_pb2.GetUploadRequest, _chat_pb2.UploadStatus]
     DownloadFile: _grpc.UnaryStreamMultiCallable[_chat_pb2.DownloadFileRequest, _chat_pb2.DownloadChunk]
     """Members of the attachment's group only."""
+    ReplyInThread: _grpc.UnaryUnaryMultiCallable[_chat_pb2.ThreadReplyRequest, _chat_pb2.MessageResponse]
+    """Threads. A reply in the thread under `parent_id` (a reply to a reply joins the same
+    thread). It takes the group's next seq like any message, so Subscribe carries it and a
+    resume by position replays it; it shows in the main timeline (history, unread_count)
+    only with `also_in_group`.
+    """
+    GetThread: _grpc.UnaryUnaryMultiCallable[_chat_pb2.GetThreadRequest, _chat_pb2.ThreadResponse]
+    """The parent (a tombstone once deleted) and its replies in order, `after_seq` paging on."""
+    MarkThreadRead: _grpc.UnaryUnaryMultiCallable[_chat_pb2.MarkThreadReadRequest, _chat_pb2.ThreadReadResponse]
+    """Move the caller's read position in a thread forward (0 = every reply so far)."""
+    SearchMessages: _grpc.UnaryUnaryMultiCallable[_chat_pb2.SearchMessagesRequest, _chat_pb2.SearchMessagesResponse]
+    """Full-text search over the caller's current groups (or one of them), best match first."""
+    PinMessage: _grpc.UnaryUnaryMultiCallable[_chat_pb2.PinMessageRequest, _chat_pb2.MessageResponse]
+    """Owners/admins pin and unpin messages (at most 50 pinned per group); members list them."""
+    UnpinMessage: _grpc.UnaryUnaryMultiCallable[_chat_pb2.PinMessageRequest, _chat_pb2.MessageResponse]
+    ListPinned: _grpc.UnaryUnaryMultiCallable[_chat_pb2.ListPinnedRequest, _chat_pb2.MessageHistoryResponse]
+    MarkUnread: _grpc.UnaryUnaryMultiCallable[_chat_pb2.MarkUnreadRequest, _chat_pb2.MarkUnreadResponse]
+    """Move the caller's read position back so that `message_id` is the first unread message."""
 
 @_typing.type_check_only
 class ChatServiceAsyncStub(ChatServiceStub):
@@ -197,6 +215,24 @@ class ChatServiceAsyncStub(ChatServiceStub):
     GetUpload: _aio.UnaryUnaryMultiCallable[_chat_pb2.GetUploadRequest, _chat_pb2.UploadStatus]  # type: ignore[assignment]
     DownloadFile: _aio.UnaryStreamMultiCallable[_chat_pb2.DownloadFileRequest, _chat_pb2.DownloadChunk]  # type: ignore[assignment]
     """Members of the attachment's group only."""
+    ReplyInThread: _aio.UnaryUnaryMultiCallable[_chat_pb2.ThreadReplyRequest, _chat_pb2.MessageResponse]  # type: ignore[assignment]
+    """Threads. A reply in the thread under `parent_id` (a reply to a reply joins the same
+    thread). It takes the group's next seq like any message, so Subscribe carries it and a
+    resume by position replays it; it shows in the main timeline (history, unread_count)
+    only with `also_in_group`.
+    """
+    GetThread: _aio.UnaryUnaryMultiCallable[_chat_pb2.GetThreadRequest, _chat_pb2.ThreadResponse]  # type: ignore[assignment]
+    """The parent (a tombstone once deleted) and its replies in order, `after_seq` paging on."""
+    MarkThreadRead: _aio.UnaryUnaryMultiCallable[_chat_pb2.MarkThreadReadRequest, _chat_pb2.ThreadReadResponse]  # type: ignore[assignment]
+    """Move the caller's read position in a thread forward (0 = every reply so far)."""
+    SearchMessages: _aio.UnaryUnaryMultiCallable[_chat_pb2.SearchMessagesRequest, _chat_pb2.SearchMessagesResponse]  # type: ignore[assignment]
+    """Full-text search over the caller's current groups (or one of them), best match first."""
+    PinMessage: _aio.UnaryUnaryMultiCallable[_chat_pb2.PinMessageRequest, _chat_pb2.MessageResponse]  # type: ignore[assignment]
+    """Owners/admins pin and unpin messages (at most 50 pinned per group); members list them."""
+    UnpinMessage: _aio.UnaryUnaryMultiCallable[_chat_pb2.PinMessageRequest, _chat_pb2.MessageResponse]  # type: ignore[assignment]
+    ListPinned: _aio.UnaryUnaryMultiCallable[_chat_pb2.ListPinnedRequest, _chat_pb2.MessageHistoryResponse]  # type: ignore[assignment]
+    MarkUnread: _aio.UnaryUnaryMultiCallable[_chat_pb2.MarkUnreadRequest, _chat_pb2.MarkUnreadResponse]  # type: ignore[assignment]
+    """Move the caller's read position back so that `message_id` is the first unread message."""
 
 class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
     """Chat Service Definition"""
@@ -460,5 +496,71 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_chat_pb2.DownloadChunk], _abc.AsyncIterator[_chat_pb2.DownloadChunk]]:
         """Members of the attachment's group only."""
+
+    @_abc_1.abstractmethod
+    def ReplyInThread(
+        self,
+        request: _chat_pb2.ThreadReplyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.MessageResponse, _abc.Awaitable[_chat_pb2.MessageResponse]]:
+        """Threads. A reply in the thread under `parent_id` (a reply to a reply joins the same
+        thread). It takes the group's next seq like any message, so Subscribe carries it and a
+        resume by position replays it; it shows in the main timeline (history, unread_count)
+        only with `also_in_group`.
+        """
+
+    @_abc_1.abstractmethod
+    def GetThread(
+        self,
+        request: _chat_pb2.GetThreadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.ThreadResponse, _abc.Awaitable[_chat_pb2.ThreadResponse]]:
+        """The parent (a tombstone once deleted) and its replies in order, `after_seq` paging on."""
+
+    @_abc_1.abstractmethod
+    def MarkThreadRead(
+        self,
+        request: _chat_pb2.MarkThreadReadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.ThreadReadResponse, _abc.Awaitable[_chat_pb2.ThreadReadResponse]]:
+        """Move the caller's read position in a thread forward (0 = every reply so far)."""
+
+    @_abc_1.abstractmethod
+    def SearchMessages(
+        self,
+        request: _chat_pb2.SearchMessagesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.SearchMessagesResponse, _abc.Awaitable[_chat_pb2.SearchMessagesResponse]]:
+        """Full-text search over the caller's current groups (or one of them), best match first."""
+
+    @_abc_1.abstractmethod
+    def PinMessage(
+        self,
+        request: _chat_pb2.PinMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.MessageResponse, _abc.Awaitable[_chat_pb2.MessageResponse]]:
+        """Owners/admins pin and unpin messages (at most 50 pinned per group); members list them."""
+
+    @_abc_1.abstractmethod
+    def UnpinMessage(
+        self,
+        request: _chat_pb2.PinMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.MessageResponse, _abc.Awaitable[_chat_pb2.MessageResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListPinned(
+        self,
+        request: _chat_pb2.ListPinnedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.MessageHistoryResponse, _abc.Awaitable[_chat_pb2.MessageHistoryResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def MarkUnread(
+        self,
+        request: _chat_pb2.MarkUnreadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.MarkUnreadResponse, _abc.Awaitable[_chat_pb2.MarkUnreadResponse]]:
+        """Move the caller's read position back so that `message_id` is the first unread message."""
 
 def add_ChatServiceServicer_to_server(servicer: ChatServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -60,8 +60,12 @@ class RateRules:
     user_mark_read: str = _rule(
         "RATE_LIMIT_MARK_READ", "60/10 seconds", "mark-read limit per user"
     )
-    # Cost-weighted: a history or mentions page costs 1 per 50 messages asked for, any other
-    # read (member list, group list, read receipts) costs 1.
+    user_pin: str = _rule("RATE_LIMIT_PINS", "20/10 seconds", "pin/unpin limit per user")
+    user_search: str = _rule(
+        "RATE_LIMIT_SEARCH", "30/10 seconds", "search limit per user"
+    )
+    # Cost-weighted: a history, thread or mentions page costs 1 per 50 messages asked for,
+    # any other read (member list, group list, pins, read receipts) costs 1.
     user_reads: str = _rule(
         "RATE_LIMIT_READS", "120/10 seconds", "read limit per user ({}; a history page costs 1 "
         "per 50 messages)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from chat_service.attachments.models import Attachment
+from chat_service.domain.conversation import SearchHit
 from chat_service.domain.models import (
     AccessRevoked,
     ActionKind,
@@ -19,8 +20,10 @@ from chat_service.domain.models import (
     MessageUpdated,
     ModerationAction,
     ModerationRecorded,
+    PinChanged,
     PresenceChanged,
     ReceiptMoved,
+    ThreadReplied,
     TypingChanged,
     UserProfile,
     UserUpdated,
@@ -54,6 +57,13 @@ def message(m: Message, for_everyone: bool = False) -> pb.MessageResponse:
         edited_at_ms=m.edited_at_ms,
         deleted=m.deleted,
         update_seq=m.update_seq,
+        thread_parent_id=m.thread_parent_id,
+        also_in_group=m.also_in_group,
+        reply_count=m.reply_count,
+        last_reply_at_ms=m.last_reply_at_ms,
+        thread_participant_ids=list(m.thread_participants),
+        pinned_by=m.pinned_by,
+        pinned_at_ms=m.pinned_at_ms,
         via_backend=m.via_backend,
     )
     if m.reply_quote is not None:
@@ -107,10 +117,21 @@ def group(g: Group) -> pb.Group:
         mention_count=g.mention_count,
         muted=g.muted,
         last_update_seq=g.last_update_seq,
+        thread_unread_count=g.thread_unread_count,
+        pinned_count=g.pinned_count,
         avatar=g.avatar,
         archived=g.archived,
         direct=g.direct,
         direct_peer=None if g.direct_peer is None else user(g.direct_peer),
+    )
+
+
+def search_hit(h: SearchHit) -> pb.SearchHit:
+    return pb.SearchHit(
+        message=message(h.message),
+        snippet=h.snippet,
+        highlights=[pb.Highlight(offset=o, length=n) for o, n in h.highlights],
+        rank=h.rank,
     )
 
 
@@ -184,6 +205,27 @@ def event(e: ChatEvent) -> pb.ChatEvent:
                     ),
                     actor_id=e.actor_id,
                     seq=e.seq,
+                )
+            )
+        case ThreadReplied():
+            return pb.ChatEvent(
+                thread=pb.ThreadEvent(
+                    group_id=e.group_id,
+                    parent_id=e.parent_id,
+                    message_id=e.message_id,
+                    seq=e.seq,
+                    from_user_id=e.from_user_id,
+                    participant_ids=list(e.participant_ids),
+                    reply_count=e.reply_count,
+                )
+            )
+        case PinChanged():
+            return pb.ChatEvent(
+                pin=pb.PinEvent(
+                    group_id=e.group_id,
+                    message_id=e.message_id,
+                    pinned=e.pinned,
+                    actor_id=e.actor_id,
                 )
             )
         case PresenceChanged(user_id=uid, online=online):

@@ -26,7 +26,7 @@ def frame_entry(payload: bytes) -> bytes:
 
 # Events that name their group in a `group_id` field of their own.
 _GROUPED = frozenset({"typing", "member", "gap", "updated", "receipt", "mention",
-                      "group_updated", "group_deleted", "moderation"})
+                      "group_updated", "group_deleted", "moderation", "thread", "pin"})
 
 
 def address(event: pb.ChatEvent, group_id: int = 0) -> tuple[str, int, int]:

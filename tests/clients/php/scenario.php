@@ -45,6 +45,23 @@ $out['history'] = $chat->history($group['id'], 10);
 $out['my_groups'] = array_column($chat->myGroups(), 'id');
 $out['members'] = $chat->members($group['id']);
 
+// Threads, search, pins, mark-unread (issue 16).
+$word = 'php' . $group['id'] . 'needle';
+$parent = $chat->sendMessage($group['id'], "where is the $word?");
+$bobChat = new ChatGrpcClient($transport, fn (): string => $issuer->forUser($bob, ['name' => 'Bob']));
+$reply = $bobChat->replyInThread($parent['id'], "the $word is here");
+$out['reply'] = $reply;
+$out['thread'] = $chat->thread($parent['id']);
+$out['thread_unread_group'] = $chat->myGroups();
+$out['thread_read'] = $chat->markThreadRead($parent['id']);
+$out['search'] = $chat->search($word);
+$out['pinned_one'] = $chat->pin($parent['id']);
+$out['pinned'] = array_column($chat->pinned($group['id']), 'id');
+$chat->pin($parent['id'], false);
+$out['pinned_after_unpin'] = $chat->pinned($group['id']);
+$out['read'] = $bobChat->markRead($group['id']);
+$out['unread'] = $bobChat->markUnread($group['id'], $first['id']);
+
 // Errors arrive as exception classes by gRPC status.
 $errors = [];
 $try = static function (string $name, callable $call) use (&$errors): void {
@@ -58,6 +75,8 @@ $try = static function (string $name, callable $call) use (&$errors): void {
 $try('empty_message', fn () => $chat->sendMessage($group['id'], ''));
 $try('not_a_member', fn () => (new ChatGrpcClient($transport, fn () => $issuer->forUser($carol, ['name' => 'Carol'])))->sendMessage($group['id'], 'let me in'));
 $try('bad_signature', fn () => (new ChatGrpcClient($transport, fn () => (new ChatTokenIssuer(str_repeat('x', 32)))->forUser($alice)))->myGroups());
+$try('pin_as_member', fn () => $bobChat->pin($parent['id']));
+$try('search_empty', fn () => $chat->search('   '));
 $try('unreachable', fn () => (new ChatGrpcClient(new GrpcWebTransport('http://127.0.0.1:9', 2.0, $http), fn () => $aliceToken, 0))->myGroups());
 $out['errors'] = $errors;
 

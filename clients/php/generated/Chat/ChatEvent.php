@@ -32,6 +32,10 @@ class ChatEvent extends \Google\Protobuf\Internal\Message
      *     @type \Chat\ReceiptEvent $receipt
      *     @type \Chat\MentionEvent $mention
      *           to the mentioned user only, even in a muted group
+     *     @type \Chat\ThreadEvent $thread
+     *           a new thread reply, to the thread's participants only
+     *     @type \Chat\PinEvent $pin
+     *           a message was pinned or unpinned
      *     @type \Chat\GroupUpdatedEvent $group_updated
      *           Added (issue 15).
      *     @type \Chat\GroupDeletedEvent $group_deleted
@@ -296,6 +300,68 @@ class ChatEvent extends \Google\Protobuf\Internal\Message
     {
         GPBUtil::checkMessage($var, \Chat\MentionEvent::class);
         $this->writeOneof(9, $var);
+
+        return $this;
+    }
+
+    /**
+     * a new thread reply, to the thread's participants only
+     *
+     * Generated from protobuf field <code>.chat.ThreadEvent thread = 10;</code>
+     * @return \Chat\ThreadEvent|null
+     */
+    public function getThread()
+    {
+        return $this->readOneof(10);
+    }
+
+    public function hasThread()
+    {
+        return $this->hasOneof(10);
+    }
+
+    /**
+     * a new thread reply, to the thread's participants only
+     *
+     * Generated from protobuf field <code>.chat.ThreadEvent thread = 10;</code>
+     * @param \Chat\ThreadEvent $var
+     * @return $this
+     */
+    public function setThread($var)
+    {
+        GPBUtil::checkMessage($var, \Chat\ThreadEvent::class);
+        $this->writeOneof(10, $var);
+
+        return $this;
+    }
+
+    /**
+     * a message was pinned or unpinned
+     *
+     * Generated from protobuf field <code>.chat.PinEvent pin = 11;</code>
+     * @return \Chat\PinEvent|null
+     */
+    public function getPin()
+    {
+        return $this->readOneof(11);
+    }
+
+    public function hasPin()
+    {
+        return $this->hasOneof(11);
+    }
+
+    /**
+     * a message was pinned or unpinned
+     *
+     * Generated from protobuf field <code>.chat.PinEvent pin = 11;</code>
+     * @param \Chat\PinEvent $var
+     * @return $this
+     */
+    public function setPin($var)
+    {
+        GPBUtil::checkMessage($var, \Chat\PinEvent::class);
+        $this->writeOneof(11, $var);
 
         return $this;
     }

@@ -88,6 +88,16 @@ class Group extends \Google\Protobuf\Internal\Message
      */
     protected $last_update_seq = 0;
     /**
+     * Added (threads): unread replies in the threads of this group the caller takes part in.
+     *
+     * Generated from protobuf field <code>int64 thread_unread_count = 16;</code>
+     */
+    protected $thread_unread_count = 0;
+    /**
+     * Generated from protobuf field <code>int32 pinned_count = 17;</code>
+     */
+    protected $pinned_count = 0;
+    /**
      * Added (issue 15).
      *
      * Generated from protobuf field <code>string avatar = 20;</code>
@@ -140,6 +150,9 @@ class Group extends \Google\Protobuf\Internal\Message
      *           unread messages mentioning the caller
      *     @type bool $muted
      *     @type int|string $last_update_seq
+     *     @type int|string $thread_unread_count
+     *           Added (threads): unread replies in the threads of this group the caller takes part in.
+     *     @type int $pinned_count
      *     @type string $avatar
      *           Added (issue 15).
      *     @type bool $archived
@@ -509,6 +522,54 @@ class Group extends \Google\Protobuf\Internal\Message
     {
         GPBUtil::checkInt64($var);
         $this->last_update_seq = $var;
+
+        return $this;
+    }
+
+    /**
+     * Added (threads): unread replies in the threads of this group the caller takes part in.
+     *
+     * Generated from protobuf field <code>int64 thread_unread_count = 16;</code>
+     * @return int|string
+     */
+    public function getThreadUnreadCount()
+    {
+        return $this->thread_unread_count;
+    }
+
+    /**
+     * Added (threads): unread replies in the threads of this group the caller takes part in.
+     *
+     * Generated from protobuf field <code>int64 thread_unread_count = 16;</code>
+     * @param int|string $var
+     * @return $this
+     */
+    public function setThreadUnreadCount($var)
+    {
+        GPBUtil::checkInt64($var);
+        $this->thread_unread_count = $var;
+
+        return $this;
+    }
+
+    /**
+     * Generated from protobuf field <code>int32 pinned_count = 17;</code>
+     * @return int
+     */
+    public function getPinnedCount()
+    {
+        return $this->pinned_count;
+    }
+
+    /**
+     * Generated from protobuf field <code>int32 pinned_count = 17;</code>
+     * @param int $var
+     * @return $this
+     */
+    public function setPinnedCount($var)
+    {
+        GPBUtil::checkInt32($var);
+        $this->pinned_count = $var;
 
         return $this;
     }

@@ -104,6 +104,44 @@ class MessageResponse extends \Google\Protobuf\Internal\Message
      */
     protected $update_seq = 0;
     /**
+     * Threads: a reply names its thread's parent; a parent carries the thread's summary.
+     *
+     * Generated from protobuf field <code>int64 thread_parent_id = 20;</code>
+     */
+    protected $thread_parent_id = 0;
+    /**
+     * a thread reply also shown in the main timeline
+     *
+     * Generated from protobuf field <code>bool also_in_group = 21;</code>
+     */
+    protected $also_in_group = false;
+    /**
+     * replies in the thread under this message
+     *
+     * Generated from protobuf field <code>int32 reply_count = 22;</code>
+     */
+    protected $reply_count = 0;
+    /**
+     * Generated from protobuf field <code>int64 last_reply_at_ms = 23;</code>
+     */
+    protected $last_reply_at_ms = 0;
+    /**
+     * the parent's author and repliers, by id
+     *
+     * Generated from protobuf field <code>repeated int64 thread_participant_ids = 24;</code>
+     */
+    private $thread_participant_ids;
+    /**
+     * Pins.
+     *
+     * Generated from protobuf field <code>int64 pinned_by = 25;</code>
+     */
+    protected $pinned_by = 0;
+    /**
+     * Generated from protobuf field <code>int64 pinned_at_ms = 26;</code>
+     */
+    protected $pinned_at_ms = 0;
+    /**
      * Added (issue 15): posted by the app's backend on behalf of `user_id` (act_as), or, with
      * user_id 0 and type SYSTEM, by the backend itself.
      *
@@ -143,6 +181,18 @@ class MessageResponse extends \Google\Protobuf\Internal\Message
      *     @type \Chat\Attachment $attachment
      *     @type int|string $update_seq
      *           Position in the group's change feed (edits, deletes, reactions); see GroupPosition.
+     *     @type int|string $thread_parent_id
+     *           Threads: a reply names its thread's parent; a parent carries the thread's summary.
+     *     @type bool $also_in_group
+     *           a thread reply also shown in the main timeline
+     *     @type int $reply_count
+     *           replies in the thread under this message
+     *     @type int|string $last_reply_at_ms
+     *     @type array<int>|array<string>|\Google\Protobuf\Internal\RepeatedField $thread_participant_ids
+     *           the parent's author and repliers, by id
+     *     @type int|string $pinned_by
+     *           Pins.
+     *     @type int|string $pinned_at_ms
      *     @type bool $via_backend
      *           Added (issue 15): posted by the app's backend on behalf of `user_id` (act_as), or, with
      *           user_id 0 and type SYSTEM, by the backend itself.
@@ -615,6 +665,180 @@ class MessageResponse extends \Google\Protobuf\Internal\Message
     {
         GPBUtil::checkInt64($var);
         $this->update_seq = $var;
+
+        return $this;
+    }
+
+    /**
+     * Threads: a reply names its thread's parent; a parent carries the thread's summary.
+     *
+     * Generated from protobuf field <code>int64 thread_parent_id = 20;</code>
+     * @return int|string
+     */
+    public function getThreadParentId()
+    {
+        return $this->thread_parent_id;
+    }
+
+    /**
+     * Threads: a reply names its thread's parent; a parent carries the thread's summary.
+     *
+     * Generated from protobuf field <code>int64 thread_parent_id = 20;</code>
+     * @param int|string $var
+     * @return $this
+     */
+    public function setThreadParentId($var)
+    {
+        GPBUtil::checkInt64($var);
+        $this->thread_parent_id = $var;
+
+        return $this;
+    }
+
+    /**
+     * a thread reply also shown in the main timeline
+     *
+     * Generated from protobuf field <code>bool also_in_group = 21;</code>
+     * @return bool
+     */
+    public function getAlsoInGroup()
+    {
+        return $this->also_in_group;
+    }
+
+    /**
+     * a thread reply also shown in the main timeline
+     *
+     * Generated from protobuf field <code>bool also_in_group = 21;</code>
+     * @param bool $var
+     * @return $this
+     */
+    public function setAlsoInGroup($var)
+    {
+        GPBUtil::checkBool($var);
+        $this->also_in_group = $var;
+
+        return $this;
+    }
+
+    /**
+     * replies in the thread under this message
+     *
+     * Generated from protobuf field <code>int32 reply_count = 22;</code>
+     * @return int
+     */
+    public function getReplyCount()
+    {
+        return $this->reply_count;
+    }
+
+    /**
+     * replies in the thread under this message
+     *
+     * Generated from protobuf field <code>int32 reply_count = 22;</code>
+     * @param int $var
+     * @return $this
+     */
+    public function setReplyCount($var)
+    {
+        GPBUtil::checkInt32($var);
+        $this->reply_count = $var;
+
+        return $this;
+    }
+
+    /**
+     * Generated from protobuf field <code>int64 last_reply_at_ms = 23;</code>
+     * @return int|string
+     */
+    public function getLastReplyAtMs()
+    {
+        return $this->last_reply_at_ms;
+    }
+
+    /**
+     * Generated from protobuf field <code>int64 last_reply_at_ms = 23;</code>
+     * @param int|string $var
+     * @return $this
+     */
+    public function setLastReplyAtMs($var)
+    {
+        GPBUtil::checkInt64($var);
+        $this->last_reply_at_ms = $var;
+
+        return $this;
+    }
+
+    /**
+     * the parent's author and repliers, by id
+     *
+     * Generated from protobuf field <code>repeated int64 thread_participant_ids = 24;</code>
+     * @return \Google\Protobuf\Internal\RepeatedField
+     */
+    public function getThreadParticipantIds()
+    {
+        return $this->thread_participant_ids;
+    }
+
+    /**
+     * the parent's author and repliers, by id
+     *
+     * Generated from protobuf field <code>repeated int64 thread_participant_ids = 24;</code>
+     * @param array<int>|array<string>|\Google\Protobuf\Internal\RepeatedField $var
+     * @return $this
+     */
+    public function setThreadParticipantIds($var)
+    {
+        $arr = GPBUtil::checkRepeatedField($var, \Google\Protobuf\Internal\GPBType::INT64);
+        $this->thread_participant_ids = $arr;
+
+        return $this;
+    }
+
+    /**
+     * Pins.
+     *
+     * Generated from protobuf field <code>int64 pinned_by = 25;</code>
+     * @return int|string
+     */
+    public function getPinnedBy()
+    {
+        return $this->pinned_by;
+    }
+
+    /**
+     * Pins.
+     *
+     * Generated from protobuf field <code>int64 pinned_by = 25;</code>
+     * @param int|string $var
+     * @return $this
+     */
+    public function setPinnedBy($var)
+    {
+        GPBUtil::checkInt64($var);
+        $this->pinned_by = $var;
+
+        return $this;
+    }
+
+    /**
+     * Generated from protobuf field <code>int64 pinned_at_ms = 26;</code>
+     * @return int|string
+     */
+    public function getPinnedAtMs()
+    {
+        return $this->pinned_at_ms;
+    }
+
+    /**
+     * Generated from protobuf field <code>int64 pinned_at_ms = 26;</code>
+     * @param int|string $var
+     * @return $this
+     */
+    public function setPinnedAtMs($var)
+    {
+        GPBUtil::checkInt64($var);
+        $this->pinned_at_ms = $var;
 
         return $this;
     }

@@ -22,12 +22,16 @@ import {
   type Attachment,
   type ChatEvent,
   type Group,
+  type MarkUnreadResponse,
   type MessageHistoryResponse,
   type MessageResponse,
   type ModerationAction,
   type ModerationAction_Kind,
   type ReactionResponse,
   type ReadReceiptsResponse,
+  type SearchMessagesResponse,
+  type ThreadReadResponse,
+  type ThreadResponse,
   type User,
 } from "../gen/chat_pb.js";
 import { backoffDelay, DEFAULT_BACKOFF, sleep, type BackoffOptions } from "./backoff.js";
@@ -100,6 +104,8 @@ export function eventGroupId(ev: ChatEvent): bigint {
     case "gap":
     case "receipt":
     case "mention":
+    case "thread":
+    case "pin":
     case "groupUpdated":
     case "groupDeleted":
     case "moderation":
@@ -493,6 +499,40 @@ export class ChatConnection {
 
   deleteMessage(messageId: bigint): Promise<MessageResponse> {
     return this.client.deleteMessage({ messageId });
+  }
+
+  // ---- threads, search, pins, mark-unread ---------------------------------------------------------
+
+  /** Replies in the thread under `parentId`; retried with one client_msg_id like sendMessage. */
+  replyInThread(parentId: bigint, content: string, alsoInGroup = false, clientMsgId = newClientMsgId()): Promise<MessageResponse> {
+    return this.retrying(() => this.client.replyInThread({ parentId, content, alsoInGroup, clientMsgId }));
+  }
+
+  /** The parent (a tombstone once deleted) and its replies in order, after `afterSeq`. */
+  thread(parentId: bigint, afterSeq = 0n, limit = 50): Promise<ThreadResponse> {
+    return this.client.getThread({ parentId, afterSeq, limit });
+  }
+
+  markThreadRead(parentId: bigint, seq = 0n): Promise<ThreadReadResponse> {
+    return this.client.markThreadRead({ parentId, seq });
+  }
+
+  /** Full-text search of the caller's groups (`groupId` 0n) or one; `pageToken` pages on. */
+  search(query: string, groupId = 0n, limit = 20, pageToken = ""): Promise<SearchMessagesResponse> {
+    return this.client.searchMessages({ query, groupId, limit, pageToken });
+  }
+
+  pin(messageId: bigint, pinned = true): Promise<MessageResponse> {
+    return pinned ? this.client.pinMessage({ messageId }) : this.client.unpinMessage({ messageId });
+  }
+
+  async pinned(groupId: bigint): Promise<MessageResponse[]> {
+    return (await this.client.listPinned({ groupId })).messages;
+  }
+
+  /** `messageId` becomes the caller's first unread message (the position only moves back). */
+  markUnread(groupId: bigint, messageId: bigint): Promise<MarkUnreadResponse> {
+    return this.client.markUnread({ groupId, messageId });
   }
 
   myMentions(beforeId = 0n, limit = 50): Promise<MessageHistoryResponse> {

@@ -54,3 +54,29 @@ export function formatSize(bytes: bigint): string {
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
   return `${(n / 1024 / 1024).toFixed(1)} MB`;
 }
+
+export interface SnippetPart {
+  text: string;
+  mark: boolean;
+}
+
+/**
+ * Splits a search snippet (plain text) at its highlights ({offset, length} in Unicode code
+ * points). Render `text` as text (never as HTML) and marked parts inside <mark>.
+ */
+export function splitHighlights(
+  snippet: string,
+  highlights: readonly { offset: number; length: number }[],
+): SnippetPart[] {
+  const chars = Array.from(snippet);
+  const parts: SnippetPart[] = [];
+  let at = 0;
+  for (const h of [...highlights].sort((a, b) => a.offset - b.offset)) {
+    if (h.offset < at || h.length <= 0 || h.offset + h.length > chars.length) continue;
+    if (h.offset > at) parts.push({ text: chars.slice(at, h.offset).join(""), mark: false });
+    parts.push({ text: chars.slice(h.offset, h.offset + h.length).join(""), mark: true });
+    at = h.offset + h.length;
+  }
+  if (at < chars.length) parts.push({ text: chars.slice(at).join(""), mark: false });
+  return parts;
+}

@@ -21,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat.proto.
  */
 export const file_chat: GenFile = /*@__PURE__*/
-  fileDesc("CgpjaGF0LnByb3RvEgRjaGF0IocBChJDcmVhdGVHcm91cFJlcXVlc3QSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRISCgptZW1iZXJfaWRzGAMgAygDEhIKCmNyZWF0ZWRfYnkYBCABKAMSEQoJand0X3Rva2VuGAUgASgJEhMKC2ludml0ZV9vbmx5GAYgASgIIowDCgVHcm91cBIKCgJpZBgBIAEoAxIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEhIKCm1lbWJlcl9pZHMYBCADKAMSEgoKY3JlYXRlZF9ieRgFIAEoAxISCgpjcmVhdGVkX2F0GAYgASgDEhMKC2ludml0ZV9vbmx5GAcgASgIEhAKCGxhc3Rfc2VxGAggASgDEhQKDG1lbWJlcl9jb3VudBgJIAEoBRIhCgdteV9yb2xlGAogASgOMhAuY2hhdC5NZW1iZXJSb2xlEhAKCHJlYWRfc2VxGAsgASgDEhQKDHVucmVhZF9jb3VudBgMIAEoAxIVCg1tZW50aW9uX2NvdW50GA0gASgFEg0KBW11dGVkGA4gASgIEhcKD2xhc3RfdXBkYXRlX3NlcRgPIAEoAxIOCgZhdmF0YXIYFCABKAkSEAoIYXJjaGl2ZWQYFSABKAgSDgoGZGlyZWN0GBYgASgIEh8KC2RpcmVjdF9wZWVyGBcgASgLMgouY2hhdC5Vc2VyIkgKEEpvaW5Hcm91cFJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAMSDwoHdXNlcl9pZBgCIAEoAxIRCglqd3RfdG9rZW4YAyABKAkiNQoRSm9pbkdyb3VwUmVzcG9uc2USDwoHc3VjY2VzcxgBIAEoCBIPCgdtZXNzYWdlGAIgASgJIkkKEUxlYXZlR3JvdXBSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgDEg8KB3VzZXJfaWQYAiABKAMSEQoJand0X3Rva2VuGAMgASgJIjYKEkxlYXZlR3JvdXBSZXNwb25zZRIPCgdzdWNjZXNzGAEgASgIEg8KB21lc3NhZ2UYAiABKAkiPQoWR2V0R3JvdXBNZW1iZXJzUmVxdWVzdBIQCghncm91cF9pZBgBIAEoAxIRCglqd3RfdG9rZW4YAiABKAkiMwoUR3JvdXBNZW1iZXJzUmVzcG9uc2USGwoHbWVtYmVycxgBIAMoCzIKLmNoYXQuVXNlciKEAQoEVXNlchIKCgJpZBgBIAEoAxIMCgRuYW1lGAIgASgJEg0KBWVtYWlsGAMgASgJEg4KBmF2YXRhchgEIAEoCRIOCgZvbmxpbmUYBSABKAgSHgoEcm9sZRgGIAEoDjIQLmNoYXQuTWVtYmVyUm9sZRITCgtjdXN0b21fanNvbhgUIAEoCSK7AQoOTWVzc2FnZVJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAMSDwoHdXNlcl9pZBgCIAEoAxIPCgdjb250ZW50GAMgASgJEh8KBHR5cGUYBCABKA4yES5jaGF0Lk1lc3NhZ2VUeXBlEhEKCWp3dF90b2tlbhgFIAEoCRIVCg1jbGllbnRfbXNnX2lkGAYgASgJEhMKC3JlcGx5X3RvX2lkGAcgASgDEhUKDWF0dGFjaG1lbnRfaWQYCCABKAki5AMKD01lc3NhZ2VSZXNwb25zZRIKCgJpZBgBIAEoAxIQCghncm91cF9pZBgCIAEoAxIPCgd1c2VyX2lkGAMgASgDEhEKCXVzZXJfbmFtZRgEIAEoCRITCgt1c2VyX2F2YXRhchgFIAEoCRIPCgdjb250ZW50GAYgASgJEh8KBHR5cGUYByABKA4yES5jaGF0Lk1lc3NhZ2VUeXBlEhEKCXRpbWVzdGFtcBgIIAEoAxILCgNzZXEYCSABKAMSFQoNY2xpZW50X21zZ19pZBgKIAEoCRIUCgx0aW1lc3RhbXBfbXMYCyABKAMSHwoIbWVudGlvbnMYDCADKAsyDS5jaGF0Lk1lbnRpb24SJgoJcmVhY3Rpb25zGA0gAygLMhMuY2hhdC5SZWFjdGlvbkNvdW50EhMKC3JlcGx5X3RvX2lkGA4gASgDEicKC3JlcGx5X3F1b3RlGA8gASgLMhIuY2hhdC5NZXNzYWdlUXVvdGUSFAoMZWRpdGVkX2F0X21zGBAgASgDEg8KB2RlbGV0ZWQYESABKAgSJAoKYXR0YWNobWVudBgSIAEoCzIQLmNoYXQuQXR0YWNobWVudBISCgp1cGRhdGVfc2VxGBMgASgDEhMKC3ZpYV9iYWNrZW5kGB4gASgIIkcKB01lbnRpb24SDwoHdXNlcl9pZBgBIAEoAxIOCgZvZmZzZXQYAiABKAUSDgoGbGVuZ3RoGAMgASgFEgsKA2FsbBgEIAEoCCI7Cg1SZWFjdGlvbkNvdW50Eg0KBWVtb2ppGAEgASgJEg0KBWNvdW50GAIgASgFEgwKBG1pbmUYAyABKAgiYAoMTWVzc2FnZVF1b3RlEgoKAmlkGAEgASgDEg8KB3VzZXJfaWQYAiABKAMSEQoJdXNlcl9uYW1lGAMgASgJEg8KB2NvbnRlbnQYBCABKAkSDwoHZGVsZXRlZBgFIAEoCCJ+CgpBdHRhY2htZW50EgoKAmlkGAEgASgJEhEKCWZpbGVfbmFtZRgCIAEoCRIUCgxjb250ZW50X3R5cGUYAyABKAkSDAoEc2l6ZRgEIAEoAxINCgV3aWR0aBgFIAEoBRIOCgZoZWlnaHQYBiABKAUSDgoGc2hhMjU2GAcgASgJIloKEUdldEhpc3RvcnlSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgDEg0KBWxpbWl0GAIgASgFEhEKCWJlZm9yZV9pZBgDIAEoAxIRCglqd3RfdG9rZW4YBCABKAkiUwoWTWVzc2FnZUhpc3RvcnlSZXNwb25zZRInCghtZXNzYWdlcxgBIAMoCzIVLmNoYXQuTWVzc2FnZVJlc3BvbnNlEhAKCGhhc19tb3JlGAIgASgIIlgKDVR5cGluZ1JlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAMSDwoHdXNlcl9pZBgCIAEoAxIRCglpc190eXBpbmcYAyABKAgSEQoJand0X3Rva2VuGAQgASgJIiEKDlR5cGluZ1Jlc3BvbnNlEg8KB3N1Y2Nlc3MYASABKAgirgEKElNlbmRNZXNzYWdlUmVxdWVzdBIQCghncm91cF9pZBgBIAEoAxIPCgdjb250ZW50GAIgASgJEh8KBHR5cGUYAyABKA4yES5jaGF0Lk1lc3NhZ2VUeXBlEhUKDWNsaWVudF9tc2dfaWQYBCABKAkSEQoJand0X3Rva2VuGAUgASgJEhMKC3JlcGx5X3RvX2lkGAYgASgDEhUKDWF0dGFjaG1lbnRfaWQYByABKAkiTAoNR3JvdXBQb3NpdGlvbhIQCghncm91cF9pZBgBIAEoAxIQCghsYXN0X3NlcRgCIAEoAxIXCg9sYXN0X3VwZGF0ZV9zZXEYAyABKAMiTQoQU3Vic2NyaWJlUmVxdWVzdBImCglwb3NpdGlvbnMYASADKAsyEy5jaGF0Lkdyb3VwUG9zaXRpb24SEQoJand0X3Rva2VuGAIgASgJIjQKEVN1YnNjcmliZVJlc3BvbnNlEh8KBmV2ZW50cxgBIAMoCzIPLmNoYXQuQ2hhdEV2ZW50IuMECglDaGF0RXZlbnQSKAoHbWVzc2FnZRgBIAEoCzIVLmNoYXQuTWVzc2FnZVJlc3BvbnNlSAASIwoGdHlwaW5nGAIgASgLMhEuY2hhdC5UeXBpbmdFdmVudEgAEiMKBm1lbWJlchgDIAEoCzIRLmNoYXQuTWVtYmVyRXZlbnRIABInCghwcmVzZW5jZRgEIAEoCzITLmNoYXQuUHJlc2VuY2VFdmVudEgAEh0KA2dhcBgFIAEoCzIOLmNoYXQuR2FwRXZlbnRIABIkCgloZWFydGJlYXQYBiABKAsyDy5jaGF0LkhlYXJ0YmVhdEgAEigKB3VwZGF0ZWQYByABKAsyFS5jaGF0Lk1lc3NhZ2VSZXNwb25zZUgAEiUKB3JlY2VpcHQYCCABKAsyEi5jaGF0LlJlY2VpcHRFdmVudEgAEiUKB21lbnRpb24YCSABKAsyEi5jaGF0Lk1lbnRpb25FdmVudEgAEjAKDWdyb3VwX3VwZGF0ZWQYDyABKAsyFy5jaGF0Lkdyb3VwVXBkYXRlZEV2ZW50SAASMAoNZ3JvdXBfZGVsZXRlZBgQIAEoCzIXLmNoYXQuR3JvdXBEZWxldGVkRXZlbnRIABIuCgx1c2VyX3VwZGF0ZWQYESABKAsyFi5jaGF0LlVzZXJVcGRhdGVkRXZlbnRIABIrCgptb2RlcmF0aW9uGBIgASgLMhUuY2hhdC5Nb2RlcmF0aW9uRXZlbnRIABIyCg5hY2Nlc3NfcmV2b2tlZBgTIAEoCzIYLmNoYXQuQWNjZXNzUmV2b2tlZEV2ZW50SABCBwoFZXZlbnQiQwoMUmVjZWlwdEV2ZW50EhAKCGdyb3VwX2lkGAEgASgDEg8KB3VzZXJfaWQYAiABKAMSEAoIcmVhZF9zZXEYAyABKAMiaAoMTWVudGlvbkV2ZW50EhAKCGdyb3VwX2lkGAEgASgDEhIKCm1lc3NhZ2VfaWQYAiABKAMSCwoDc2VxGAMgASgDEhQKDGZyb21fdXNlcl9pZBgEIAEoAxIPCgd1c2VyX2lkGAUgASgDIlwKC1R5cGluZ0V2ZW50EhAKCGdyb3VwX2lkGAEgASgDEg8KB3VzZXJfaWQYAiABKAMSEQoJaXNfdHlwaW5nGAMgASgIEhcKD3R5cGluZ191c2VyX2lkcxgEIAMoAyLLAQoLTWVtYmVyRXZlbnQSEAoIZ3JvdXBfaWQYASABKAMSJAoEa2luZBgCIAEoDjIWLmNoYXQuTWVtYmVyRXZlbnQuS2luZBIYCgR1c2VyGAMgASgLMgouY2hhdC5Vc2VyEhAKCGFjdG9yX2lkGAQgASgDEgsKA3NlcRgFIAEoAyJLCgRLaW5kEhQKEEtJTkRfVU5TUEVDSUZJRUQQABIKCgZKT0lORUQQARIICgRMRUZUEAISCwoHUkVNT1ZFRBADEgoKBkJBTk5FRBAEIjAKDVByZXNlbmNlRXZlbnQSDwoHdXNlcl9pZBgBIAEoAxIOCgZvbmxpbmUYAiABKAgiQgoIR2FwRXZlbnQSEAoIZ3JvdXBfaWQYASABKAMSEAoIZnJvbV9zZXEYAiABKAMSEgoKcmVzdW1lX3NlcRgDIAEoAyIhCglIZWFydGJlYXQSFAoMdGltZXN0YW1wX21zGAEgASgDIigKE0xpc3RNeUdyb3Vwc1JlcXVlc3QSEQoJand0X3Rva2VuGAEgASgJIjMKFExpc3RNeUdyb3Vwc1Jlc3BvbnNlEhsKBmdyb3VwcxgBIAMoCzILLmNoYXQuR3JvdXAiNgoPR2V0R3JvdXBSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgDEhEKCWp3dF90b2tlbhgCIAEoCSJDCg9NYXJrUmVhZFJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAMSCwoDc2VxGAIgASgDEhEKCWp3dF90b2tlbhgDIAEoCSI6ChBNYXJrUmVhZFJlc3BvbnNlEhAKCHJlYWRfc2VxGAEgASgDEhQKDHVucmVhZF9jb3VudBgCIAEoAyJRChZHZXRSZWFkUmVjZWlwdHNSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgDEhIKCm1lc3NhZ2VfaWQYAiABKAMSEQoJand0X3Rva2VuGAMgASgJIkYKFFJlYWRSZWNlaXB0c1Jlc3BvbnNlEhsKB3JlYWRlcnMYASADKAsyCi5jaGF0LlVzZXISEQoJdW5yZWFkX2J5GAIgASgFIlwKF1VwZGF0ZU1lbWJlcnNoaXBSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgDEhIKBW11dGVkGAIgASgISACIAQESEQoJand0X3Rva2VuGAMgASgJQggKBl9tdXRlZCJgChdVcGRhdGVNeVNldHRpbmdzUmVxdWVzdBIdChBwcml2YXRlX3JlY2VpcHRzGAEgASgISACIAQESEQoJand0X3Rva2VuGAIgASgJQhMKEV9wcml2YXRlX3JlY2VpcHRzIiYKCk15U2V0dGluZ3MSGAoQcHJpdmF0ZV9yZWNlaXB0cxgBIAEoCCJMChJFZGl0TWVzc2FnZVJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoAxIPCgdjb250ZW50GAIgASgJEhEKCWp3dF90b2tlbhgDIAEoCSI9ChREZWxldGVNZXNzYWdlUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgDEhEKCWp3dF90b2tlbhgCIAEoCSJHCg9SZWFjdGlvblJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoAxINCgVlbW9qaRgCIAEoCRIRCglqd3RfdG9rZW4YAyABKAkiTgoQUmVhY3Rpb25SZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgDEiYKCXJlYWN0aW9ucxgCIAMoCzITLmNoYXQuUmVhY3Rpb25Db3VudCJLChRHZXRNeU1lbnRpb25zUmVxdWVzdBINCgVsaW1pdBgBIAEoBRIRCgliZWZvcmVfaWQYAiABKAMSEQoJand0X3Rva2VuGAMgASgJIoABChJTdGFydFVwbG9hZFJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAMSEQoJZmlsZV9uYW1lGAIgASgJEhQKDGNvbnRlbnRfdHlwZRgDIAEoCRIMCgRzaXplGAQgASgDEg4KBnNoYTI1NhgFIAEoCRIRCglqd3RfdG9rZW4YBiABKAkiWAoSVXBsb2FkQ2h1bmtSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCRIOCgZvZmZzZXQYAiABKAMSDAoEZGF0YRgDIAEoDBIRCglqd3RfdG9rZW4YBCABKAkiOAoQR2V0VXBsb2FkUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkSEQoJand0X3Rva2VuGAIgASgJInEKDFVwbG9hZFN0YXR1cxIRCgl1cGxvYWRfaWQYASABKAkSFgoOcmVjZWl2ZWRfYnl0ZXMYAiABKAMSEAoIY29tcGxldGUYAyABKAgSJAoKYXR0YWNobWVudBgEIAEoCzIQLmNoYXQuQXR0YWNobWVudCI/ChNEb3dubG9hZEZpbGVSZXF1ZXN0EhUKDWF0dGFjaG1lbnRfaWQYASABKAkSEQoJand0X3Rva2VuGAIgASgJIkMKDURvd25sb2FkQ2h1bmsSJAoKYXR0YWNobWVudBgBIAEoCzIQLmNoYXQuQXR0YWNobWVudBIMCgRkYXRhGAIgASgMIu0BChJVcGRhdGVHcm91cFJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAMSEQoEbmFtZRgCIAEoCUgAiAEBEhgKC2Rlc2NyaXB0aW9uGAMgASgJSAGIAQESEwoGYXZhdGFyGAQgASgJSAKIAQESGAoLaW52aXRlX29ubHkYBSABKAhIA4gBARIVCghhcmNoaXZlZBgGIAEoCEgEiAEBEhEKCWp3dF90b2tlbhgHIAEoCUIHCgVfbmFtZUIOCgxfZGVzY3JpcHRpb25CCQoHX2F2YXRhckIOCgxfaW52aXRlX29ubHlCCwoJX2FyY2hpdmVkIj4KGEdldE9yQ3JlYXRlRGlyZWN0UmVxdWVzdBIPCgd1c2VyX2lkGAEgASgDEhEKCWp3dF90b2tlbhgCIAEoCSLCAgoQTW9kZXJhdGlvbkFjdGlvbhIKCgJpZBgBIAEoAxIQCghncm91cF9pZBgCIAEoAxIPCgd1c2VyX2lkGAMgASgDEhAKCGFjdG9yX2lkGAQgASgDEikKBGtpbmQYBSABKA4yGy5jaGF0Lk1vZGVyYXRpb25BY3Rpb24uS2luZBIOCgZyZWFzb24YBiABKAkSFQoNZXhwaXJlc19hdF9tcxgHIAEoAxIVCg1jcmVhdGVkX2F0X21zGAggASgDEhIKCm1lc3NhZ2VfaWQYCSABKAMicAoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASBwoDQkFOEAESCQoFVU5CQU4QAhIICgRNVVRFEAMSCgoGVU5NVVRFEAQSCgoGUkVQT1JUEAUSDAoIVVNFUl9CQU4QBhIOCgpVU0VSX1VOQkFOEAciogEKFU1vZGVyYXRlTWVtYmVyUmVxdWVzdBIQCghncm91cF9pZBgBIAEoAxIPCgd1c2VyX2lkGAIgASgDEikKBGtpbmQYAyABKA4yGy5jaGF0Lk1vZGVyYXRpb25BY3Rpb24uS2luZBIOCgZyZWFzb24YBCABKAkSGAoQZHVyYXRpb25fc2Vjb25kcxgFIAEoAxIRCglqd3RfdG9rZW4YBiABKAkiXgoVTGlzdE1vZGVyYXRpb25SZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgDEg0KBWxpbWl0GAIgASgFEhEKCWJlZm9yZV9pZBgDIAEoAxIRCglqd3RfdG9rZW4YBCABKAkiUwoWTGlzdE1vZGVyYXRpb25SZXNwb25zZRInCgdhY3Rpb25zGAEgAygLMhYuY2hhdC5Nb2RlcmF0aW9uQWN0aW9uEhAKCGhhc19tb3JlGAIgASgIIk0KFFJlcG9ydE1lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAMSDgoGcmVhc29uGAIgASgJEhEKCWp3dF90b2tlbhgDIAEoCSJTChFHcm91cFVwZGF0ZWRFdmVudBIQCghncm91cF9pZBgBIAEoAxIaCgVncm91cBgCIAEoCzILLmNoYXQuR3JvdXASEAoIYWN0b3JfaWQYAyABKAMiNwoRR3JvdXBEZWxldGVkRXZlbnQSEAoIZ3JvdXBfaWQYASABKAMSEAoIYWN0b3JfaWQYAiABKAMiLAoQVXNlclVwZGF0ZWRFdmVudBIYCgR1c2VyGAEgASgLMgouY2hhdC5Vc2VyIksKD01vZGVyYXRpb25FdmVudBIQCghncm91cF9pZBgBIAEoAxImCgZhY3Rpb24YAiABKAsyFi5jaGF0Lk1vZGVyYXRpb25BY3Rpb24iRwoSQWNjZXNzUmV2b2tlZEV2ZW50Eg8KB3VzZXJfaWQYASABKAMSDgoGcmVhc29uGAIgASgJEhAKCHVudGlsX21zGAMgASgDImwKFFNldE1lbWJlclJvbGVSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgDEg8KB3VzZXJfaWQYAiABKAMSHgoEcm9sZRgDIAEoDjIQLmNoYXQuTWVtYmVyUm9sZRIRCglqd3RfdG9rZW4YBCABKAkqTAoKTWVtYmVyUm9sZRINCglST0xFX05PTkUQABIPCgtST0xFX01FTUJFUhABEg4KClJPTEVfQURNSU4QAhIOCgpST0xFX09XTkVSEAMqOAoLTWVzc2FnZVR5cGUSCAoEVEVYVBAAEgkKBUlNQUdFEAESCAoERklMRRACEgoKBlNZU1RFTRADMu8PCgtDaGF0U2VydmljZRI0CgtDcmVhdGVHcm91cBIYLmNoYXQuQ3JlYXRlR3JvdXBSZXF1ZXN0GgsuY2hhdC5Hcm91cBI8CglKb2luR3JvdXASFi5jaGF0LkpvaW5Hcm91cFJlcXVlc3QaFy5jaGF0LkpvaW5Hcm91cFJlc3BvbnNlEj8KCkxlYXZlR3JvdXASFy5jaGF0LkxlYXZlR3JvdXBSZXF1ZXN0GhguY2hhdC5MZWF2ZUdyb3VwUmVzcG9uc2USSwoPR2V0R3JvdXBNZW1iZXJzEhwuY2hhdC5HZXRHcm91cE1lbWJlcnNSZXF1ZXN0GhouY2hhdC5Hcm91cE1lbWJlcnNSZXNwb25zZRI3Cg1TZXRNZW1iZXJSb2xlEhouY2hhdC5TZXRNZW1iZXJSb2xlUmVxdWVzdBoKLmNoYXQuVXNlchI0CgtVcGRhdGVHcm91cBIYLmNoYXQuVXBkYXRlR3JvdXBSZXF1ZXN0GgsuY2hhdC5Hcm91cBJAChFHZXRPckNyZWF0ZURpcmVjdBIeLmNoYXQuR2V0T3JDcmVhdGVEaXJlY3RSZXF1ZXN0GgsuY2hhdC5Hcm91cBJFCg5Nb2RlcmF0ZU1lbWJlchIbLmNoYXQuTW9kZXJhdGVNZW1iZXJSZXF1ZXN0GhYuY2hhdC5Nb2RlcmF0aW9uQWN0aW9uEksKDkxpc3RNb2RlcmF0aW9uEhsuY2hhdC5MaXN0TW9kZXJhdGlvblJlcXVlc3QaHC5jaGF0Lkxpc3RNb2RlcmF0aW9uUmVzcG9uc2USQwoNUmVwb3J0TWVzc2FnZRIaLmNoYXQuUmVwb3J0TWVzc2FnZVJlcXVlc3QaFi5jaGF0Lk1vZGVyYXRpb25BY3Rpb24SQQoOU3RyZWFtTWVzc2FnZXMSFC5jaGF0Lk1lc3NhZ2VSZXF1ZXN0GhUuY2hhdC5NZXNzYWdlUmVzcG9uc2UoATABEkoKEUdldE1lc3NhZ2VIaXN0b3J5EhcuY2hhdC5HZXRIaXN0b3J5UmVxdWVzdBocLmNoYXQuTWVzc2FnZUhpc3RvcnlSZXNwb25zZRJAChNTZW5kVHlwaW5nSW5kaWNhdG9yEhMuY2hhdC5UeXBpbmdSZXF1ZXN0GhQuY2hhdC5UeXBpbmdSZXNwb25zZRI+CgtTZW5kTWVzc2FnZRIYLmNoYXQuU2VuZE1lc3NhZ2VSZXF1ZXN0GhUuY2hhdC5NZXNzYWdlUmVzcG9uc2USPgoJU3Vic2NyaWJlEhYuY2hhdC5TdWJzY3JpYmVSZXF1ZXN0GhcuY2hhdC5TdWJzY3JpYmVSZXNwb25zZTABEkUKDExpc3RNeUdyb3VwcxIZLmNoYXQuTGlzdE15R3JvdXBzUmVxdWVzdBoaLmNoYXQuTGlzdE15R3JvdXBzUmVzcG9uc2USLgoIR2V0R3JvdXASFS5jaGF0LkdldEdyb3VwUmVxdWVzdBoLLmNoYXQuR3JvdXASOQoITWFya1JlYWQSFS5jaGF0Lk1hcmtSZWFkUmVxdWVzdBoWLmNoYXQuTWFya1JlYWRSZXNwb25zZRJLCg9HZXRSZWFkUmVjZWlwdHMSHC5jaGF0LkdldFJlYWRSZWNlaXB0c1JlcXVlc3QaGi5jaGF0LlJlYWRSZWNlaXB0c1Jlc3BvbnNlEj4KEFVwZGF0ZU1lbWJlcnNoaXASHS5jaGF0LlVwZGF0ZU1lbWJlcnNoaXBSZXF1ZXN0GgsuY2hhdC5Hcm91cBJDChBVcGRhdGVNeVNldHRpbmdzEh0uY2hhdC5VcGRhdGVNeVNldHRpbmdzUmVxdWVzdBoQLmNoYXQuTXlTZXR0aW5ncxI+CgtFZGl0TWVzc2FnZRIYLmNoYXQuRWRpdE1lc3NhZ2VSZXF1ZXN0GhUuY2hhdC5NZXNzYWdlUmVzcG9uc2USQgoNRGVsZXRlTWVzc2FnZRIaLmNoYXQuRGVsZXRlTWVzc2FnZVJlcXVlc3QaFS5jaGF0Lk1lc3NhZ2VSZXNwb25zZRI8CgtBZGRSZWFjdGlvbhIVLmNoYXQuUmVhY3Rpb25SZXF1ZXN0GhYuY2hhdC5SZWFjdGlvblJlc3BvbnNlEj8KDlJlbW92ZVJlYWN0aW9uEhUuY2hhdC5SZWFjdGlvblJlcXVlc3QaFi5jaGF0LlJlYWN0aW9uUmVzcG9uc2USSQoNR2V0TXlNZW50aW9ucxIaLmNoYXQuR2V0TXlNZW50aW9uc1JlcXVlc3QaHC5jaGF0Lk1lc3NhZ2VIaXN0b3J5UmVzcG9uc2USOwoLU3RhcnRVcGxvYWQSGC5jaGF0LlN0YXJ0VXBsb2FkUmVxdWVzdBoSLmNoYXQuVXBsb2FkU3RhdHVzEjwKClVwbG9hZEZpbGUSGC5jaGF0LlVwbG9hZENodW5rUmVxdWVzdBoSLmNoYXQuVXBsb2FkU3RhdHVzKAESOwoLVXBsb2FkQ2h1bmsSGC5jaGF0LlVwbG9hZENodW5rUmVxdWVzdBoSLmNoYXQuVXBsb2FkU3RhdHVzEjcKCUdldFVwbG9hZBIWLmNoYXQuR2V0VXBsb2FkUmVxdWVzdBoSLmNoYXQuVXBsb2FkU3RhdHVzEkAKDERvd25sb2FkRmlsZRIZLmNoYXQuRG93bmxvYWRGaWxlUmVxdWVzdBoTLmNoYXQuRG93bmxvYWRDaHVuazABQjFaL2dpdGh1Yi5jb20veW91cnVzZXJuYW1lL2NoYXQtbWljcm9zZXJ2aWNlL3Byb3RvYgZwcm90bzM");
+  fileDesc("CgpjaGF0LnByb3RvEgRjaGF0IocBChJDcmVhdGVHcm91cFJlcXVlc3QSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRISCgptZW1iZXJfaWRzGAMgAygDEhIKCmNyZWF0ZWRfYnkYBCABKAMSEQoJand0X3Rva2VuGAUgASgJEhMKC2ludml0ZV9vbmx5GAYgASgIIr8DCgVHcm91cBIKCgJpZBgBIAEoAxIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEhIKCm1lbWJlcl9pZHMYBCADKAMSEgoKY3JlYXRlZF9ieRgFIAEoAxISCgpjcmVhdGVkX2F0GAYgASgDEhMKC2ludml0ZV9vbmx5GAcgASgIEhAKCGxhc3Rfc2VxGAggASgDEhQKDG1lbWJlcl9jb3VudBgJIAEoBRIhCgdteV9yb2xlGAogASgOMhAuY2hhdC5NZW1iZXJSb2xlEhAKCHJlYWRfc2VxGAsgASgDEhQKDHVucmVhZF9jb3VudBgMIAEoAxIVCg1tZW50aW9uX2NvdW50GA0gASgFEg0KBW11dGVkGA4gASgIEhcKD2xhc3RfdXBkYXRlX3NlcRgPIAEoAxIbChN0aHJlYWRfdW5yZWFkX2NvdW50GBAgASgDEhQKDHBpbm5lZF9jb3VudBgRIAEoBRIOCgZhdmF0YXIYFCABKAkSEAoIYXJjaGl2ZWQYFSABKAgSDgoGZGlyZWN0GBYgASgIEh8KC2RpcmVjdF9wZWVyGBcgASgLMgouY2hhdC5Vc2VyIkgKEEpvaW5Hcm91cFJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAMSDwoHdXNlcl9pZBgCIAEoAxIRCglqd3RfdG9rZW4YAyABKAkiNQoRSm9pbkdyb3VwUmVzcG9uc2USDwoHc3VjY2VzcxgBIAEoCBIPCgdtZXNzYWdlGAIgASgJIkkKEUxlYXZlR3JvdXBSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgDEg8KB3VzZXJfaWQYAiABKAMSEQoJand0X3Rva2VuGAMgASgJIjYKEkxlYXZlR3JvdXBSZXNwb25zZRIPCgdzdWNjZXNzGAEgASgIEg8KB21lc3NhZ2UYAiABKAkiPQoWR2V0R3JvdXBNZW1iZXJzUmVxdWVzdBIQCghncm91cF9pZBgBIAEoAxIRCglqd3RfdG9rZW4YAiABKAkiMwoUR3JvdXBNZW1iZXJzUmVzcG9uc2USGwoHbWVtYmVycxgBIAMoCzIKLmNoYXQuVXNlciKEAQoEVXNlchIKCgJpZBgBIAEoAxIMCgRuYW1lGAIgASgJEg0KBWVtYWlsGAMgASgJEg4KBmF2YXRhchgEIAEoCRIOCgZvbmxpbmUYBSABKAgSHgoEcm9sZRgGIAEoDjIQLmNoYXQuTWVtYmVyUm9sZRITCgtjdXN0b21fanNvbhgUIAEoCSK7AQoOTWVzc2FnZVJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAMSDwoHdXNlcl9pZBgCIAEoAxIPCgdjb250ZW50GAMgASgJEh8KBHR5cGUYBCABKA4yES5jaGF0Lk1lc3NhZ2VUeXBlEhEKCWp3dF90b2tlbhgFIAEoCRIVCg1jbGllbnRfbXNnX2lkGAYgASgJEhMKC3JlcGx5X3RvX2lkGAcgASgDEhUKDWF0dGFjaG1lbnRfaWQYCCABKAkijQUKD01lc3NhZ2VSZXNwb25zZRIKCgJpZBgBIAEoAxIQCghncm91cF9pZBgCIAEoAxIPCgd1c2VyX2lkGAMgASgDEhEKCXVzZXJfbmFtZRgEIAEoCRITCgt1c2VyX2F2YXRhchgFIAEoCRIPCgdjb250ZW50GAYgASgJEh8KBHR5cGUYByABKA4yES5jaGF0Lk1lc3NhZ2VUeXBlEhEKCXRpbWVzdGFtcBgIIAEoAxILCgNzZXEYCSABKAMSFQoNY2xpZW50X21zZ19pZBgKIAEoCRIUCgx0aW1lc3RhbXBfbXMYCyABKAMSHwoIbWVudGlvbnMYDCADKAsyDS5jaGF0Lk1lbnRpb24SJgoJcmVhY3Rpb25zGA0gAygLMhMuY2hhdC5SZWFjdGlvbkNvdW50EhMKC3JlcGx5X3RvX2lkGA4gASgDEicKC3JlcGx5X3F1b3RlGA8gASgLMhIuY2hhdC5NZXNzYWdlUXVvdGUSFAoMZWRpdGVkX2F0X21zGBAgASgDEg8KB2RlbGV0ZWQYESABKAgSJAoKYXR0YWNobWVudBgSIAEoCzIQLmNoYXQuQXR0YWNobWVudBISCgp1cGRhdGVfc2VxGBMgASgDEhgKEHRocmVhZF9wYXJlbnRfaWQYFCABKAMSFQoNYWxzb19pbl9ncm91cBgVIAEoCBITCgtyZXBseV9jb3VudBgWIAEoBRIYChBsYXN0X3JlcGx5X2F0X21zGBcgASgDEh4KFnRocmVhZF9wYXJ0aWNpcGFudF9pZHMYGCADKAMSEQoJcGlubmVkX2J5GBkgASgDEhQKDHBpbm5lZF9hdF9tcxgaIAEoAxITCgt2aWFfYmFja2VuZBgeIAEoCCJHCgdNZW50aW9uEg8KB3VzZXJfaWQYASABKAMSDgoGb2Zmc2V0GAIgASgFEg4KBmxlbmd0aBgDIAEoBRILCgNhbGwYBCABKAgiOwoNUmVhY3Rpb25Db3VudBINCgVlbW9qaRgBIAEoCRINCgVjb3VudBgCIAEoBRIMCgRtaW5lGAMgASgIImAKDE1lc3NhZ2VRdW90ZRIKCgJpZBgBIAEoAxIPCgd1c2VyX2lkGAIgASgDEhEKCXVzZXJfbmFtZRgDIAEoCRIPCgdjb250ZW50GAQgASgJEg8KB2RlbGV0ZWQYBSABKAgifgoKQXR0YWNobWVudBIKCgJpZBgBIAEoCRIRCglmaWxlX25hbWUYAiABKAkSFAoMY29udGVudF90eXBlGAMgASgJEgwKBHNpemUYBCABKAMSDQoFd2lkdGgYBSABKAUSDgoGaGVpZ2h0GAYgASgFEg4KBnNoYTI1NhgHIAEoCSJaChFHZXRIaXN0b3J5UmVxdWVzdBIQCghncm91cF9pZBgBIAEoAxINCgVsaW1pdBgCIAEoBRIRCgliZWZvcmVfaWQYAyABKAMSEQoJand0X3Rva2VuGAQgASgJIlMKFk1lc3NhZ2VIaXN0b3J5UmVzcG9uc2USJwoIbWVzc2FnZXMYASADKAsyFS5jaGF0Lk1lc3NhZ2VSZXNwb25zZRIQCghoYXNfbW9yZRgCIAEoCCJYCg1UeXBpbmdSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgDEg8KB3VzZXJfaWQYAiABKAMSEQoJaXNfdHlwaW5nGAMgASgIEhEKCWp3dF90b2tlbhgEIAEoCSIhCg5UeXBpbmdSZXNwb25zZRIPCgdzdWNjZXNzGAEgASgIIq4BChJTZW5kTWVzc2FnZVJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAMSDwoHY29udGVudBgCIAEoCRIfCgR0eXBlGAMgASgOMhEuY2hhdC5NZXNzYWdlVHlwZRIVCg1jbGllbnRfbXNnX2lkGAQgASgJEhEKCWp3dF90b2tlbhgFIAEoCRITCgtyZXBseV90b19pZBgGIAEoAxIVCg1hdHRhY2htZW50X2lkGAcgASgJIkwKDUdyb3VwUG9zaXRpb24SEAoIZ3JvdXBfaWQYASABKAMSEAoIbGFzdF9zZXEYAiABKAMSFwoPbGFzdF91cGRhdGVfc2VxGAMgASgDIk0KEFN1YnNjcmliZVJlcXVlc3QSJgoJcG9zaXRpb25zGAEgAygLMhMuY2hhdC5Hcm91cFBvc2l0aW9uEhEKCWp3dF90b2tlbhgCIAEoCSI0ChFTdWJzY3JpYmVSZXNwb25zZRIfCgZldmVudHMYASADKAsyDy5jaGF0LkNoYXRFdmVudCKnBQoJQ2hhdEV2ZW50EigKB21lc3NhZ2UYASABKAsyFS5jaGF0Lk1lc3NhZ2VSZXNwb25zZUgAEiMKBnR5cGluZxgCIAEoCzIRLmNoYXQuVHlwaW5nRXZlbnRIABIjCgZtZW1iZXIYAyABKAsyES5jaGF0Lk1lbWJlckV2ZW50SAASJwoIcHJlc2VuY2UYBCABKAsyEy5jaGF0LlByZXNlbmNlRXZlbnRIABIdCgNnYXAYBSABKAsyDi5jaGF0LkdhcEV2ZW50SAASJAoJaGVhcnRiZWF0GAYgASgLMg8uY2hhdC5IZWFydGJlYXRIABIoCgd1cGRhdGVkGAcgASgLMhUuY2hhdC5NZXNzYWdlUmVzcG9uc2VIABIlCgdyZWNlaXB0GAggASgLMhIuY2hhdC5SZWNlaXB0RXZlbnRIABIlCgdtZW50aW9uGAkgASgLMhIuY2hhdC5NZW50aW9uRXZlbnRIABIjCgZ0aHJlYWQYCiABKAsyES5jaGF0LlRocmVhZEV2ZW50SAASHQoDcGluGAsgASgLMg4uY2hhdC5QaW5FdmVudEgAEjAKDWdyb3VwX3VwZGF0ZWQYDyABKAsyFy5jaGF0Lkdyb3VwVXBkYXRlZEV2ZW50SAASMAoNZ3JvdXBfZGVsZXRlZBgQIAEoCzIXLmNoYXQuR3JvdXBEZWxldGVkRXZlbnRIABIuCgx1c2VyX3VwZGF0ZWQYESABKAsyFi5jaGF0LlVzZXJVcGRhdGVkRXZlbnRIABIrCgptb2RlcmF0aW9uGBIgASgLMhUuY2hhdC5Nb2RlcmF0aW9uRXZlbnRIABIyCg5hY2Nlc3NfcmV2b2tlZBgTIAEoCzIYLmNoYXQuQWNjZXNzUmV2b2tlZEV2ZW50SABCBwoFZXZlbnQiQwoMUmVjZWlwdEV2ZW50EhAKCGdyb3VwX2lkGAEgASgDEg8KB3VzZXJfaWQYAiABKAMSEAoIcmVhZF9zZXEYAyABKAMiaAoMTWVudGlvbkV2ZW50EhAKCGdyb3VwX2lkGAEgASgDEhIKCm1lc3NhZ2VfaWQYAiABKAMSCwoDc2VxGAMgASgDEhQKDGZyb21fdXNlcl9pZBgEIAEoAxIPCgd1c2VyX2lkGAUgASgDIlwKC1R5cGluZ0V2ZW50EhAKCGdyb3VwX2lkGAEgASgDEg8KB3VzZXJfaWQYAiABKAMSEQoJaXNfdHlwaW5nGAMgASgIEhcKD3R5cGluZ191c2VyX2lkcxgEIAMoAyLLAQoLTWVtYmVyRXZlbnQSEAoIZ3JvdXBfaWQYASABKAMSJAoEa2luZBgCIAEoDjIWLmNoYXQuTWVtYmVyRXZlbnQuS2luZBIYCgR1c2VyGAMgASgLMgouY2hhdC5Vc2VyEhAKCGFjdG9yX2lkGAQgASgDEgsKA3NlcRgFIAEoAyJLCgRLaW5kEhQKEEtJTkRfVU5TUEVDSUZJRUQQABIKCgZKT0lORUQQARIICgRMRUZUEAISCwoHUkVNT1ZFRBADEgoKBkJBTk5FRBAEIjAKDVByZXNlbmNlRXZlbnQSDwoHdXNlcl9pZBgBIAEoAxIOCgZvbmxpbmUYAiABKAgiQgoIR2FwRXZlbnQSEAoIZ3JvdXBfaWQYASABKAMSEAoIZnJvbV9zZXEYAiABKAMSEgoKcmVzdW1lX3NlcRgDIAEoAyIhCglIZWFydGJlYXQSFAoMdGltZXN0YW1wX21zGAEgASgDIigKE0xpc3RNeUdyb3Vwc1JlcXVlc3QSEQoJand0X3Rva2VuGAEgASgJIjMKFExpc3RNeUdyb3Vwc1Jlc3BvbnNlEhsKBmdyb3VwcxgBIAMoCzILLmNoYXQuR3JvdXAiNgoPR2V0R3JvdXBSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgDEhEKCWp3dF90b2tlbhgCIAEoCSJDCg9NYXJrUmVhZFJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAMSCwoDc2VxGAIgASgDEhEKCWp3dF90b2tlbhgDIAEoCSI6ChBNYXJrUmVhZFJlc3BvbnNlEhAKCHJlYWRfc2VxGAEgASgDEhQKDHVucmVhZF9jb3VudBgCIAEoAyJRChZHZXRSZWFkUmVjZWlwdHNSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgDEhIKCm1lc3NhZ2VfaWQYAiABKAMSEQoJand0X3Rva2VuGAMgASgJIkYKFFJlYWRSZWNlaXB0c1Jlc3BvbnNlEhsKB3JlYWRlcnMYASADKAsyCi5jaGF0LlVzZXISEQoJdW5yZWFkX2J5GAIgASgFIlwKF1VwZGF0ZU1lbWJlcnNoaXBSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgDEhIKBW11dGVkGAIgASgISACIAQESEQoJand0X3Rva2VuGAMgASgJQggKBl9tdXRlZCJgChdVcGRhdGVNeVNldHRpbmdzUmVxdWVzdBIdChBwcml2YXRlX3JlY2VpcHRzGAEgASgISACIAQESEQoJand0X3Rva2VuGAIgASgJQhMKEV9wcml2YXRlX3JlY2VpcHRzIiYKCk15U2V0dGluZ3MSGAoQcHJpdmF0ZV9yZWNlaXB0cxgBIAEoCCJMChJFZGl0TWVzc2FnZVJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoAxIPCgdjb250ZW50GAIgASgJEhEKCWp3dF90b2tlbhgDIAEoCSI9ChREZWxldGVNZXNzYWdlUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgDEhEKCWp3dF90b2tlbhgCIAEoCSJHCg9SZWFjdGlvblJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoAxINCgVlbW9qaRgCIAEoCRIRCglqd3RfdG9rZW4YAyABKAkiTgoQUmVhY3Rpb25SZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgDEiYKCXJlYWN0aW9ucxgCIAMoCzITLmNoYXQuUmVhY3Rpb25Db3VudCJLChRHZXRNeU1lbnRpb25zUmVxdWVzdBINCgVsaW1pdBgBIAEoBRIRCgliZWZvcmVfaWQYAiABKAMSEQoJand0X3Rva2VuGAMgASgJIoABChJTdGFydFVwbG9hZFJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAMSEQoJZmlsZV9uYW1lGAIgASgJEhQKDGNvbnRlbnRfdHlwZRgDIAEoCRIMCgRzaXplGAQgASgDEg4KBnNoYTI1NhgFIAEoCRIRCglqd3RfdG9rZW4YBiABKAkiWAoSVXBsb2FkQ2h1bmtSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCRIOCgZvZmZzZXQYAiABKAMSDAoEZGF0YRgDIAEoDBIRCglqd3RfdG9rZW4YBCABKAkiOAoQR2V0VXBsb2FkUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkSEQoJand0X3Rva2VuGAIgASgJInEKDFVwbG9hZFN0YXR1cxIRCgl1cGxvYWRfaWQYASABKAkSFgoOcmVjZWl2ZWRfYnl0ZXMYAiABKAMSEAoIY29tcGxldGUYAyABKAgSJAoKYXR0YWNobWVudBgEIAEoCzIQLmNoYXQuQXR0YWNobWVudCI/ChNEb3dubG9hZEZpbGVSZXF1ZXN0EhUKDWF0dGFjaG1lbnRfaWQYASABKAkSEQoJand0X3Rva2VuGAIgASgJIkMKDURvd25sb2FkQ2h1bmsSJAoKYXR0YWNobWVudBgBIAEoCzIQLmNoYXQuQXR0YWNobWVudBIMCgRkYXRhGAIgASgMIu0BChJVcGRhdGVHcm91cFJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAMSEQoEbmFtZRgCIAEoCUgAiAEBEhgKC2Rlc2NyaXB0aW9uGAMgASgJSAGIAQESEwoGYXZhdGFyGAQgASgJSAKIAQESGAoLaW52aXRlX29ubHkYBSABKAhIA4gBARIVCghhcmNoaXZlZBgGIAEoCEgEiAEBEhEKCWp3dF90b2tlbhgHIAEoCUIHCgVfbmFtZUIOCgxfZGVzY3JpcHRpb25CCQoHX2F2YXRhckIOCgxfaW52aXRlX29ubHlCCwoJX2FyY2hpdmVkIj4KGEdldE9yQ3JlYXRlRGlyZWN0UmVxdWVzdBIPCgd1c2VyX2lkGAEgASgDEhEKCWp3dF90b2tlbhgCIAEoCSLCAgoQTW9kZXJhdGlvbkFjdGlvbhIKCgJpZBgBIAEoAxIQCghncm91cF9pZBgCIAEoAxIPCgd1c2VyX2lkGAMgASgDEhAKCGFjdG9yX2lkGAQgASgDEikKBGtpbmQYBSABKA4yGy5jaGF0Lk1vZGVyYXRpb25BY3Rpb24uS2luZBIOCgZyZWFzb24YBiABKAkSFQoNZXhwaXJlc19hdF9tcxgHIAEoAxIVCg1jcmVhdGVkX2F0X21zGAggASgDEhIKCm1lc3NhZ2VfaWQYCSABKAMicAoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASBwoDQkFOEAESCQoFVU5CQU4QAhIICgRNVVRFEAMSCgoGVU5NVVRFEAQSCgoGUkVQT1JUEAUSDAoIVVNFUl9CQU4QBhIOCgpVU0VSX1VOQkFOEAciogEKFU1vZGVyYXRlTWVtYmVyUmVxdWVzdBIQCghncm91cF9pZBgBIAEoAxIPCgd1c2VyX2lkGAIgASgDEikKBGtpbmQYAyABKA4yGy5jaGF0Lk1vZGVyYXRpb25BY3Rpb24uS2luZBIOCgZyZWFzb24YBCABKAkSGAoQZHVyYXRpb25fc2Vjb25kcxgFIAEoAxIRCglqd3RfdG9rZW4YBiABKAkiXgoVTGlzdE1vZGVyYXRpb25SZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgDEg0KBWxpbWl0GAIgASgFEhEKCWJlZm9yZV9pZBgDIAEoAxIRCglqd3RfdG9rZW4YBCABKAkiUwoWTGlzdE1vZGVyYXRpb25SZXNwb25zZRInCgdhY3Rpb25zGAEgAygLMhYuY2hhdC5Nb2RlcmF0aW9uQWN0aW9uEhAKCGhhc19tb3JlGAIgASgIIk0KFFJlcG9ydE1lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAMSDgoGcmVhc29uGAIgASgJEhEKCWp3dF90b2tlbhgDIAEoCSJTChFHcm91cFVwZGF0ZWRFdmVudBIQCghncm91cF9pZBgBIAEoAxIaCgVncm91cBgCIAEoCzILLmNoYXQuR3JvdXASEAoIYWN0b3JfaWQYAyABKAMiNwoRR3JvdXBEZWxldGVkRXZlbnQSEAoIZ3JvdXBfaWQYASABKAMSEAoIYWN0b3JfaWQYAiABKAMiLAoQVXNlclVwZGF0ZWRFdmVudBIYCgR1c2VyGAEgASgLMgouY2hhdC5Vc2VyIksKD01vZGVyYXRpb25FdmVudBIQCghncm91cF9pZBgBIAEoAxImCgZhY3Rpb24YAiABKAsyFi5jaGF0Lk1vZGVyYXRpb25BY3Rpb24iRwoSQWNjZXNzUmV2b2tlZEV2ZW50Eg8KB3VzZXJfaWQYASABKAMSDgoGcmVhc29uGAIgASgJEhAKCHVudGlsX21zGAMgASgDImwKFFNldE1lbWJlclJvbGVSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgDEg8KB3VzZXJfaWQYAiABKAMSHgoEcm9sZRgDIAEoDjIQLmNoYXQuTWVtYmVyUm9sZRIRCglqd3RfdG9rZW4YBCABKAkieQoSVGhyZWFkUmVwbHlSZXF1ZXN0EhEKCXBhcmVudF9pZBgBIAEoAxIPCgdjb250ZW50GAIgASgJEhUKDWNsaWVudF9tc2dfaWQYAyABKAkSFQoNYWxzb19pbl9ncm91cBgEIAEoCBIRCglqd3RfdG9rZW4YBSABKAkiWgoQR2V0VGhyZWFkUmVxdWVzdBIRCglwYXJlbnRfaWQYASABKAMSEQoJYWZ0ZXJfc2VxGAIgASgDEg0KBWxpbWl0GAMgASgFEhEKCWp3dF90b2tlbhgEIAEoCSKZAQoOVGhyZWFkUmVzcG9uc2USJQoGcGFyZW50GAEgASgLMhUuY2hhdC5NZXNzYWdlUmVzcG9uc2USJgoHcmVwbGllcxgCIAMoCzIVLmNoYXQuTWVzc2FnZVJlc3BvbnNlEhAKCGhhc19tb3JlGAMgASgIEhAKCHJlYWRfc2VxGAQgASgDEhQKDHVucmVhZF9jb3VudBgFIAEoAyJKChVNYXJrVGhyZWFkUmVhZFJlcXVlc3QSEQoJcGFyZW50X2lkGAEgASgDEgsKA3NlcRgCIAEoAxIRCglqd3RfdG9rZW4YAyABKAkiWQoSVGhyZWFkUmVhZFJlc3BvbnNlEhAKCHJlYWRfc2VxGAEgASgDEhQKDHVucmVhZF9jb3VudBgCIAEoAxIbChNncm91cF90aHJlYWRfdW5yZWFkGAMgASgDIpcBCgtUaHJlYWRFdmVudBIQCghncm91cF9pZBgBIAEoAxIRCglwYXJlbnRfaWQYAiABKAMSEgoKbWVzc2FnZV9pZBgDIAEoAxILCgNzZXEYBCABKAMSFAoMZnJvbV91c2VyX2lkGAUgASgDEhcKD3BhcnRpY2lwYW50X2lkcxgGIAMoAxITCgtyZXBseV9jb3VudBgHIAEoBSJSCghQaW5FdmVudBIQCghncm91cF9pZBgBIAEoAxISCgptZXNzYWdlX2lkGAIgASgDEg4KBnBpbm5lZBgDIAEoCBIQCghhY3Rvcl9pZBgEIAEoAyJuChVTZWFyY2hNZXNzYWdlc1JlcXVlc3QSDQoFcXVlcnkYASABKAkSEAoIZ3JvdXBfaWQYAiABKAMSDQoFbGltaXQYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCRIRCglqd3RfdG9rZW4YBSABKAkiKwoJSGlnaGxpZ2h0Eg4KBm9mZnNldBgBIAEoBRIOCgZsZW5ndGgYAiABKAUidwoJU2VhcmNoSGl0EiYKB21lc3NhZ2UYASABKAsyFS5jaGF0Lk1lc3NhZ2VSZXNwb25zZRIPCgdzbmlwcGV0GAIgASgJEiMKCmhpZ2hsaWdodHMYAyADKAsyDy5jaGF0LkhpZ2hsaWdodBIMCgRyYW5rGAQgASgBIlAKFlNlYXJjaE1lc3NhZ2VzUmVzcG9uc2USHQoEaGl0cxgBIAMoCzIPLmNoYXQuU2VhcmNoSGl0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI6ChFQaW5NZXNzYWdlUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgDEhEKCWp3dF90b2tlbhgCIAEoCSI4ChFMaXN0UGlubmVkUmVxdWVzdBIQCghncm91cF9pZBgBIAEoAxIRCglqd3RfdG9rZW4YAiABKAkiTAoRTWFya1VucmVhZFJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAMSEgoKbWVzc2FnZV9pZBgCIAEoAxIRCglqd3RfdG9rZW4YAyABKAkiUwoSTWFya1VucmVhZFJlc3BvbnNlEhAKCHJlYWRfc2VxGAEgASgDEhQKDHVucmVhZF9jb3VudBgCIAEoAxIVCg1tZW50aW9uX2NvdW50GAMgASgFKkwKCk1lbWJlclJvbGUSDQoJUk9MRV9OT05FEAASDwoLUk9MRV9NRU1CRVIQARIOCgpST0xFX0FETUlOEAISDgoKUk9MRV9PV05FUhADKjgKC01lc3NhZ2VUeXBlEggKBFRFWFQQABIJCgVJTUFHRRABEggKBEZJTEUQAhIKCgZTWVNURU0QAzKGFAoLQ2hhdFNlcnZpY2USNAoLQ3JlYXRlR3JvdXASGC5jaGF0LkNyZWF0ZUdyb3VwUmVxdWVzdBoLLmNoYXQuR3JvdXASPAoJSm9pbkdyb3VwEhYuY2hhdC5Kb2luR3JvdXBSZXF1ZXN0GhcuY2hhdC5Kb2luR3JvdXBSZXNwb25zZRI/CgpMZWF2ZUdyb3VwEhcuY2hhdC5MZWF2ZUdyb3VwUmVxdWVzdBoYLmNoYXQuTGVhdmVHcm91cFJlc3BvbnNlEksKD0dldEdyb3VwTWVtYmVycxIcLmNoYXQuR2V0R3JvdXBNZW1iZXJzUmVxdWVzdBoaLmNoYXQuR3JvdXBNZW1iZXJzUmVzcG9uc2USNwoNU2V0TWVtYmVyUm9sZRIaLmNoYXQuU2V0TWVtYmVyUm9sZVJlcXVlc3QaCi5jaGF0LlVzZXISNAoLVXBkYXRlR3JvdXASGC5jaGF0LlVwZGF0ZUdyb3VwUmVxdWVzdBoLLmNoYXQuR3JvdXASQAoRR2V0T3JDcmVhdGVEaXJlY3QSHi5jaGF0LkdldE9yQ3JlYXRlRGlyZWN0UmVxdWVzdBoLLmNoYXQuR3JvdXASRQoOTW9kZXJhdGVNZW1iZXISGy5jaGF0Lk1vZGVyYXRlTWVtYmVyUmVxdWVzdBoWLmNoYXQuTW9kZXJhdGlvbkFjdGlvbhJLCg5MaXN0TW9kZXJhdGlvbhIbLmNoYXQuTGlzdE1vZGVyYXRpb25SZXF1ZXN0GhwuY2hhdC5MaXN0TW9kZXJhdGlvblJlc3BvbnNlEkMKDVJlcG9ydE1lc3NhZ2USGi5jaGF0LlJlcG9ydE1lc3NhZ2VSZXF1ZXN0GhYuY2hhdC5Nb2RlcmF0aW9uQWN0aW9uEkEKDlN0cmVhbU1lc3NhZ2VzEhQuY2hhdC5NZXNzYWdlUmVxdWVzdBoVLmNoYXQuTWVzc2FnZVJlc3BvbnNlKAEwARJKChFHZXRNZXNzYWdlSGlzdG9yeRIXLmNoYXQuR2V0SGlzdG9yeVJlcXVlc3QaHC5jaGF0Lk1lc3NhZ2VIaXN0b3J5UmVzcG9uc2USQAoTU2VuZFR5cGluZ0luZGljYXRvchITLmNoYXQuVHlwaW5nUmVxdWVzdBoULmNoYXQuVHlwaW5nUmVzcG9uc2USPgoLU2VuZE1lc3NhZ2USGC5jaGF0LlNlbmRNZXNzYWdlUmVxdWVzdBoVLmNoYXQuTWVzc2FnZVJlc3BvbnNlEj4KCVN1YnNjcmliZRIWLmNoYXQuU3Vic2NyaWJlUmVxdWVzdBoXLmNoYXQuU3Vic2NyaWJlUmVzcG9uc2UwARJFCgxMaXN0TXlHcm91cHMSGS5jaGF0Lkxpc3RNeUdyb3Vwc1JlcXVlc3QaGi5jaGF0Lkxpc3RNeUdyb3Vwc1Jlc3BvbnNlEi4KCEdldEdyb3VwEhUuY2hhdC5HZXRHcm91cFJlcXVlc3QaCy5jaGF0Lkdyb3VwEjkKCE1hcmtSZWFkEhUuY2hhdC5NYXJrUmVhZFJlcXVlc3QaFi5jaGF0Lk1hcmtSZWFkUmVzcG9uc2USSwoPR2V0UmVhZFJlY2VpcHRzEhwuY2hhdC5HZXRSZWFkUmVjZWlwdHNSZXF1ZXN0GhouY2hhdC5SZWFkUmVjZWlwdHNSZXNwb25zZRI+ChBVcGRhdGVNZW1iZXJzaGlwEh0uY2hhdC5VcGRhdGVNZW1iZXJzaGlwUmVxdWVzdBoLLmNoYXQuR3JvdXASQwoQVXBkYXRlTXlTZXR0aW5ncxIdLmNoYXQuVXBkYXRlTXlTZXR0aW5nc1JlcXVlc3QaEC5jaGF0Lk15U2V0dGluZ3MSPgoLRWRpdE1lc3NhZ2USGC5jaGF0LkVkaXRNZXNzYWdlUmVxdWVzdBoVLmNoYXQuTWVzc2FnZVJlc3BvbnNlEkIKDURlbGV0ZU1lc3NhZ2USGi5jaGF0LkRlbGV0ZU1lc3NhZ2VSZXF1ZXN0GhUuY2hhdC5NZXNzYWdlUmVzcG9uc2USPAoLQWRkUmVhY3Rpb24SFS5jaGF0LlJlYWN0aW9uUmVxdWVzdBoWLmNoYXQuUmVhY3Rpb25SZXNwb25zZRI/Cg5SZW1vdmVSZWFjdGlvbhIVLmNoYXQuUmVhY3Rpb25SZXF1ZXN0GhYuY2hhdC5SZWFjdGlvblJlc3BvbnNlEkkKDUdldE15TWVudGlvbnMSGi5jaGF0LkdldE15TWVudGlvbnNSZXF1ZXN0GhwuY2hhdC5NZXNzYWdlSGlzdG9yeVJlc3BvbnNlEjsKC1N0YXJ0VXBsb2FkEhguY2hhdC5TdGFydFVwbG9hZFJlcXVlc3QaEi5jaGF0LlVwbG9hZFN0YXR1cxI8CgpVcGxvYWRGaWxlEhguY2hhdC5VcGxvYWRDaHVua1JlcXVlc3QaEi5jaGF0LlVwbG9hZFN0YXR1cygBEjsKC1VwbG9hZENodW5rEhguY2hhdC5VcGxvYWRDaHVua1JlcXVlc3QaEi5jaGF0LlVwbG9hZFN0YXR1cxI3CglHZXRVcGxvYWQSFi5jaGF0LkdldFVwbG9hZFJlcXVlc3QaEi5jaGF0LlVwbG9hZFN0YXR1cxJACgxEb3dubG9hZEZpbGUSGS5jaGF0LkRvd25sb2FkRmlsZVJlcXVlc3QaEy5jaGF0LkRvd25sb2FkQ2h1bmswARJACg1SZXBseUluVGhyZWFkEhguY2hhdC5UaHJlYWRSZXBseVJlcXVlc3QaFS5jaGF0Lk1lc3NhZ2VSZXNwb25zZRI5CglHZXRUaHJlYWQSFi5jaGF0LkdldFRocmVhZFJlcXVlc3QaFC5jaGF0LlRocmVhZFJlc3BvbnNlEkcKDk1hcmtUaHJlYWRSZWFkEhsuY2hhdC5NYXJrVGhyZWFkUmVhZFJlcXVlc3QaGC5jaGF0LlRocmVhZFJlYWRSZXNwb25zZRJLCg5TZWFyY2hNZXNzYWdlcxIbLmNoYXQuU2VhcmNoTWVzc2FnZXNSZXF1ZXN0GhwuY2hhdC5TZWFyY2hNZXNzYWdlc1Jlc3BvbnNlEjwKClBpbk1lc3NhZ2USFy5jaGF0LlBpbk1lc3NhZ2VSZXF1ZXN0GhUuY2hhdC5NZXNzYWdlUmVzcG9uc2USPgoMVW5waW5NZXNzYWdlEhcuY2hhdC5QaW5NZXNzYWdlUmVxdWVzdBoVLmNoYXQuTWVzc2FnZVJlc3BvbnNlEkMKCkxpc3RQaW5uZWQSFy5jaGF0Lkxpc3RQaW5uZWRSZXF1ZXN0GhwuY2hhdC5NZXNzYWdlSGlzdG9yeVJlc3BvbnNlEj8KCk1hcmtVbnJlYWQSFy5jaGF0Lk1hcmtVbnJlYWRSZXF1ZXN0GhguY2hhdC5NYXJrVW5yZWFkUmVzcG9uc2VCMVovZ2l0aHViLmNvbS95b3VydXNlcm5hbWUvY2hhdC1taWNyb3NlcnZpY2UvcHJvdG9iBnByb3RvMw");
 
 /**
  * Messages
@@ -161,6 +161,18 @@ export type Group = Message<"chat.Group"> & {
    * @generated from field: int64 last_update_seq = 15;
    */
   lastUpdateSeq: bigint;
+
+  /**
+   * Added (threads): unread replies in the threads of this group the caller takes part in.
+   *
+   * @generated from field: int64 thread_unread_count = 16;
+   */
+  threadUnreadCount: bigint;
+
+  /**
+   * @generated from field: int32 pinned_count = 17;
+   */
+  pinnedCount: number;
 
   /**
    * Added (issue 15).
@@ -554,6 +566,55 @@ export type MessageResponse = Message<"chat.MessageResponse"> & {
    * @generated from field: int64 update_seq = 19;
    */
   updateSeq: bigint;
+
+  /**
+   * Threads: a reply names its thread's parent; a parent carries the thread's summary.
+   *
+   * 0 unless this is a thread reply
+   *
+   * @generated from field: int64 thread_parent_id = 20;
+   */
+  threadParentId: bigint;
+
+  /**
+   * a thread reply also shown in the main timeline
+   *
+   * @generated from field: bool also_in_group = 21;
+   */
+  alsoInGroup: boolean;
+
+  /**
+   * replies in the thread under this message
+   *
+   * @generated from field: int32 reply_count = 22;
+   */
+  replyCount: number;
+
+  /**
+   * @generated from field: int64 last_reply_at_ms = 23;
+   */
+  lastReplyAtMs: bigint;
+
+  /**
+   * the parent's author and repliers, by id
+   *
+   * @generated from field: repeated int64 thread_participant_ids = 24;
+   */
+  threadParticipantIds: bigint[];
+
+  /**
+   * Pins.
+   *
+   * 0 when not pinned
+   *
+   * @generated from field: int64 pinned_by = 25;
+   */
+  pinnedBy: bigint;
+
+  /**
+   * @generated from field: int64 pinned_at_ms = 26;
+   */
+  pinnedAtMs: bigint;
 
   /**
    * Added (issue 15): posted by the app's backend on behalf of `user_id` (act_as), or, with
@@ -1026,6 +1087,22 @@ export type ChatEvent = Message<"chat.ChatEvent"> & {
      */
     value: MentionEvent;
     case: "mention";
+  } | {
+    /**
+     * a new thread reply, to the thread's participants only
+     *
+     * @generated from field: chat.ThreadEvent thread = 10;
+     */
+    value: ThreadEvent;
+    case: "thread";
+  } | {
+    /**
+     * a message was pinned or unpinned
+     *
+     * @generated from field: chat.PinEvent pin = 11;
+     */
+    value: PinEvent;
+    case: "pin";
   } | {
     /**
      * Added (issue 15).
@@ -2353,6 +2430,499 @@ export const SetMemberRoleRequestSchema: GenMessage<SetMemberRoleRequest> = /*@_
   messageDesc(file_chat, 64);
 
 /**
+ * @generated from message chat.ThreadReplyRequest
+ */
+export type ThreadReplyRequest = Message<"chat.ThreadReplyRequest"> & {
+  /**
+   * the message the thread hangs under (or any reply in it)
+   *
+   * @generated from field: int64 parent_id = 1;
+   */
+  parentId: bigint;
+
+  /**
+   * @generated from field: string content = 2;
+   */
+  content: string;
+
+  /**
+   * idempotency key, as in SendMessageRequest
+   *
+   * @generated from field: string client_msg_id = 3;
+   */
+  clientMsgId: string;
+
+  /**
+   * also show the reply in the group's main timeline
+   *
+   * @generated from field: bool also_in_group = 4;
+   */
+  alsoInGroup: boolean;
+
+  /**
+   * @generated from field: string jwt_token = 5;
+   */
+  jwtToken: string;
+};
+
+/**
+ * Describes the message chat.ThreadReplyRequest.
+ * Use `create(ThreadReplyRequestSchema)` to create a new message.
+ */
+export const ThreadReplyRequestSchema: GenMessage<ThreadReplyRequest> = /*@__PURE__*/
+  messageDesc(file_chat, 65);
+
+/**
+ * @generated from message chat.GetThreadRequest
+ */
+export type GetThreadRequest = Message<"chat.GetThreadRequest"> & {
+  /**
+   * @generated from field: int64 parent_id = 1;
+   */
+  parentId: bigint;
+
+  /**
+   * replies with a greater seq (0: from the first reply)
+   *
+   * @generated from field: int64 after_seq = 2;
+   */
+  afterSeq: bigint;
+
+  /**
+   * default 50, capped like history
+   *
+   * @generated from field: int32 limit = 3;
+   */
+  limit: number;
+
+  /**
+   * @generated from field: string jwt_token = 4;
+   */
+  jwtToken: string;
+};
+
+/**
+ * Describes the message chat.GetThreadRequest.
+ * Use `create(GetThreadRequestSchema)` to create a new message.
+ */
+export const GetThreadRequestSchema: GenMessage<GetThreadRequest> = /*@__PURE__*/
+  messageDesc(file_chat, 66);
+
+/**
+ * @generated from message chat.ThreadResponse
+ */
+export type ThreadResponse = Message<"chat.ThreadResponse"> & {
+  /**
+   * a tombstone (deleted) keeps the thread readable
+   *
+   * @generated from field: chat.MessageResponse parent = 1;
+   */
+  parent?: MessageResponse | undefined;
+
+  /**
+   * in seq order
+   *
+   * @generated from field: repeated chat.MessageResponse replies = 2;
+   */
+  replies: MessageResponse[];
+
+  /**
+   * @generated from field: bool has_more = 3;
+   */
+  hasMore: boolean;
+
+  /**
+   * the caller's read position in the thread
+   *
+   * @generated from field: int64 read_seq = 4;
+   */
+  readSeq: bigint;
+
+  /**
+   * replies after it by others (0 for non-participants)
+   *
+   * @generated from field: int64 unread_count = 5;
+   */
+  unreadCount: bigint;
+};
+
+/**
+ * Describes the message chat.ThreadResponse.
+ * Use `create(ThreadResponseSchema)` to create a new message.
+ */
+export const ThreadResponseSchema: GenMessage<ThreadResponse> = /*@__PURE__*/
+  messageDesc(file_chat, 67);
+
+/**
+ * @generated from message chat.MarkThreadReadRequest
+ */
+export type MarkThreadReadRequest = Message<"chat.MarkThreadReadRequest"> & {
+  /**
+   * @generated from field: int64 parent_id = 1;
+   */
+  parentId: bigint;
+
+  /**
+   * read up to this reply's seq; 0 = every reply so far
+   *
+   * @generated from field: int64 seq = 2;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: string jwt_token = 3;
+   */
+  jwtToken: string;
+};
+
+/**
+ * Describes the message chat.MarkThreadReadRequest.
+ * Use `create(MarkThreadReadRequestSchema)` to create a new message.
+ */
+export const MarkThreadReadRequestSchema: GenMessage<MarkThreadReadRequest> = /*@__PURE__*/
+  messageDesc(file_chat, 68);
+
+/**
+ * @generated from message chat.ThreadReadResponse
+ */
+export type ThreadReadResponse = Message<"chat.ThreadReadResponse"> & {
+  /**
+   * @generated from field: int64 read_seq = 1;
+   */
+  readSeq: bigint;
+
+  /**
+   * in this thread
+   *
+   * @generated from field: int64 unread_count = 2;
+   */
+  unreadCount: bigint;
+
+  /**
+   * in all the caller's threads of the group
+   *
+   * @generated from field: int64 group_thread_unread = 3;
+   */
+  groupThreadUnread: bigint;
+};
+
+/**
+ * Describes the message chat.ThreadReadResponse.
+ * Use `create(ThreadReadResponseSchema)` to create a new message.
+ */
+export const ThreadReadResponseSchema: GenMessage<ThreadReadResponse> = /*@__PURE__*/
+  messageDesc(file_chat, 69);
+
+/**
+ * To each participant of a thread (the parent's author and everyone who replied) but the
+ * replier; the reply itself arrives as a `message` event to the whole group.
+ *
+ * @generated from message chat.ThreadEvent
+ */
+export type ThreadEvent = Message<"chat.ThreadEvent"> & {
+  /**
+   * @generated from field: int64 group_id = 1;
+   */
+  groupId: bigint;
+
+  /**
+   * @generated from field: int64 parent_id = 2;
+   */
+  parentId: bigint;
+
+  /**
+   * @generated from field: int64 message_id = 3;
+   */
+  messageId: bigint;
+
+  /**
+   * @generated from field: int64 seq = 4;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: int64 from_user_id = 5;
+   */
+  fromUserId: bigint;
+
+  /**
+   * @generated from field: repeated int64 participant_ids = 6;
+   */
+  participantIds: bigint[];
+
+  /**
+   * @generated from field: int32 reply_count = 7;
+   */
+  replyCount: number;
+};
+
+/**
+ * Describes the message chat.ThreadEvent.
+ * Use `create(ThreadEventSchema)` to create a new message.
+ */
+export const ThreadEventSchema: GenMessage<ThreadEvent> = /*@__PURE__*/
+  messageDesc(file_chat, 70);
+
+/**
+ * @generated from message chat.PinEvent
+ */
+export type PinEvent = Message<"chat.PinEvent"> & {
+  /**
+   * @generated from field: int64 group_id = 1;
+   */
+  groupId: bigint;
+
+  /**
+   * @generated from field: int64 message_id = 2;
+   */
+  messageId: bigint;
+
+  /**
+   * @generated from field: bool pinned = 3;
+   */
+  pinned: boolean;
+
+  /**
+   * @generated from field: int64 actor_id = 4;
+   */
+  actorId: bigint;
+};
+
+/**
+ * Describes the message chat.PinEvent.
+ * Use `create(PinEventSchema)` to create a new message.
+ */
+export const PinEventSchema: GenMessage<PinEvent> = /*@__PURE__*/
+  messageDesc(file_chat, 71);
+
+/**
+ * @generated from message chat.SearchMessagesRequest
+ */
+export type SearchMessagesRequest = Message<"chat.SearchMessagesRequest"> & {
+  /**
+   * web-search syntax: words, "a phrase", -excluded, a or b
+   *
+   * @generated from field: string query = 1;
+   */
+  query: string;
+
+  /**
+   * 0: all the caller's groups
+   *
+   * @generated from field: int64 group_id = 2;
+   */
+  groupId: bigint;
+
+  /**
+   * default 20, at most 50
+   *
+   * @generated from field: int32 limit = 3;
+   */
+  limit: number;
+
+  /**
+   * next_page_token of the previous page
+   *
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+
+  /**
+   * @generated from field: string jwt_token = 5;
+   */
+  jwtToken: string;
+};
+
+/**
+ * Describes the message chat.SearchMessagesRequest.
+ * Use `create(SearchMessagesRequestSchema)` to create a new message.
+ */
+export const SearchMessagesRequestSchema: GenMessage<SearchMessagesRequest> = /*@__PURE__*/
+  messageDesc(file_chat, 72);
+
+/**
+ * A highlighted range of `SearchHit.snippet`, in Unicode code points.
+ *
+ * @generated from message chat.Highlight
+ */
+export type Highlight = Message<"chat.Highlight"> & {
+  /**
+   * @generated from field: int32 offset = 1;
+   */
+  offset: number;
+
+  /**
+   * @generated from field: int32 length = 2;
+   */
+  length: number;
+};
+
+/**
+ * Describes the message chat.Highlight.
+ * Use `create(HighlightSchema)` to create a new message.
+ */
+export const HighlightSchema: GenMessage<Highlight> = /*@__PURE__*/
+  messageDesc(file_chat, 73);
+
+/**
+ * @generated from message chat.SearchHit
+ */
+export type SearchHit = Message<"chat.SearchHit"> & {
+  /**
+   * @generated from field: chat.MessageResponse message = 1;
+   */
+  message?: MessageResponse | undefined;
+
+  /**
+   * plain text around the matches (escape before display)
+   *
+   * @generated from field: string snippet = 2;
+   */
+  snippet: string;
+
+  /**
+   * @generated from field: repeated chat.Highlight highlights = 3;
+   */
+  highlights: Highlight[];
+
+  /**
+   * @generated from field: double rank = 4;
+   */
+  rank: number;
+};
+
+/**
+ * Describes the message chat.SearchHit.
+ * Use `create(SearchHitSchema)` to create a new message.
+ */
+export const SearchHitSchema: GenMessage<SearchHit> = /*@__PURE__*/
+  messageDesc(file_chat, 74);
+
+/**
+ * @generated from message chat.SearchMessagesResponse
+ */
+export type SearchMessagesResponse = Message<"chat.SearchMessagesResponse"> & {
+  /**
+   * @generated from field: repeated chat.SearchHit hits = 1;
+   */
+  hits: SearchHit[];
+
+  /**
+   * empty on the last page
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message chat.SearchMessagesResponse.
+ * Use `create(SearchMessagesResponseSchema)` to create a new message.
+ */
+export const SearchMessagesResponseSchema: GenMessage<SearchMessagesResponse> = /*@__PURE__*/
+  messageDesc(file_chat, 75);
+
+/**
+ * @generated from message chat.PinMessageRequest
+ */
+export type PinMessageRequest = Message<"chat.PinMessageRequest"> & {
+  /**
+   * @generated from field: int64 message_id = 1;
+   */
+  messageId: bigint;
+
+  /**
+   * @generated from field: string jwt_token = 2;
+   */
+  jwtToken: string;
+};
+
+/**
+ * Describes the message chat.PinMessageRequest.
+ * Use `create(PinMessageRequestSchema)` to create a new message.
+ */
+export const PinMessageRequestSchema: GenMessage<PinMessageRequest> = /*@__PURE__*/
+  messageDesc(file_chat, 76);
+
+/**
+ * @generated from message chat.ListPinnedRequest
+ */
+export type ListPinnedRequest = Message<"chat.ListPinnedRequest"> & {
+  /**
+   * @generated from field: int64 group_id = 1;
+   */
+  groupId: bigint;
+
+  /**
+   * @generated from field: string jwt_token = 2;
+   */
+  jwtToken: string;
+};
+
+/**
+ * Describes the message chat.ListPinnedRequest.
+ * Use `create(ListPinnedRequestSchema)` to create a new message.
+ */
+export const ListPinnedRequestSchema: GenMessage<ListPinnedRequest> = /*@__PURE__*/
+  messageDesc(file_chat, 77);
+
+/**
+ * @generated from message chat.MarkUnreadRequest
+ */
+export type MarkUnreadRequest = Message<"chat.MarkUnreadRequest"> & {
+  /**
+   * @generated from field: int64 group_id = 1;
+   */
+  groupId: bigint;
+
+  /**
+   * becomes the first unread message
+   *
+   * @generated from field: int64 message_id = 2;
+   */
+  messageId: bigint;
+
+  /**
+   * @generated from field: string jwt_token = 3;
+   */
+  jwtToken: string;
+};
+
+/**
+ * Describes the message chat.MarkUnreadRequest.
+ * Use `create(MarkUnreadRequestSchema)` to create a new message.
+ */
+export const MarkUnreadRequestSchema: GenMessage<MarkUnreadRequest> = /*@__PURE__*/
+  messageDesc(file_chat, 78);
+
+/**
+ * @generated from message chat.MarkUnreadResponse
+ */
+export type MarkUnreadResponse = Message<"chat.MarkUnreadResponse"> & {
+  /**
+   * @generated from field: int64 read_seq = 1;
+   */
+  readSeq: bigint;
+
+  /**
+   * @generated from field: int64 unread_count = 2;
+   */
+  unreadCount: bigint;
+
+  /**
+   * @generated from field: int32 mention_count = 3;
+   */
+  mentionCount: number;
+};
+
+/**
+ * Describes the message chat.MarkUnreadResponse.
+ * Use `create(MarkUnreadResponseSchema)` to create a new message.
+ */
+export const MarkUnreadResponseSchema: GenMessage<MarkUnreadResponse> = /*@__PURE__*/
+  messageDesc(file_chat, 79);
+
+/**
  * Added.
  *
  * @generated from enum chat.MemberRole
@@ -2723,6 +3293,85 @@ export const ChatService: GenService<{
     methodKind: "server_streaming";
     input: typeof DownloadFileRequestSchema;
     output: typeof DownloadChunkSchema;
+  },
+  /**
+   * Threads. A reply in the thread under `parent_id` (a reply to a reply joins the same
+   * thread). It takes the group's next seq like any message, so Subscribe carries it and a
+   * resume by position replays it; it shows in the main timeline (history, unread_count)
+   * only with `also_in_group`.
+   *
+   * @generated from rpc chat.ChatService.ReplyInThread
+   */
+  replyInThread: {
+    methodKind: "unary";
+    input: typeof ThreadReplyRequestSchema;
+    output: typeof MessageResponseSchema;
+  },
+  /**
+   * The parent (a tombstone once deleted) and its replies in order, `after_seq` paging on.
+   *
+   * @generated from rpc chat.ChatService.GetThread
+   */
+  getThread: {
+    methodKind: "unary";
+    input: typeof GetThreadRequestSchema;
+    output: typeof ThreadResponseSchema;
+  },
+  /**
+   * Move the caller's read position in a thread forward (0 = every reply so far).
+   *
+   * @generated from rpc chat.ChatService.MarkThreadRead
+   */
+  markThreadRead: {
+    methodKind: "unary";
+    input: typeof MarkThreadReadRequestSchema;
+    output: typeof ThreadReadResponseSchema;
+  },
+  /**
+   * Full-text search over the caller's current groups (or one of them), best match first.
+   *
+   * @generated from rpc chat.ChatService.SearchMessages
+   */
+  searchMessages: {
+    methodKind: "unary";
+    input: typeof SearchMessagesRequestSchema;
+    output: typeof SearchMessagesResponseSchema;
+  },
+  /**
+   * Owners/admins pin and unpin messages (at most 50 pinned per group); members list them.
+   *
+   * @generated from rpc chat.ChatService.PinMessage
+   */
+  pinMessage: {
+    methodKind: "unary";
+    input: typeof PinMessageRequestSchema;
+    output: typeof MessageResponseSchema;
+  },
+  /**
+   * @generated from rpc chat.ChatService.UnpinMessage
+   */
+  unpinMessage: {
+    methodKind: "unary";
+    input: typeof PinMessageRequestSchema;
+    output: typeof MessageResponseSchema;
+  },
+  /**
+   * @generated from rpc chat.ChatService.ListPinned
+   */
+  listPinned: {
+    methodKind: "unary";
+    input: typeof ListPinnedRequestSchema;
+    output: typeof MessageHistoryResponseSchema;
+  },
+  /**
+   * Move the caller's read position back so that `message_id` is the first unread message.
+   *
+   * @generated from rpc chat.ChatService.MarkUnread
+   */
+  markUnread: {
+    methodKind: "unary";
+    input: typeof MarkUnreadRequestSchema;
+    output: typeof MarkUnreadResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chat, 0);

@@ -193,6 +193,7 @@ class MemoryAdminRepository(MemoryChatRepository):
             for row in sorted(mine, key=lambda m: (m.group_id, m.seq)):
                 row.content, row.mentions, row.attachment_id = "", (), ""
                 row.deleted = True
+                row.pinned_by = row.pinned_at_ms = row.pin_tick = 0
                 row.reactions.clear()
                 state.bump_update(row)
                 changed.append(row.id)

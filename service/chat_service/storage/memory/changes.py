@@ -32,11 +32,13 @@ class MemoryMessageChanges:
         return self.state.show(row)
 
     async def delete(self, message: Message) -> tuple[Message, str]:
-        """Leave a tombstone: the seq stays, content, mentions, reactions and the attachment
-        reference go. Returns the attachment id whose blob must be purged ('' if none)."""
+        """Leave a tombstone: the seq stays (and a thread under it), content, mentions,
+        reactions, a pin and the attachment reference go. Returns the attachment id whose
+        blob must be purged ('' if none)."""
         row = self._row(message)
         attachment_id = row.attachment_id
         row.content, row.mentions, row.attachment_id, row.deleted = "", (), "", True
+        row.pinned_by = row.pinned_at_ms = row.pin_tick = 0
         row.reactions.clear()
         self.state.bump_update(row)
         return self.state.show(row), attachment_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chat_service.domain.conversation import UnreadResult
 from chat_service.domain.models import UserProfile
 from chat_service.storage.memory.state import MemberRow, MemoryState
 
@@ -37,6 +38,22 @@ class MemoryReceipts:
             read_seq=me.read_seq,
             unread_count=self.state.unread(group_id, user_id, me.read_seq),
             moved=me.read_seq > old,
+            private=self.state.user(user_id).private_receipts,
+        )
+
+    async def mark_unread(
+        self, group_id: int, user_id: int, message_id: int
+    ) -> UnreadResult | None:
+        """Move the read position back to just before the message; never forward."""
+        me = self._member(group_id, user_id)
+        target = self.state.messages.get(message_id)
+        if me is None or target is None or target.group_id != group_id:
+            return None
+        me.read_seq = min(me.read_seq, target.seq - 1)
+        return UnreadResult(
+            read_seq=me.read_seq,
+            unread_count=self.state.unread(group_id, user_id, me.read_seq),
+            mention_count=self.state.mentions_unread(group_id, user_id, me.read_seq),
             private=self.state.user(user_id).private_receipts,
         )
 

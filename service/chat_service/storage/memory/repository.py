@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from chat_service.domain.conversation import ThreadLink
 from chat_service.domain.errors import InvalidArgument, NotFound, PermissionDenied
 from chat_service.domain.models import (
     Group,
@@ -21,6 +22,7 @@ from chat_service.domain.models import (
     UserProfile,
 )
 from chat_service.domain.system_text import group_created, membership_changed
+from chat_service.storage.memory.conversation import MemoryConversation
 from chat_service.storage.memory.state import (
     GroupRow,
     MemberRow,
@@ -30,7 +32,7 @@ from chat_service.storage.memory.state import (
 )
 
 
-class MemoryChatRepository:
+class MemoryChatRepository(MemoryConversation):
     def __init__(self, state: MemoryState | None = None) -> None:
         self.state = state if state is not None else MemoryState()
 
@@ -187,6 +189,7 @@ class MemoryChatRepository:
         mentions: Sequence[Mention] = (),
         attachment_id: str = "",
         via_backend: bool = False,
+        thread: ThreadLink | None = None,
     ) -> PostResult | None:
         group = self.state.groups.get(group_id)
         if client_msg_id:
@@ -212,11 +215,26 @@ class MemoryChatRepository:
             self.state.next_id(), group_id, group.last_seq, sender.id, kind, content, now_ms(),
             client_msg_id=client_msg_id, reply_to_id=reply_to_id, mentions=tuple(mentions),
             attachment_id=attachment_id, via_backend=via_backend,
+            thread_parent_id=thread.parent_id if thread else 0,
+            also_in_group=bool(thread and thread.also_in_group),
         ))
+        if thread is not None:
+            self._thread_replied(thread, row)
         if upload is not None and (upload.owner_id, upload.group_id) == (sender.id, group_id) \
                 and upload.completed and not upload.message_id:
             upload.message_id = row.id
         return PostResult(self.state.show(row), duplicate=False)
+
+    def _thread_replied(self, thread: ThreadLink, reply: MessageRow) -> None:
+        """The parent's summary changes with the reply (as messages.py's `par` and `tp`)."""
+        parent = self.state.messages.get(thread.parent_id)
+        if parent is not None:
+            parent.reply_count += 1
+            parent.last_reply_at_ms = reply.created_at_ms
+            self.state.bump_update(parent)
+        who = self.state.participants.setdefault(thread.parent_id, {})
+        who.setdefault(thread.parent_author, thread.parent_seq)
+        who[reply.user_id] = max(who.get(reply.user_id, 0), reply.seq)
 
     async def get_message(self, message_id: int, viewer: int = 0) -> Message | None:
         row = self.state.messages.get(message_id)
@@ -231,7 +249,8 @@ class MemoryChatRepository:
             if anchor is None or anchor.group_id != group_id:
                 raise NotFound(f"message {before_id} is not in group {group_id}")
             before_seq = anchor.seq
-        older = [m for m in self.state.by_group.get(group_id, ()) if m.seq < before_seq]
+        older = [m for m in self.state.by_group.get(group_id, ())
+                 if m.seq < before_seq and m.in_timeline]
         page = older[-limit:] if limit > 0 else []
         return HistoryPage([self.state.show(m, viewer) for m in page],
                            has_more=len(older) > len(page))

@@ -89,10 +89,21 @@ class MessageRow:
     deleted: bool = False
     update_seq: int = 0
     reactions: list[tuple[int, str]] = field(default_factory=list)  # (user, emoji), in order
+    thread_parent_id: int = 0
+    also_in_group: bool = False
+    reply_count: int = 0
+    last_reply_at_ms: int = 0
+    pinned_by: int = 0
+    pinned_at_ms: int = 0
+    pin_tick: int = 0  # order of pinning (PostgreSQL: pinned_at)
     via_backend: bool = False
 
     def mentioned(self) -> set[int]:
         return {m.user_id for m in self.mentions}
+
+    @property
+    def in_timeline(self) -> bool:
+        return not self.thread_parent_id or self.also_in_group
 
 
 @dataclass
@@ -113,6 +124,8 @@ class MemoryState:
         self.messages: dict[int, MessageRow] = {}
         self.by_group: dict[int, list[MessageRow]] = {}  # in seq order
         self.attachments: dict[str, AttachmentRow] = {}
+        # parent id -> {participant: read_seq}, in order of joining (thread_participants)
+        self.participants: dict[int, dict[int, int]] = {}
         # Issue 15: group bans (group, user) -> (until ms, 0: until lifted; reason), the
         # moderation log, direct conversations by pair.
         self.group_bans: dict[tuple[int, int], tuple[int, str]] = {}
@@ -193,24 +206,46 @@ class MemoryState:
             deleted=row.deleted,
             attachment=None if upload is None else upload.info,
             update_seq=row.update_seq,
+            thread_parent_id=row.thread_parent_id,
+            also_in_group=row.also_in_group,
+            reply_count=row.reply_count,
+            last_reply_at_ms=row.last_reply_at_ms,
+            thread_participants=tuple(sorted(self.participants.get(row.id, ()))),
+            pinned_by=row.pinned_by,
+            pinned_at_ms=row.pinned_at_ms,
             via_backend=row.via_backend,
         )
 
     def unread(self, group_id: int, user_id: int, read_seq: int) -> int:
-        """Messages after `read_seq` by others."""
+        """Messages of the main timeline after `read_seq` by others."""
         return sum(1 for m in self.by_group.get(group_id, ())
-                   if m.seq > read_seq and m.user_id != user_id)
+                   if m.seq > read_seq and m.user_id != user_id and m.in_timeline)
+
+    def mentions_unread(self, group_id: int, user_id: int, read_seq: int) -> int:
+        """Mentions of the user (by name or @all) after `read_seq`, by others."""
+        return sum(
+            len(m.mentioned() & {user_id, 0})
+            for m in self.by_group.get(group_id, ())
+            if m.seq > read_seq and m.user_id != user_id and not m.deleted
+        )
+
+    def thread_unread(self, parent_id: int, user_id: int) -> int:
+        """Replies by others after the participant's position in the thread (0 otherwise)."""
+        read = self.participants.get(parent_id, {}).get(user_id)
+        if read is None:
+            return 0
+        parent = self.messages[parent_id]
+        return sum(1 for m in self.by_group.get(parent.group_id, ())
+                   if m.thread_parent_id == parent_id and m.seq > read and m.user_id != user_id)
+
+    def group_thread_unread(self, group_id: int, user_id: int) -> int:
+        return sum(self.thread_unread(p, user_id) for p, who in self.participants.items()
+                   if user_id in who and self.messages[p].group_id == group_id)
 
     def show_group(self, group: GroupRow, viewer: int, with_members: bool) -> Group:
         """A group as `viewer` sees it (per-member state when they are a member)."""
         me = group.members.get(viewer)
-        mentions = 0
-        if me is not None:
-            mentions = sum(
-                len(m.mentioned() & {viewer, 0})
-                for m in self.by_group.get(group.id, ())
-                if m.seq > me.read_seq and m.user_id != viewer and not m.deleted
-            )
+        mentions = 0 if me is None else self.mentions_unread(group.id, viewer, me.read_seq)
         return Group(
             id=group.id,
             name=group.name,
@@ -227,6 +262,8 @@ class MemoryState:
             mention_count=mentions,
             muted=me.muted if me is not None else False,
             last_update_seq=group.last_update_seq,
+            thread_unread_count=0 if me is None else self.group_thread_unread(group.id, viewer),
+            pinned_count=sum(1 for m in self.by_group.get(group.id, ()) if m.pinned_by),
             avatar=group.avatar,
             archived=group.archived,
             direct=group.direct is not None,

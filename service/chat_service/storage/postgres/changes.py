@@ -68,12 +68,13 @@ class PostgresMessageChanges:
 
     @storage_errors
     async def delete(self, message: Message) -> tuple[Message, str]:
-        """Leave a tombstone: the seq stays, content, mentions, reactions and the attachment
-        reference go. Returns the attachment id whose blob must be purged ('' if none)."""
+        """Leave a tombstone: the seq stays (and a thread under it), content, mentions,
+        reactions, a pin and the attachment reference go. Returns the attachment id whose
+        blob must be purged ('' if none)."""
         async with self._pool.acquire() as conn, conn.transaction():
             attachment = await conn.fetchval(
                 """UPDATE messages SET content = '', mentions = NULL, deleted_at = now(),
-                       attachment_id = NULL
+                       attachment_id = NULL, pinned_at = NULL, pinned_by = NULL
                    WHERE id = $1
                    RETURNING (SELECT attachment_id FROM messages WHERE id = $1)""",
                 message.id,

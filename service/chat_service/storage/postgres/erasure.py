@@ -44,10 +44,11 @@ _MINE = (
     "SELECT id, group_id, seq FROM messages WHERE user_id = $1 AND deleted_at IS NULL "
     "AND kind <> 3"
 )
-# The user's messages become tombstones (content, mentions, attachment link and every
+# The user's messages become tombstones (content, mentions, attachment link, a pin and every
 # reaction on them gone: DeleteMessage's tombstone).
 _TOMBSTONE = _bump(
     _MINE, "content = '', mentions = NULL, attachment_id = NULL, deleted_at = now(), "
+    "pinned_at = NULL, pinned_by = NULL, "
 )
 # Others' messages the user reacted to: their reaction counts change (the change feed says so).
 _REACTED = _bump("""SELECT DISTINCT m.id, m.group_id, m.seq FROM reactions r

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from chat_service.domain.conversation import ThreadLink
 from chat_service.domain.errors import InvalidArgument, NotFound
 from chat_service.domain.models import (
     HistoryPage,
@@ -26,6 +27,9 @@ from chat_service.storage.postgres.moderation import MAY_POST, refuse_reason
 from chat_service.storage.postgres.pool import PostgresStore
 from chat_service.storage.postgres.rows import message_from_row, ms, select_messages
 from chat_service.storage.postgres.send_batcher import PendingSend, SendBatcher
+
+# History is the main timeline: thread replies only when also sent to the group.
+_IN_TIMELINE = "(m.thread_parent_id IS NULL OR m.also_in_group)"
 
 
 class PostgresMessages(PostgresStore):
@@ -65,9 +69,10 @@ class PostgresMessages(PostgresStore):
         mentions: Sequence[Mention] = (),
         attachment_id: str = "",
         via_backend: bool = False,
+        thread: ThreadLink | None = None,
     ) -> PostResult | None:
         if self._batcher is not None and not (
-            reply_to_id or mentions or attachment_id or via_backend
+            reply_to_id or mentions or attachment_id or via_backend or thread
         ):
             return await self._batcher.post(
                 PendingSend(group_id, sender, content, kind, client_msg_id)
@@ -82,6 +87,7 @@ class PostgresMessages(PostgresStore):
             mentions=mentions,
             attachment_id=attachment_id,
             via_backend=via_backend,
+            thread=thread,
         )
 
     async def _post_one(
@@ -96,6 +102,7 @@ class PostgresMessages(PostgresStore):
         mentions: Sequence[Mention] = (),
         attachment_id: str = "",
         via_backend: bool = False,
+        thread: ThreadLink | None = None,
     ) -> PostResult | None:
         key = client_msg_id or None
         mention_json = [[m.user_id, m.offset, m.length] for m in mentions] or None
@@ -110,24 +117,42 @@ class PostgresMessages(PostgresStore):
             if attachment_id
             else ""
         )
+        thread_args: list[object] = []
+        if thread is not None:
+            # The parent's summary changes with the reply (and takes the update_seq the bump
+            # below reserved); the sender joins the participants, having read their reply.
+            claim += """, par AS (
+                   UPDATE messages p SET reply_count = p.reply_count + 1,
+                       last_reply_at = ins.created_at, update_seq = bumped.last_update_seq
+                   FROM ins, bumped WHERE p.id = $11
+               ), tp AS (
+                   INSERT INTO thread_participants (parent_id, group_id, user_id, read_seq)
+                   SELECT $11, $1, v.u, max(v.r)
+                   FROM ins CROSS JOIN LATERAL
+                        (VALUES ($2::bigint, ins.seq), ($13::bigint, $14::bigint)) AS v (u, r)
+                   GROUP BY v.u
+                   ON CONFLICT (parent_id, user_id) DO UPDATE
+                   SET read_seq = GREATEST(thread_participants.read_seq, EXCLUDED.read_seq))"""
+            thread_args = [thread.parent_author, thread.parent_seq]
         try:
             row = await self._pool.fetchrow(
                 f"""WITH member AS (
                        SELECT 1 FROM group_members gm JOIN groups g ON g.id = gm.group_id
                        WHERE gm.group_id = $1 AND gm.user_id = $2 AND {MAY_POST}
                    ), bumped AS (
-                       UPDATE groups SET last_seq = last_seq + 1
+                       UPDATE groups SET last_seq = last_seq + 1,
+                           last_update_seq = last_update_seq + (($11::bigint > 0)::int)
                        WHERE id = $1 AND EXISTS (SELECT 1 FROM member)
                          AND ($5::text IS NULL OR NOT EXISTS (
                                SELECT 1 FROM messages
                                WHERE group_id = $1 AND user_id = $2 AND client_msg_id = $5))
-                       RETURNING last_seq
+                       RETURNING last_seq, last_update_seq
                    ), ins AS (
                        INSERT INTO messages (group_id, seq, user_id, kind, content,
                                              client_msg_id, reply_to_id, attachment_id, mentions,
-                                             via_backend)
+                                             via_backend, thread_parent_id, also_in_group)
                        SELECT $1, last_seq, $2, $3, $4, $5, NULLIF($6, 0), NULLIF($7, ''),
-                              $8::jsonb, $10
+                              $8::jsonb, $10, NULLIF($11::bigint, 0), $12
                        FROM bumped
                        RETURNING id, seq, created_at
                    ), men AS (
@@ -145,6 +170,9 @@ class PostgresMessages(PostgresStore):
                 mention_json,
                 mentioned,
                 via_backend,
+                thread.parent_id if thread else 0,
+                bool(thread and thread.also_in_group),
+                *thread_args,
             )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "messages_attachment_idx":
@@ -166,7 +194,7 @@ class PostgresMessages(PostgresStore):
                 reply_to_id=reply_to_id,
                 via_backend=via_backend,
             )
-            if reply_to_id or attachment_id:
+            if reply_to_id or attachment_id or thread:
                 full = await self.get_message(row["id"])
                 message = full if full is not None else message
             return PostResult(message=message, duplicate=False)
@@ -200,7 +228,8 @@ class PostgresMessages(PostgresStore):
             rows = await self._pool.fetch(
                 select_messages(
                     "WHERE m.group_id = $1 AND m.seq < (SELECT b.seq FROM messages b"
-                    " WHERE b.id = $2 AND b.group_id = $1) ORDER BY m.seq DESC LIMIT $3", "$4"
+                    f" WHERE b.id = $2 AND b.group_id = $1) AND {_IN_TIMELINE}"
+                    " ORDER BY m.seq DESC LIMIT $3", "$4"
                 ),
                 group_id,
                 before_id,
@@ -213,7 +242,9 @@ class PostgresMessages(PostgresStore):
                 raise NotFound(f"message {before_id} is not in group {group_id}")
         else:
             rows = await self._pool.fetch(
-                select_messages("WHERE m.group_id = $1 ORDER BY m.seq DESC LIMIT $2", "$3"),
+                select_messages(
+                    f"WHERE m.group_id = $1 AND {_IN_TIMELINE} ORDER BY m.seq DESC LIMIT $2", "$3"
+                ),
                 group_id,
                 limit + 1,
                 viewer,

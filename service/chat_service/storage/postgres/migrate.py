@@ -14,6 +14,8 @@ from importlib import resources
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from chat_service.storage.postgres.search_config import apply_text_search_config
+
 log = logging.getLogger(__name__)
 
 _LOCK_KEY = 0x43484154  # "CHAT"
@@ -41,8 +43,11 @@ def available_migrations() -> list[Migration]:
     return found
 
 
-async def migrate(conn: asyncpg.Connection | PoolConnectionProxy) -> list[int]:
-    """Apply pending migrations; return the versions applied by this call."""
+async def migrate(
+    conn: asyncpg.Connection | PoolConnectionProxy, text_search_config: str = "simple"
+) -> list[int]:
+    """Apply pending migrations, then the search column's text-search configuration
+    (search_config.py); return the versions applied by this call."""
     applied_now: list[int] = []
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:
@@ -65,6 +70,7 @@ async def migrate(conn: asyncpg.Connection | PoolConnectionProxy) -> list[int]:
                 )
             log.info("applied migration %04d_%s", m.version, m.name)
             applied_now.append(m.version)
+        await apply_text_search_config(conn, text_search_config)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     return applied_now

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from chat_service.domain.conversation import UnreadResult
 from chat_service.domain.models import UserProfile
 from chat_service.storage.postgres.errors import storage_errors
-from chat_service.storage.postgres.rows import profile_from_row
+from chat_service.storage.postgres.rows import mentions_sql, profile_from_row, unread_sql
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class PostgresReceipts:
     async def mark_read(self, group_id: int, user_id: int, seq: int) -> ReadResult | None:
         """Move the read position forward to `seq` (0 = the newest message); never back."""
         row = await self._pool.fetchrow(
-            """WITH before AS (
+            f"""WITH before AS (
                    SELECT m.read_seq FROM group_members m
                    WHERE m.group_id = $1 AND m.user_id = $2
                ), moved AS (
@@ -41,8 +42,7 @@ class PostgresReceipts:
                    RETURNING m.read_seq
                )
                SELECT moved.read_seq, (SELECT read_seq FROM before) AS old_seq,
-                      (SELECT count(*) FROM messages x WHERE x.group_id = $1
-                         AND x.seq > moved.read_seq AND x.user_id <> $2) AS unread,
+                      {unread_sql("$1", "moved.read_seq", "$2")} AS unread,
                       COALESCE((SELECT private_receipts FROM users WHERE id = $2), FALSE)
                         AS private
                FROM moved""",
@@ -56,6 +56,39 @@ class PostgresReceipts:
             read_seq=row["read_seq"],
             unread_count=row["unread"],
             moved=row["read_seq"] > row["old_seq"],
+            private=row["private"],
+        )
+
+    @storage_errors
+    async def mark_unread(
+        self, group_id: int, user_id: int, message_id: int
+    ) -> UnreadResult | None:
+        """Move the read position back to just before the message; never forward."""
+        row = await self._pool.fetchrow(
+            f"""WITH target AS (
+                   SELECT seq FROM messages WHERE id = $3 AND group_id = $1
+               ), moved AS (
+                   UPDATE group_members m
+                   SET read_seq = LEAST(m.read_seq, (SELECT seq FROM target) - 1)
+                   WHERE m.group_id = $1 AND m.user_id = $2 AND EXISTS (SELECT 1 FROM target)
+                   RETURNING m.read_seq
+               )
+               SELECT moved.read_seq,
+                      {unread_sql("$1", "moved.read_seq", "$2")} AS unread,
+                      {mentions_sql("$1", "moved.read_seq", "$2")} AS mentions,
+                      COALESCE((SELECT private_receipts FROM users WHERE id = $2), FALSE)
+                        AS private
+               FROM moved""",
+            group_id,
+            user_id,
+            message_id,
+        )
+        if row is None:
+            return None
+        return UnreadResult(
+            read_seq=row["read_seq"],
+            unread_count=row["unread"],
+            mention_count=row["mentions"],
             private=row["private"],
         )
 

@@ -3,6 +3,9 @@
     members.py   users, membership, roles      (MembershipStore, UserStore)
     groups.py    groups and their heads        (GroupStore)
     messages.py  sends, history, replay        (MessageStore)
+    threads.py   thread replies, positions     (ThreadStore; replies are sent by messages.py)
+    search.py    full-text search              (SearchStore; search_config.py its column)
+    pins.py      pinned messages               (PinStore)
     receipts.py  read positions, mute, privacy (ReceiptStore; its own object)
     changes.py   edits, deletes, reactions     (MessageChangeStore; its own object)
     directory.py synced profiles, anonymising  (DirectoryStore)
@@ -18,6 +21,8 @@ DataStore does), so callers keep one object that satisfies `ChatRepository`.
 
 from __future__ import annotations
 
+import asyncpg
+
 from chat_service.storage.postgres.admin import PostgresGroupAdmin
 from chat_service.storage.postgres.direct import PostgresDirect
 from chat_service.storage.postgres.directory import PostgresDirectory
@@ -26,7 +31,10 @@ from chat_service.storage.postgres.groups import PostgresGroups
 from chat_service.storage.postgres.members import PostgresMembers
 from chat_service.storage.postgres.messages import PostgresMessages
 from chat_service.storage.postgres.moderation import PostgresModeration
+from chat_service.storage.postgres.pins import PostgresPins
 from chat_service.storage.postgres.pool import create_pool
+from chat_service.storage.postgres.search import PostgresSearch
+from chat_service.storage.postgres.threads import PostgresThreads
 
 __all__ = ["PostgresChatRepository", "create_pool"]
 
@@ -40,5 +48,15 @@ class PostgresChatRepository(
     PostgresDirect,
     PostgresModeration,
     PostgresErasure,
+    PostgresThreads,
+    PostgresSearch,
+    PostgresPins,
 ):
-    """`PostgresChatRepository(pool, batch_sends=True)`; `start()`/`stop()` run the batcher."""
+    """`PostgresChatRepository(pool, batch_sends=True)`; `start()`/`stop()` run the batcher.
+    `text_search_config` must be the one migrate() gave the search column."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, batch_sends: bool = True, text_search_config: str = "simple"
+    ) -> None:
+        super().__init__(pool, batch_sends)
+        self.text_search_config = text_search_config

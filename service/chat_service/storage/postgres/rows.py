@@ -34,6 +34,11 @@ def select_messages(where: str, viewer: str = "0") -> str:
     return f"""SELECT m.id, m.group_id, m.seq, m.user_id, m.kind, m.content, m.client_msg_id,
         m.via_backend, m.created_at, m.edited_at, m.deleted_at, m.update_seq, m.reply_to_id,
         m.mentions,
+        m.thread_parent_id, m.also_in_group, m.reply_count, m.last_reply_at, m.pinned_by,
+        m.pinned_at,
+        CASE WHEN m.reply_count > 0 THEN (
+          SELECT array_agg(tp.user_id ORDER BY tp.user_id)
+          FROM thread_participants tp WHERE tp.parent_id = m.id) END AS participants,
         u.name AS user_name, u.email AS user_email, u.avatar AS user_avatar,
         r.user_id AS r_user, ru.name AS r_name, left(r.content, 120) AS r_content,
         (r.deleted_at IS NOT NULL) AS r_deleted,
@@ -51,17 +56,40 @@ def select_messages(where: str, viewer: str = "0") -> str:
       {where}"""
 
 
+def unread_sql(group: str, read_seq: str, user: str) -> str:
+    """Messages of the main timeline after `read_seq` not sent by `user` (thread replies
+    count only when also shown in the group)."""
+    return f"""(SELECT count(*) FROM messages x
+        WHERE x.group_id = {group} AND x.seq > {read_seq} AND x.user_id <> {user}
+          AND (x.thread_parent_id IS NULL OR x.also_in_group))"""
+
+
+def mentions_sql(group: str, read_seq: str, user: str) -> str:
+    """Mentions of `user` (by name or @all) after `read_seq`, by others."""
+    return f"""(SELECT count(*) FROM message_mentions mm
+        WHERE mm.group_id = {group} AND mm.seq > {read_seq}
+          AND mm.user_id IN ({user}, 0) AND mm.from_user <> {user})"""
+
+
+def thread_unread_sql(group: str, user: str, parent: str = "") -> str:
+    """Replies by others after `user`'s position in the threads they take part in (of the
+    group; or of one thread, `parent`)."""
+    one = f"AND tp.parent_id = {parent}" if parent else ""
+    return f"""(SELECT count(*) FROM thread_participants tp
+        JOIN messages r ON r.thread_parent_id = tp.parent_id AND r.seq > tp.read_seq
+                       AND r.user_id <> tp.user_id
+        WHERE tp.user_id = {user} AND tp.group_id = {group} {one})"""
+
+
 # A group as member `m` (LEFT or inner joined) sees it: `group_from_row` reads these.
-GROUP_COLUMNS = """g.id, g.name, g.description, g.created_by, g.invite_only, g.created_at,
+GROUP_COLUMNS = f"""g.id, g.name, g.description, g.created_by, g.invite_only, g.created_at,
       g.last_seq, g.member_count, COALESCE(m.role, 0) AS my_role,
       m.read_seq, m.muted, g.last_update_seq,
-      (SELECT count(*) FROM messages x
-        WHERE x.group_id = g.id AND x.seq > m.read_seq
-          AND x.user_id <> m.user_id) AS unread_count,
-      (SELECT count(*) FROM message_mentions mm
-        WHERE mm.group_id = g.id AND mm.seq > m.read_seq
-          AND mm.user_id IN (m.user_id, 0)
-          AND mm.from_user <> m.user_id) AS mention_count,
+      {unread_sql("g.id", "m.read_seq", "m.user_id")} AS unread_count,
+      {mentions_sql("g.id", "m.read_seq", "m.user_id")} AS mention_count,
+      {thread_unread_sql("g.id", "m.user_id")} AS thread_unread_count,
+      (SELECT count(*) FROM messages p
+        WHERE p.group_id = g.id AND p.pinned_at IS NOT NULL) AS pinned_count,
       g.avatar, (g.archived_at IS NOT NULL) AS archived, (g.direct_low IS NOT NULL) AS direct,
       (SELECT json_build_array(pu.id, pu.name, pu.avatar) FROM users pu
         WHERE g.direct_low IS NOT NULL AND pu.id = CASE WHEN g.direct_low = m.user_id
@@ -119,6 +147,13 @@ def message_from_row(row: asyncpg.Record) -> Message:
         deleted=row["deleted_at"] is not None,
         update_seq=row["update_seq"],
         via_backend=bool(_get(row, "via_backend")),
+        thread_parent_id=row["thread_parent_id"] or 0,
+        also_in_group=row["also_in_group"],
+        reply_count=row["reply_count"],
+        last_reply_at_ms=ms(row["last_reply_at"]) if row["last_reply_at"] else 0,
+        thread_participants=tuple(row["participants"] or ()),
+        pinned_by=row["pinned_by"] or 0,
+        pinned_at_ms=ms(row["pinned_at"]) if row["pinned_at"] else 0,
         attachment=None
         if row["a_id"] is None
         else AttachmentInfo(
@@ -151,6 +186,8 @@ def group_from_row(row: asyncpg.Record, member_ids: Sequence[int] = ()) -> Group
         mention_count=_opt(row, "mention_count"),
         muted=bool(_opt(row, "muted")),
         last_update_seq=_opt(row, "last_update_seq"),
+        thread_unread_count=_opt(row, "thread_unread_count"),
+        pinned_count=_opt(row, "pinned_count"),
         avatar=str(_get(row, "avatar") or ""),
         archived=bool(_get(row, "archived")),
         direct=bool(_get(row, "direct")),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chat_service.envconfig import var
+from chat_service.envconfig import identifier, var
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,8 @@ class DatabaseSettings:
     migrate_on_start: bool = var("MIGRATE_ON_START", False)
     # Group commit: plain sends arriving during a commit share the next one.
     batch_sends: bool = var("BATCH_SENDS", True)
+    # The text-search configuration of message search; migrate() applies it to the column.
+    text_search_config: str = var("SEARCH_TEXT_CONFIG", "simple", identifier)
 
     @property
     def dsn(self) -> str:
