@@ -178,6 +178,7 @@ class App:
             recent_total=s.fanout.recent_total,
             large_group=s.fanout.large_group_subscribers,
             large_group_flush=s.fanout.large_group_flush_ms / 1000,
+            large_group_busy_rate=s.fanout.large_group_busy_rate,
         )
         b = build_backends(s, hub, groups_of=repo.group_ids_for_user, members_of=repo.member_ids)
         # Backend-wide bans and erasures reach this pod's ban list and streams at once.

@@ -1,9 +1,11 @@
-"""A busy large group is written to each stream once per flush window, in order; quiet and
-small groups are not delayed (pure logic: hub and subscriber queues, no servers)."""
+"""A large group's events of one loop turn go to each stream together; only while the pod is
+behind are they held longer (up to the flush window), in order; an idle pod and small groups
+add no delay (pure logic: hub and subscriber queues, no servers)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from chat_service.fanout.delivery import Delivery
 from chat_service.fanout.hub import Hub
@@ -32,22 +34,39 @@ def queued(sub: Subscriber) -> list[int]:
     return [d.seq for d in sub.drain(10_000)]
 
 
-async def test_the_first_event_of_a_quiet_large_group_goes_out_at_once() -> None:
+async def test_an_idle_pod_sends_a_large_groups_event_on_the_next_loop_turn() -> None:
     hub, subs = hub_with(5)
     send(hub, 1)
+    await asyncio.sleep(0)
     assert all(queued(s) == [1] for s in subs)
+    started = time.monotonic()
+    send(hub, 2)  # right after a flush: an idle pod does not hold it for a window
+    await asyncio.sleep(0)
+    assert all(queued(s) == [2] for s in subs)
+    assert time.monotonic() - started < WINDOW / 2
 
 
-async def test_a_busy_large_group_gathers_events_into_one_write_per_window() -> None:
+async def test_the_events_of_one_loop_turn_reach_each_stream_as_one_batch() -> None:
+    hub, subs = hub_with(5)
+    for seq in range(1, 11):  # one broker read: ten events, no await between them
+        send(hub, seq)
+    assert all(s.pending == 0 for s in subs)
+    await asyncio.sleep(0)
+    assert all(queued(s) == list(range(1, 11)) for s in subs)
+
+
+async def test_a_pod_that_runs_flushes_late_gathers_events_up_to_the_window() -> None:
     hub, subs = hub_with(5)
     send(hub, 1)
-    for s in subs:
-        queued(s)
-    for seq in range(2, 12):
+    time.sleep(WINDOW / 4)  # noqa: ASYNC251 -- a busy loop: the flush runs a quarter window late
+    await asyncio.sleep(0)
+    assert all(queued(s) == [1] for s in subs)
+    for seq in range(2, 6):
         send(hub, seq)
-    assert all(s.pending == 0 for s in subs)  # held for the rest of the window
+        await asyncio.sleep(0)
+    assert all(s.pending == 0 for s in subs)  # held: twice the lateness (half a window)
     await asyncio.wait_for(subs[0].wait(5), 5)
-    assert all(queued(s) == list(range(2, 12)) for s in subs)
+    assert all(queued(s) == [2, 3, 4, 5] for s in subs)
 
 
 async def test_a_small_group_is_never_delayed() -> None:
@@ -94,3 +113,24 @@ async def test_a_flush_window_of_zero_turns_gathering_off() -> None:
     for seq in (1, 2, 3):
         send(hub, seq)
         assert sub.pending == seq
+
+
+async def test_a_busy_large_group_is_written_once_per_window() -> None:
+    hub = Hub(Store().messages_after, Store().group_heads, sweep_interval=0,
+              large_group=3, large_group_flush=WINDOW, large_group_busy_rate=5)
+    subs = [Subscriber(user_id=u, max_queue=1000) for u in range(1, 6)]
+    for sub in subs:
+        hub.add(sub, [7])
+    hub.set_heads({7: 0})
+    writes: list[list[int]] = []
+    for seq in range(1, 21):  # 20 events, one per loop turn: far above 5 events/s
+        send(hub, seq)
+        await asyncio.sleep(0)
+        if subs[0].pending:
+            writes.append(queued(subs[0]))
+    await asyncio.sleep(WINDOW * 1.5)
+    writes.append(queued(subs[0]))
+    assert [seq for batch in writes for seq in batch] == list(range(1, 21))  # all, in order
+    assert writes[:5] == [[1], [2], [3], [4], [5]]  # not busy yet: each at once
+    assert len(writes) <= 7 and writes[-1][-1] == 20  # then the rest gathered into one write
+

@@ -15,13 +15,17 @@ class Channel:
     __slots__ = (
         "fill_target",
         "filling",
+        "flush_due",
         "flush_handle",
         "group_id",
         "lag_seen",
         "last_flush",
+        "lateness",
         "next_seq",
         "outbox",
         "pending",
+        "rate",
+        "rate_at",
         "subs",
         "typers",
     )
@@ -37,5 +41,9 @@ class Channel:
         self.typers = Typers(group_id)
         # Large groups: events held for the next flush (see fanout/gathering.py)
         self.outbox: list[Delivery] = []
-        self.flush_handle: asyncio.TimerHandle | None = None
+        self.flush_handle: asyncio.Handle | None = None
         self.last_flush = 0.0
+        self.flush_due = 0.0  # loop time the scheduled flush should run at
+        self.lateness = 0.0  # how late this pod's loop ran recent flushes (smoothed)
+        self.rate = 0.0  # events per second, decaying with a 1 s time constant
+        self.rate_at = 0.0

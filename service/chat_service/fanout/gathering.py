@@ -1,25 +1,30 @@
 """When a group's events go out to its streams on this pod: at once, or gathered into one write.
 
 Each event pushed to a stream costs a wake-up and a write per subscriber, so a large group
-(`large_group` or more subscribers on this pod) is flushed at most once per `window`: the first
-event after a quiet window goes out at once, later ones are gathered in the channel's outbox
-and go out together, so each stream gets one write per window instead of one per event. Under
-a busy group this bounds the writes (the cost that grows with members x messages) and adds at
-most one window of latency; quiet groups and small groups are not delayed. Order is kept: the
-outbox is only ever non-empty while a flush is scheduled, and anything delivered "now"
-(membership changes) first flushes what is held.
+(many subscribers on this pod) gathers its events in the channel's outbox and pushes them as
+one batch. Gathering holds events only when it pays:
 
-(Measured for issue 14: flushing on the next loop turn unless the group is busy or the pod runs
-late gave no lower latency at 20 msg/s into 1,000 members on this 2-core machine, where the
-load generator's receivers are the limit, and twice the writes: BENCHMARKS.md.)
+- the events of one broker read always go together, on the loop's next turn;
+- while the group is busy (more than `busy_rate` events/s, smoothed over a second) it is
+  flushed at most once per `window`;
+- while the pod is behind (its loop runs flushes more than 2 ms late) events wait twice that
+  lateness, capped at `window`.
+
+A quiet group on an idle pod adds no latency; small groups are never delayed. Order is kept:
+the outbox is only ever non-empty while a flush is scheduled, and anything delivered "now"
+(membership changes) first flushes what is held.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 
 from chat_service.fanout.channel import Channel
 from chat_service.fanout.delivery import Delivery
+
+# A loop that runs a scheduled flush later than this is behind: large groups' events are held.
+_BUSY_LATENESS = 0.002
 
 
 class Gathering:
@@ -28,33 +33,53 @@ class Gathering:
         *,
         large_group: int = 64,
         window: float = 0.1,
+        busy_rate: float = 25.0,
     ) -> None:
         self._large_group = large_group
         self._window = window
+        self._busy_rate = busy_rate
 
     def _gathers(self, channel: Channel) -> bool:
         return len(channel.subs) >= self._large_group and self._window > 0
 
     def deliver(self, channel: Channel, d: Delivery) -> None:
-        """Queue an event for the channel's subscribers (see the module's rule)."""
+        """Queue an event for the channel's subscribers (see the module's rules)."""
         if channel.flush_handle is None and not self._gathers(channel):
             for sub in channel.subs:
                 sub.push(d)
             return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        channel.rate = channel.rate * math.exp(channel.rate_at - now) + 1.0
+        channel.rate_at = now
         channel.outbox.append(d)
-        if channel.flush_handle is None:
-            loop = asyncio.get_running_loop()
-            wait = channel.last_flush + self._window - loop.time()
-            if wait <= 0:
-                self.flush(channel)
-            else:
-                channel.flush_handle = loop.call_later(wait, self.flush, channel)
+        if channel.flush_handle is not None:
+            return
+        late = channel.lateness
+        if channel.rate > self._busy_rate:
+            hold = self._window
+        else:
+            hold = min(self._window, 2 * late) if late > _BUSY_LATENESS else 0.0
+        due = channel.last_flush + hold
+        if due <= now:
+            channel.flush_due = now
+            channel.flush_handle = loop.call_soon(self._flush_on_time, channel)
+        else:
+            channel.flush_due = due
+            channel.flush_handle = loop.call_later(due - now, self._flush_on_time, channel)
 
     def deliver_now(self, channel: Channel, d: Delivery) -> None:
         """Deliver before anything else happens to the channel (membership changes)."""
         self.flush(channel)
         for sub in channel.subs:
             sub.push(d)
+
+    def _flush_on_time(self, channel: Channel) -> None:
+        """The scheduled flush: also measures how late the loop ran it (rises at once, decays
+        slowly, so holding stays steady while the pod is busy)."""
+        late = max(0.0, asyncio.get_running_loop().time() - channel.flush_due)
+        channel.lateness = late if late > channel.lateness else 0.8 * channel.lateness + 0.2 * late
+        self.flush(channel)
 
     def flush(self, channel: Channel) -> None:
         if channel.flush_handle is not None:

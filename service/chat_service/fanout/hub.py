@@ -46,8 +46,10 @@ class Hub:
         recent_total: int = 50_000,
         large_group: int = 64,
         large_group_flush: float = 0.1,
+        large_group_busy_rate: float = 25.0,
     ) -> None:
-        self._gather = Gathering(large_group=large_group, window=large_group_flush)
+        self._gather = Gathering(large_group=large_group, window=large_group_flush,
+                                 busy_rate=large_group_busy_rate)
         self.recent = RecentMessages(fetch_range, per_group=recent_per_group, total=recent_total)
         self._fetch_heads = fetch_heads
         self._reorder_wait = reorder_wait

@@ -34,5 +34,6 @@ class FanoutSettings:
     recent_total: int = var("RECENT_MESSAGES_TOTAL", 50_000)
     large_group_subscribers: int = var("LARGE_GROUP_SUBSCRIBERS", 64)
     large_group_flush_ms: float = var("LARGE_GROUP_FLUSH_MS", 100.0)
+    large_group_busy_rate: float = var("LARGE_GROUP_BUSY_EVENTS_PER_SECOND", 25.0)
     heartbeat_seconds: float = var("HEARTBEAT_SECONDS", 25.0)
     sweep_interval_seconds: float = var("SWEEP_INTERVAL_SECONDS", 2.0)
