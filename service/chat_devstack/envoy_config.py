@@ -23,6 +23,9 @@ What the gateway does:
   server reflection (``public_reflection``) are opt-in, as is ``chat.ChatBackend``
   (``backend_api``, for a listener only the app's backend reaches); anything else gets 404
   (gRPC: UNIMPLEMENTED) from Envoy itself;
+* optionally (``backend_port``) a second listener ``chat_backend`` that routes only
+  ``chat.ChatBackend`` (gRPC-Web for clients/php, native gRPC), for a port only the app's
+  backend reaches (compose: not published);
 * edge limits against slow or greedy clients (see ``deploy/envoy/README.md``): request-header
   timeout, connection and stream idle timeouts, HTTP/2 stream and window limits, buffer limits,
   a global connection limit and the overload manager on a fixed heap budget;
@@ -37,7 +40,7 @@ is the command line.
 Regenerate the compose config with::
 
     python -m chat_devstack.envoy_config --dns-name chat --dns-port 50051 \\
-        --out deploy/envoy/envoy.yaml
+        --backend-port 8081 --out deploy/envoy/envoy.yaml
 """
 
 from __future__ import annotations
@@ -51,10 +54,16 @@ from pathlib import Path
 from typing import Any
 
 from chat_devstack.envoy.clusters import admin_cluster, cluster, static_cluster
-from chat_devstack.envoy.listeners import listener, overload_manager, stats_listener
+from chat_devstack.envoy.listeners import (
+    backend_listener,
+    listener,
+    overload_manager,
+    stats_listener,
+)
 from chat_devstack.envoy.options import (
     ADMIN_CLUSTER,
     ALLOW_HEADERS,
+    BACKEND_LISTENER,
     DEFAULT_MAX_HEAP_BYTES,
     EXPOSE_HEADERS,
     JSON,
@@ -73,6 +82,7 @@ from chat_devstack.envoy.options import (
 __all__ = [
     "ADMIN_CLUSTER",
     "ALLOW_HEADERS",
+    "BACKEND_LISTENER",
     "DEFAULT_MAX_HEAP_BYTES",
     "EXPOSE_HEADERS",
     "LIMITS",
@@ -107,6 +117,8 @@ def build_config(options: EnvoyOptions) -> JSON:
         "static_resources": {
             "listeners": [
                 listener(options),
+                *([] if options.backend_port is None
+                  else [backend_listener(options, options.backend_port)]),
                 stats_listener(options.listen_host, options.probes_port),
             ],
             "clusters": clusters,
@@ -206,6 +218,12 @@ def _parser() -> argparse.ArgumentParser:
         "listener your backend alone can reach",
     )
     p.add_argument(
+        "--backend-port",
+        type=int,
+        help="add a listener on this port that routes only chat.ChatBackend (gRPC-Web and "
+        "native gRPC) for your app's backend; never publish it",
+    )
+    p.add_argument(
         "--max-heap-bytes",
         type=int,
         default=DEFAULT_MAX_HEAP_BYTES,
@@ -251,6 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             public_health=args.public_health,
             public_reflection=args.public_reflection,
             backend_api=args.backend_api,
+            backend_port=args.backend_port,
             max_heap_bytes=args.max_heap_bytes,
         )
     except ValueError as exc:

@@ -213,7 +213,8 @@ class App:
             b.notifier.start()
             parts.push_async_callback(b.notifier.stop)
         server.add_generic_rpc_handlers(self._servicers(
-            s, repo, receipt_store, change_store, hub, b, attachments, authenticator, backend
+            s, repo, receipt_store, change_store, hub, b, attachments, authenticator, backend,
+            bans,
         ))
         _serve_health_and_reflection(server, self._health)
         await server.start()
@@ -245,6 +246,7 @@ class App:
         attachments: AttachmentService,
         authenticator: Authenticator,
         backend: BackendVerifier,
+        bans: BanList,
     ) -> tuple[grpc.GenericRpcHandler, grpc.GenericRpcHandler]:
         """The domain's use cases and the servicers over them (construction only): those of
         chat.ChatService, then chat.ChatBackend's."""
@@ -283,13 +285,15 @@ class App:
         moderation = Moderation(repo, b.fanout, b.rate)
         directory = Directory(repo, b.fanout)
         erasure = Erasure(repo, directory, b.fanout, attachments,
-                          tombstone=s.erasure.erase_messages == "tombstone")
+                          tombstone=s.erasure.erase_messages == "tombstone",
+                          live_updates=s.erasure.live_updates)
         return generic_handler(
             ChatApi(chat, receipts, changes, callers, draining),
             conversation,
             streams,
             AttachmentApi(attachments, callers, draining),
-            AdminApi(admin, DirectMessages(repo, b.fanout, b.rate), moderation, callers, draining),
+            AdminApi(admin, DirectMessages(repo, b.fanout, b.rate, bans), moderation, callers,
+                     draining),
         ), generic_handler(
             BackendApi(directory, admin, moderation, erasure, BackendCallers(backend), draining),
             proto=chat_backend_pb2.DESCRIPTOR,

@@ -77,3 +77,48 @@ async def test_a_conversation_with_oneself_or_nobody_is_refused(user: UserFactor
     alice = user("Alice")
     await expect_status(grpc.StatusCode.INVALID_ARGUMENT, direct(alice, alice.user_id))
     await expect_status(grpc.StatusCode.INVALID_ARGUMENT, direct(alice, 0))
+
+
+async def refused_everywhere(client: ChatClient) -> None:
+    """Until this pod's ban list has the user (one broker hop): their own calls are refused."""
+    for _ in range(100):
+        try:
+            await client.my_groups()
+        except grpc.aio.AioRpcError as error:
+            assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"user {client.user_id} is still let in")
+
+
+async def test_nobody_opens_a_conversation_with_a_user_banned_from_the_service(
+    user: UserFactory, backend: BackendClient
+) -> None:
+    alice, bob, carol = user("Alice"), user("Bob"), user("Carol")
+    existing = await direct(alice, bob.user_id)
+    await backend.call("BanUser", bpb.BackendBanUserRequest(user_id=bob.user_id, reason="spam"))
+    await refused_everywhere(bob)
+    for caller in (alice, carol):  # reopening the old one, or starting a new one
+        error = await expect_status(grpc.StatusCode.NOT_FOUND, direct(caller, bob.user_id))
+        assert error.details() == f"user {bob.user_id} cannot be messaged"  # not why
+    assert carol.user_id not in [m.id for m in await alice.members(existing.id)]
+    await backend.call("UnbanUser", bpb.BackendUserRef(user_id=bob.user_id))
+    await bob.my_groups()  # the lift is applied on this pod
+    assert (await direct(alice, bob.user_id)).id == existing.id
+    assert (await direct(carol, bob.user_id)).direct
+
+
+async def test_nobody_opens_a_conversation_with_an_erased_user(
+    user: UserFactory, backend: BackendClient
+) -> None:
+    alice, bob, carol = user("Alice"), user("Bob"), user("Carol")
+    existing = await direct(alice, bob.user_id)
+    await backend.call("EraseUser", bpb.BackendUserRef(user_id=bob.user_id))
+    await refused_everywhere(bob)
+    for caller in (alice, carol):
+        error = await expect_status(grpc.StatusCode.NOT_FOUND, direct(caller, bob.user_id))
+        # The same words as for a ban: the caller cannot tell erased from banned.
+        assert error.details() == f"user {bob.user_id} cannot be messaged"
+    # Alice keeps the old conversation's history; nobody was added back to it.
+    assert [m.id for m in await alice.members(existing.id)] == [alice.user_id]
+    assert (await alice.history(existing.id)).messages[-1].content == "Deleted user left"

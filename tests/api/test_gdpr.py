@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 
 from chat_devstack.cluster import Cluster
+from chat_devstack.ports import free_port
+from chat_devstack.processes import ServiceProcess
+from chat_devstack.tokens import mint, mint_backend
 from chat_service.gen import chat_backend_pb2 as bpb
 from chat_service.gen import chat_pb2 as pb
 from tests.conftest import UserFactory
 from tests.support.attachments import download, png, stack_db, start_upload, upload_unary
 from tests.support.backend import BackendClient, backend  # noqa: F401 - fixture
-from tests.support.chat_client import ChatClient, expect_status
+from tests.support.chat_client import ChatClient, Subscription, expect_status
 
 # ruff: noqa: F811 - the `backend` fixture is imported above
 
@@ -116,3 +122,127 @@ async def test_users_cannot_erase_or_export(user: UserFactory, stack: Cluster) -
         mine = BackendClient(channel, bob.token)
         await expect_status(grpc.StatusCode.UNAUTHENTICATED,
                             mine.call("EraseUser", bpb.BackendUserRef(user_id=bob.user_id)))
+
+
+def pod_with(stack: Cluster, folder: Path, name: str, **env: str) -> Iterator[ServiceProcess]:
+    """A pod with other settings, sharing the stack's PostgreSQL and Redis."""
+    pod = ServiceProcess(name, {**stack.env, **env}, free_port(), folder).start()
+    try:
+        yield pod
+    finally:
+        pod.stop()
+
+
+@pytest.fixture(scope="module")
+def anonymising_pod(
+    stack: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    yield from pod_with(stack, tmp_path_factory.mktemp("anonymise"), "anonymise",
+                        ERASE_MESSAGES="anonymise")
+
+
+@pytest.fixture(scope="module")
+def two_live_updates_pod(
+    stack: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    yield from pod_with(stack, tmp_path_factory.mktemp("live2"), "live2",
+                        ERASE_LIVE_UPDATES="2")
+
+
+@pytest.fixture
+async def on_anonymising_pod(anonymising_pod: ServiceProcess) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(anonymising_pod.address) as channel:
+        yield channel
+
+
+def clients_on(channel: grpc.aio.Channel, stack: Cluster, new_user_id: Callable[[], int]
+               ) -> tuple[ChatClient, ChatClient, BackendClient]:
+    alice, bob = (ChatClient(channel, mint(stack.jwt_secret, uid, name=name), uid)
+                  for uid, name in ((new_user_id(), "Alice"), (new_user_id(), "Bob")))
+    return alice, bob, BackendClient(channel, mint_backend(stack.backend_jwt_secret))
+
+
+def updated(feed: Any) -> dict[int, pb.MessageResponse]:
+    return {e.updated.id: e.updated for e in feed.of_kind("updated")}
+
+
+async def test_online_members_see_the_erased_users_messages_change_live(
+    user: UserFactory, backend: BackendClient
+) -> None:
+    alice, bob = user("Alice"), user("Bob")
+    traces = await bob_leaves_traces(alice, bob)
+    feed = await alice.subscribe()
+    await backend.call("EraseUser", bpb.BackendUserRef(user_id=bob.user_id))
+    bobs = [m.id for m in traces["texts"]] + [traces["picture"].id]
+    changed = {*bobs, traces["hello"].id}  # his tombstones; Alice's message lost his reaction
+    await feed.wait_until(lambda: changed <= set(updated(feed)))
+    live = updated(feed)
+    assert all(live[i].deleted and live[i].content == "" for i in bobs)
+    assert list(live[traces["hello"].id].reactions) == []
+    # The same state, update_seq included, that the history now holds.
+    stored = {m.id: m for m in (await alice.history(traces["g1"].id)).messages}
+    assert all(live[i].update_seq == stored[i].update_seq for i in changed)
+    mine = [m for m in (await alice.history(traces["g2"].id)).messages
+            if m.user_id == bob.user_id and m.type != pb.SYSTEM]
+    await feed.wait_until(lambda: mine[0].id in updated(feed))  # his own group too
+
+
+async def test_live_updates_of_an_erasure_are_bounded_and_the_rest_come_on_resume(
+    stack: Cluster, new_user_id: Callable[[], int], two_live_updates_pod: ServiceProcess
+) -> None:
+    async with grpc.aio.insecure_channel(two_live_updates_pod.address) as channel:
+        alice, bob, backend = clients_on(channel, stack, new_user_id)
+        traces = await bob_leaves_traces(alice, bob)
+        g1 = traces["g1"]
+        before = await alice.get_group(g1.id)
+        (in_g2,) = [m.id for m in (await alice.history(traces["g2"].id)).messages
+                    if m.content == "my own group"]
+        feed = await alice.subscribe()
+        await backend.call("EraseUser", bpb.BackendUserRef(user_id=bob.user_id))
+        await feed.wait_until(lambda: len(updated(feed)) >= 2)
+        marker = await alice.send(g1.id, "after the erasure")
+        await feed.wait_until(lambda: marker.id in {m.id for m in feed.messages(g1.id)})
+        # The two newest changed messages only: his message in g2, his picture in g1.
+        assert set(updated(feed)) == {in_g2, traces["picture"].id}
+        # Resuming with the update position held before gets every change in g1.
+        resumed = Subscription(alice.stub.Subscribe(pb.SubscribeRequest(positions=[
+            pb.GroupPosition(group_id=g1.id, last_seq=marker.seq,
+                             last_update_seq=before.last_update_seq)]),
+            metadata=alice.metadata))
+        changed = {m.id for m in traces["texts"]} | {traces["picture"].id, traces["hello"].id}
+        await resumed.wait_until(lambda: changed <= set(updated(resumed)))
+        await resumed.close()
+        await alice.close()
+
+
+async def test_with_anonymise_the_erased_users_messages_stay_readable_under_deleted_user(
+    new_user_id: Callable[[], int], stack: Cluster, on_anonymising_pod: grpc.aio.Channel
+) -> None:
+    alice, bob, backend = clients_on(on_anonymising_pod, stack, new_user_id)
+    traces = await bob_leaves_traces(alice, bob)
+    g1 = traces["g1"]
+    before = (await alice.history(g1.id)).messages
+    result = await backend.call("EraseUser", bpb.BackendUserRef(user_id=bob.user_id))
+    assert (result.groups_left, result.messages, result.attachments) == (2, 5, 1)
+    await expect_status(grpc.StatusCode.PERMISSION_DENIED, bob.my_groups())
+    history = (await alice.history(g1.id)).messages
+    assert [m.seq for m in history][: len(before)] == [m.seq for m in before]
+    bobs = [m for m in history if m.user_id == bob.user_id and m.type != pb.SYSTEM]
+    # Kept, readable, not tombstoned; only the author's profile is gone.
+    assert [m.content for m in bobs if m.type == pb.TEXT] == [
+        "bob says 0", "bob says 1", "bob says 2"]
+    assert len(bobs) == 4 and not any(m.deleted for m in bobs)
+    assert {m.user_name for m in bobs} == {"Deleted user"}
+    assert [m.content for m in (await alice.history(traces["g2"].id)).messages
+            if m.user_id == bob.user_id and m.type != pb.SYSTEM] == ["my own group"]
+    # What erasure removes in any mode: his attachment, his reaction, his memberships.
+    await expect_status(grpc.StatusCode.NOT_FOUND, download(alice, traces["attachment"]))
+    hello = next(m for m in history if m.id == traces["hello"].id)
+    assert list(hello.reactions) == []
+    assert bob.user_id not in [m.id for m in await alice.members(g1.id)]
+    # The export still lists what is kept under his id (the messages), nothing else of his.
+    records = await export(backend, bob.user_id)
+    assert [r["name"] for r in records if r["type"] == "profile"] == ["Deleted user"]
+    kept = {r["content"] for r in records if r["type"] == "message" and r["kind"] == pb.TEXT}
+    assert kept == {"bob says 0", "bob says 1", "bob says 2", "my own group"}
+    assert not [r for r in records if r["type"] in ("reaction", "attachment", "membership")]

@@ -29,12 +29,18 @@ def envoy_cluster() -> Iterator[Cluster]:
         cluster.stop()
 
 
-def run_scenario(cluster: Cluster) -> tuple[dict[str, Any], dict[str, int]]:
+def run_scenario(
+    cluster: Cluster, *, gateway: str | None = None, backend_url: str | None = None
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """The scenario with users through `gateway` (default: the cluster's) and the backend
+    client through `backend_url` (default: the same listener)."""
+    ensure_deps("php")
     base = random.randint(10_000, 9_000_000) * 10
     ids = {"owner": base + 1, "ann": base + 2, "ben": base + 3}
+    url = f"http://{gateway or cluster.gateway}"
     proc = subprocess.run(
         ["php", str(SCENARIO)],
-        env={**os.environ, "GRPC_WEB_URL": f"http://{cluster.gateway}",
+        env={**os.environ, "GRPC_WEB_URL": url, "BACKEND_URL": backend_url or url,
              "JWT_SECRET": cluster.jwt_secret, "BACKEND_JWT_SECRET": cluster.backend_jwt_secret,
              "OWNER_ID": str(ids["owner"]), "ANN_ID": str(ids["ann"]),
              "BEN_ID": str(ids["ben"])},
@@ -47,7 +53,10 @@ def run_scenario(cluster: Cluster) -> tuple[dict[str, Any], dict[str, int]]:
 def test_the_laravel_backend_drives_the_chat_through_the_php_client(
     envoy_cluster: Cluster,
 ) -> None:
-    out, ids = run_scenario(envoy_cluster)
+    check_scenario(*run_scenario(envoy_cluster))
+
+
+def check_scenario(out: dict[str, Any], ids: dict[str, int]) -> None:
     assert out["changed_again"] == [] and out["changed_custom"] == [ids["ann"]]
     assert sorted(out["added"]) == [ids["ben"]]  # Ann came with the team
     assert out["posted_again"]["id"] == out["posted_as_ann"]["id"]

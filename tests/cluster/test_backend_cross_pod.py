@@ -1,6 +1,7 @@
 """Issue 15 across pods: the backend calls pod A, users are connected to pod B (and pod C's
 notifier may be the one telling the app). Profile changes, group updates and deletions,
-backend-wide bans, direct conversations and the webhooks of moderation all cross pods."""
+backend-wide bans, direct conversations, erasure's live updates and the webhooks of moderation
+all cross pods."""
 
 from __future__ import annotations
 
@@ -111,6 +112,45 @@ async def test_one_direct_conversation_when_both_sides_ask_on_different_pods(pod
         ]
         groups = await asyncio.gather(*calls)
         assert len({g.id for g in groups}) == 1
+
+
+async def test_a_ban_or_erasure_on_pod_a_closes_direct_conversations_on_pod_b(pods: Pods
+                                                                            ) -> None:
+    ann, ben, cat = (pods.user_on(pods.b, name) for name in ("Ann", "Ben", "Cat"))
+
+    async def direct(other: int) -> pb.Group:
+        return await ann.stub.GetOrCreateDirect(pb.GetOrCreateDirectRequest(user_id=other),
+                                                metadata=ann.metadata)
+
+    await direct(ben.user_id)
+    await pods.backend.call("BanUser", bpb.BackendBanUserRequest(user_id=ben.user_id))
+    await pods.backend.call("EraseUser", bpb.BackendUserRef(user_id=cat.user_id))
+    for other in (ben.user_id, cat.user_id):  # pod B learns both by the broker, not a refresh
+        for _ in range(50):
+            try:
+                await direct(other)
+            except grpc.aio.AioRpcError as error:
+                assert error.code() == grpc.StatusCode.NOT_FOUND
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"pod B still opens a conversation with {other}")
+
+
+async def test_an_erasure_on_pod_a_updates_the_messages_members_see_on_pod_b(pods: Pods
+                                                                            ) -> None:
+    alice, bob = pods.user_on(pods.b, "Alice"), pods.user_on(pods.b, "Bob")
+    group = await pods.backend.create_group(alice.user_id, [bob.user_id])
+    sent = [await bob.send(group.id, f"bob {i}") for i in range(3)]
+    feed = await alice.subscribe()
+    await pods.backend.call("EraseUser", bpb.BackendUserRef(user_id=bob.user_id))
+
+    def updated() -> dict[int, pb.MessageResponse]:
+        return {e.updated.id: e.updated for e in feed.of_kind("updated")}
+
+    await feed.wait_until(lambda: {m.id for m in sent} <= set(updated()))
+    assert all(updated()[m.id].deleted for m in sent)
+    await feed.close()
 
 
 async def test_bans_reports_and_group_changes_reach_the_app_by_webhook(

@@ -198,11 +198,15 @@ async def test_erasure_tombstones_with_new_update_seqs_and_is_idempotent(admin: 
     await admin.changes.react(theirs.message, bob.id, "👍", True, 20)
     before = await admin.repo.get_group(group.id, owner.id)
     assert before is not None
-    assert await admin.repo.erase_user_content(bob.id, tombstone=True) == 3
-    assert await admin.repo.erase_user_content(bob.id, tombstone=True) == 0
+    erased = await admin.repo.erase_user_content(bob.id, tombstone=True)
+    again = await admin.repo.erase_user_content(bob.id, tombstone=True)
+    assert (again.messages, again.changed_ids) == (0, ())
     page = await admin.repo.history(group.id, 0, 50)
     assert [m.seq for m in page.messages] == list(range(1, len(page.messages) + 1))
     bobs = [m for m in page.messages if m.sender.id == bob.id]
+    # Every message that took a new update_seq is named: his tombstones and the owner's.
+    assert erased.messages == 3
+    assert sorted(erased.changed_ids) == sorted([m.id for m in bobs] + [theirs.message.id])
     assert len(bobs) == 3 and all(m.deleted and m.content == "" for m in bobs)
     assert sorted(m.update_seq for m in bobs) == [before.last_update_seq + i for i in (1, 2, 3)]
     owners = next(m for m in page.messages if m.id == theirs.message.id)
@@ -227,7 +231,8 @@ async def test_erasure_in_anonymise_mode_keeps_the_messages(admin: AdminRig) -> 
     owner, bob = await admin.user("Owner"), await admin.user("Bob")
     group = await admin.group(owner, bob)
     await admin.post(group.id, bob, "kept under an anonymous name")
-    assert await admin.repo.erase_user_content(bob.id, tombstone=False) == 1
+    erased = await admin.repo.erase_user_content(bob.id, tombstone=False)
+    assert (erased.messages, erased.changed_ids) == (1, ())  # nothing changed but the name
     page = await admin.repo.history(group.id, 0, 50)
     kept = [m for m in page.messages if m.sender.id == bob.id]
     assert [(m.content, m.deleted) for m in kept] == [("kept under an anonymous name", False)]

@@ -21,7 +21,8 @@ def rendered(**env: str) -> dict[str, Any]:
     result = subprocess.run(
         [str(tool), "--dry-run", "-f", str(ROOT / "compose.yaml"), "config"],
         capture_output=True, text=True, timeout=60, cwd=ROOT,
-        env={**{k: v for k, v in os.environ.items() if k != "JWT_SECRET"}, **env},
+        env={**{k: v for k, v in os.environ.items()
+                if k not in ("JWT_SECRET", "BACKEND_JWT_SECRET")}, **env},
     )
     assert result.returncode == 0, result.stderr
     data: dict[str, Any] = yaml.safe_load(result.stdout)
@@ -59,3 +60,25 @@ def test_compose_publishes_only_on_loopback() -> None:
     for name, ports in published.items():
         for port in ports:
             assert str(port).startswith("127.0.0.1:"), (name, port)
+
+
+def test_the_backend_api_port_is_internal_only() -> None:
+    """Envoy's chat_backend listener (deploy/envoy/envoy.yaml, port 8081) routes only
+    chat.ChatBackend; compose exposes it to the containers of its network, never to the host."""
+    tokens = importlib.import_module("chat_devstack.tokens")
+    services = rendered()["services"]
+    envoy = services["envoy"]
+    assert [str(p) for p in envoy["expose"]] == ["8081"]
+    assert not [p for p in envoy["ports"] if "8081" in str(p)]
+    env = services["chat"]["environment"]
+    assert env["BACKEND_JWT_SECRET"] == tokens.DEV_BACKEND_JWT_SECRET
+    chosen = rendered(BACKEND_JWT_SECRET="b" * 40)["services"]["chat"]["environment"]
+    assert chosen["BACKEND_JWT_SECRET"] == "b" * 40
+    config = yaml.safe_load((ROOT / "deploy" / "envoy" / "envoy.yaml").read_text())
+    (backend,) = [item for item in config["static_resources"]["listeners"]
+                  if item["name"] == "chat_backend"]
+    assert backend["address"]["socket_address"]["port_value"] == 8081
+    hcm = backend["filter_chains"][0]["filters"][0]["typed_config"]
+    (vhost,) = hcm["route_config"]["virtual_hosts"]
+    assert {r["match"].get("prefix", r["match"].get("path")) for r in vhost["routes"]} == {
+        "/chat.ChatBackend/", "/chat.ChatBackend/ExportUser"}

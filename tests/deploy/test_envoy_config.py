@@ -56,7 +56,7 @@ T = TypeVar("T")
 
 COMMITTED_CONFIG = REPO_ROOT / "deploy" / "envoy" / "envoy.yaml"
 # The exact command documented in deploy/envoy/README.md (paths relative to the repo root).
-GENERATE_ARGS = ("--dns-name", "chat", "--dns-port", "50051")
+GENERATE_ARGS = ("--dns-name", "chat", "--dns-port", "50051", "--backend-port", "8081")
 SERVICE = "chat.ChatService"
 ORIGIN = "http://localhost:5173"
 PODS = ("pod-a", "pod-b", "pod-c")
@@ -158,7 +158,9 @@ def _routes(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _listeners(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     listeners = {item["name"]: item for item in config["static_resources"]["listeners"]}
-    assert set(listeners) == {"chat_gateway", envoy_config.STATS_LISTENER}
+    # chat_backend: only with backend_port (the committed compose config has it).
+    assert set(listeners) - {envoy_config.BACKEND_LISTENER} == {
+        "chat_gateway", envoy_config.STATS_LISTENER}
     return listeners
 
 
@@ -569,7 +571,7 @@ def test_stats_listener_forwards_exactly_get_ready_and_prometheus(variant: str) 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_slow_clients_and_idle_connections_time_out(variant: str) -> None:
     config = VARIANTS[variant]
-    for listener in (envoy_config.STATS_LISTENER, "chat_gateway"):
+    for listener in _listeners(config):
         hcm = _hcm(config, listener)
         assert 0 < _seconds(hcm["request_headers_timeout"]) <= 15, listener
         assert _seconds(hcm["common_http_protocol_options"]["idle_timeout"]) > 0, listener
@@ -627,12 +629,37 @@ def test_overload_manager_acts_before_the_memory_limit(variant: str) -> None:
         "/grpc.health.v1.Health/Check",
         "/grpc.health.v1.Health/Watch",
         "/other.Service/Method",
+        "/chat.ChatBackend/UpsertUsers",
     ],
 )
 def test_only_the_chat_api_is_routed_by_default(variant: str, path: str) -> None:
     route = _maybe_route_for(VARIANTS[variant], path)
     # Only the web demo's static route (non-gRPC content types) may match; gRPC never.
     assert route is None or route["name"] == "web_static", route
+
+
+def test_the_backend_listener_routes_only_the_backend_api(envoy_bin: str, tmp_path: Path) -> None:
+    config = json.loads(envoy_config.render(dns_name="chat", backend_port=8081))
+    listener = _listeners(config)[envoy_config.BACKEND_LISTENER]
+    assert listener["address"]["socket_address"] == {"address": "0.0.0.0", "port_value": 8081}
+    hcm = _hcm(config, envoy_config.BACKEND_LISTENER)
+    assert hcm["codec_type"] == "AUTO"
+    assert [f["name"] for f in hcm["http_filters"]] == [
+        "envoy.filters.http.grpc_web", "envoy.filters.http.router"]
+    (vhost,) = hcm["route_config"]["virtual_hosts"]
+    routes = {r["match"].get("path", r["match"].get("prefix")): r["route"]
+              for r in vhost["routes"]}
+    assert set(routes) == {"/chat.ChatBackend/ExportUser", "/chat.ChatBackend/"}
+    assert routes["/chat.ChatBackend/ExportUser"]["timeout"] == "0s"
+    assert "retry_policy" not in routes["/chat.ChatBackend/ExportUser"]
+    assert routes["/chat.ChatBackend/"]["timeout"] == "30s"
+    # The public listener is unchanged by it.
+    assert _maybe_route_for(config, "/chat.ChatBackend/UpsertUsers") is None
+    path = tmp_path / "envoy.yaml"
+    path.write_text(json.dumps(config))
+    _validate(envoy_bin, path)
+    with pytest.raises(ValueError, match="backend_port"):
+        envoy_config.render(dns_name="chat", backend_port=8080)
 
 
 @pytest.mark.parametrize("method", envoy_config.TRANSFER_METHODS)

@@ -1,5 +1,6 @@
 """The chart's `backendApi` values (issue 15): BACKEND_JWT_SECRET reaches the chat pods from a
-Secret, only when set; the chart's Envoy never routes chat.ChatBackend."""
+Secret, only when set; the chart's Envoy routes chat.ChatBackend only on its internal
+listener, off by default (tests/deploy/test_helm_backend_gateway.py)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def test_an_existing_secret_can_hold_it() -> None:
 
 
 @pytest.mark.parametrize("values", [dict(JWT), {**JWT, "backendApi": {"secret": "b" * 40}}])
-def test_the_charts_envoy_never_routes_the_backend_api(values: dict[str, Any]) -> None:
+def test_the_charts_envoy_does_not_route_the_backend_api_by_default(values: dict[str, Any]) -> None:
     manifests = render_raw(values)
     envoy = "".join(text for path, text in manifests.items() if "envoy-configmap" in path)
     assert "chat.ChatService" in envoy

@@ -904,7 +904,23 @@ def test_envoy_config_matches_the_compose_generator() -> None:
     compose_file = ROOT / "deploy" / "envoy" / "envoy.yaml"
     assert compose_file.exists(), "deploy/envoy/envoy.yaml is missing"
     theirs = yaml.safe_load(compose_file.read_text(encoding="utf-8"))
-    _, ours = envoy_config("default-values.yaml")
+    # The compose config has the backend listener (--backend-port): the chart's gateway on.
+    values = {**load_values(CHART / "ci" / "default-values.yaml"),
+              "backendApi": {"gateway": {"enabled": True}}}
+    ours = yaml.safe_load(
+        find(documents(render_raw(values)), "ConfigMap", "chat-envoy")["data"]["envoy.yaml"])
+
+    def route_shapes(vhost: Obj) -> list[tuple[Any, ...]]:
+        return [
+            (
+                r["name"],
+                r["route"]["cluster"],
+                r["route"]["timeout"],
+                r["route"].get("idle_timeout"),
+                "retry_policy" in r["route"],
+            )
+            for r in vhost["routes"]
+        ]
 
     def shape(config: Obj) -> Obj:
         listeners = envoy_listeners(config)
@@ -912,21 +928,22 @@ def test_envoy_config_matches_the_compose_generator() -> None:
         hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
         stats = listeners["envoy_stats"]
         stats_hcm = stats["filter_chains"][0]["filters"][0]["typed_config"]
+        backend_hcm = listeners["chat_backend"]["filter_chains"][0]["filters"][0]["typed_config"]
         (vhost,) = hcm["route_config"]["virtual_hosts"]
+        (backend_vhost,) = backend_hcm["route_config"]["virtual_hosts"]
         clusters = [c for c in config["static_resources"]["clusters"] if "health_checks" in c]
         return {
             "filters": [f["name"] for f in hcm["http_filters"]],
             "codec": hcm["codec_type"],
-            "routes": [
-                (
-                    r["name"],
-                    r["route"]["cluster"],
-                    r["route"]["timeout"],
-                    r["route"].get("idle_timeout"),
-                    "retry_policy" in r["route"],
-                )
-                for r in vhost["routes"]
-            ],
+            "routes": route_shapes(vhost),
+            "backend": {
+                "port": listeners["chat_backend"]["address"]["socket_address"]["port_value"],
+                "filters": [f["name"] for f in backend_hcm["http_filters"]],
+                "routes": route_shapes(backend_vhost),
+                "limits": {k: v for k, v in backend_hcm.items()
+                           if k not in ("route_config", "http_filters", "stat_prefix")},
+                "headers": backend_vhost["request_headers_to_add"],
+            },
             "clusters": sorted(
                 (c["name"], c["lb_policy"], c["type"], c["per_connection_buffer_limit_bytes"])
                 for c in clusters
@@ -965,7 +982,8 @@ def test_envoy_config_matches_the_compose_generator() -> None:
 
 def envoy_listeners(config: Obj) -> dict[str, Obj]:
     listeners = {item["name"]: item for item in config["static_resources"]["listeners"]}
-    assert set(listeners) == {"chat_gateway", "envoy_stats"}
+    # chat_backend: only with backendApi.gateway (the compose config has it).
+    assert set(listeners) - {"chat_backend"} == {"chat_gateway", "envoy_stats"}
     return listeners
 
 

@@ -1,9 +1,11 @@
-"""Listeners (the public gateway and the probes/stats one) and the overload manager."""
+"""Listeners (the public gateway, the optional backend one, the probes/stats one) and the
+overload manager."""
 
 from __future__ import annotations
 
 from chat_devstack.envoy.options import (
     ADMIN_CLUSTER,
+    BACKEND_LISTENER,
     HCM_TYPE,
     JSON,
     LIMITS,
@@ -13,13 +15,14 @@ from chat_devstack.envoy.options import (
     EnvoyOptions,
     socket_address,
 )
-from chat_devstack.envoy.routes import cors_policy, routes
+from chat_devstack.envoy.routes import backend_routes, cors_policy, routes
 
 
-def _http_connection_manager(options: EnvoyOptions) -> JSON:
+def _edge_limits(options: EnvoyOptions, stat_prefix: str) -> JSON:
+    """The HTTP connection manager's settings shared by the public and the backend listener."""
     return {
         "@type": HCM_TYPE,
-        "stat_prefix": "chat_gateway",
+        "stat_prefix": stat_prefix,
         "codec_type": "AUTO",
         # Slowloris: headers must be complete within this, or 408 and the connection closes.
         "request_headers_timeout": LIMITS["request_headers_timeout"],
@@ -49,6 +52,29 @@ def _http_connection_manager(options: EnvoyOptions) -> JSON:
                 },
             }
         ],
+    }
+
+
+# When Envoy received the request (epoch ms): the pods refuse calls that already queued too
+# long (MAX_QUEUE_MS). Overwritten, never trusted from the client.
+REQUEST_START: list[JSON] = [
+    {
+        "header": {"key": "x-request-start", "value": "t=%START_TIME(%s%3f)%"},
+        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+    }
+]
+
+
+def _grpc_web_filter() -> JSON:
+    return {
+        "name": "envoy.filters.http.grpc_web",
+        "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.grpc_web.v3.GrpcWeb"},
+    }
+
+
+def _http_connection_manager(options: EnvoyOptions) -> JSON:
+    return {
+        **_edge_limits(options, "chat_gateway"),
         "route_config": {
             "name": "chat_routes",
             "virtual_hosts": [
@@ -56,15 +82,7 @@ def _http_connection_manager(options: EnvoyOptions) -> JSON:
                     "name": "chat",
                     "domains": ["*"],
                     "routes": routes(options),
-                    # When Envoy received the request (epoch ms): the pods refuse calls that
-                    # already queued too long (MAX_QUEUE_MS). Overwritten, never trusted
-                    # from the client.
-                    "request_headers_to_add": [
-                        {
-                            "header": {"key": "x-request-start", "value": "t=%START_TIME(%s%3f)%"},
-                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-                        }
-                    ],
+                    "request_headers_to_add": REQUEST_START,
                     "typed_per_filter_config": {
                         "envoy.filters.http.cors": cors_policy(options.allowed_origins)
                     },
@@ -73,12 +91,7 @@ def _http_connection_manager(options: EnvoyOptions) -> JSON:
             ],
         },
         "http_filters": [
-            {
-                "name": "envoy.filters.http.grpc_web",
-                "typed_config": {
-                    "@type": TYPE + "envoy.extensions.filters.http.grpc_web.v3.GrpcWeb"
-                },
-            },
+            _grpc_web_filter(),
             {
                 "name": "envoy.filters.http.cors",
                 "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.cors.v3.Cors"},
@@ -178,6 +191,40 @@ def listener(options: EnvoyOptions) -> JSON:
         "address": socket_address(options.listen_host, options.listen_port),
         "per_connection_buffer_limit_bytes": LIMITS["per_connection_buffer_limit_bytes"],
         "filter_chains": [chain],
+    }
+
+
+def backend_listener(options: EnvoyOptions, port: int) -> JSON:
+    """``chat_backend``: only ``chat.ChatBackend`` (gRPC-Web for clients/php, native gRPC),
+    plain HTTP, for a port only the app's backend reaches (never published). No CORS (no
+    browser calls it) and no token-less limit: the pods refuse calls without the backend
+    credential."""
+    hcm = {
+        **_edge_limits(options, BACKEND_LISTENER),
+        "route_config": {
+            "name": "chat_backend_routes",
+            "virtual_hosts": [
+                {
+                    "name": BACKEND_LISTENER,
+                    "domains": ["*"],
+                    "routes": backend_routes(),
+                    "request_headers_to_add": REQUEST_START,
+                }
+            ],
+        },
+        "http_filters": [_grpc_web_filter(), _router_filter()],
+    }
+    return {
+        "name": BACKEND_LISTENER,
+        "address": socket_address(options.listen_host, port),
+        "per_connection_buffer_limit_bytes": LIMITS["per_connection_buffer_limit_bytes"],
+        "filter_chains": [
+            {
+                "filters": [
+                    {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
+                ]
+            }
+        ],
     }
 
 

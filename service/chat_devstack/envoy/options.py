@@ -22,6 +22,7 @@ STREAMS_CLUSTER = "chat_streams"
 STATIC_CLUSTER = "web_static"
 ADMIN_CLUSTER = "envoy_admin"
 STATS_LISTENER = "envoy_stats"
+BACKEND_LISTENER = "chat_backend"  # only with `backend_port`
 # File transfers are streams too (client / server streaming) but need no stickiness: they go
 # to chat_unary with no route timeout, an idle timeout, and no retries.
 TRANSFER_METHODS: tuple[str, ...] = ("UploadFile", "DownloadFile")
@@ -136,7 +137,10 @@ class EnvoyOptions:
     ``public_health`` / ``public_reflection`` route ``grpc.health.v1.Health/Check`` / server
     reflection on the public listener (off by default). ``backend_api`` routes the app
     backend's ``chat.ChatBackend`` on this listener (off by default: only for a listener that
-    the app's backend alone can reach). The admin interface listens on
+    the app's backend alone can reach). ``backend_port`` adds a second listener
+    ``chat_backend`` on that port that routes only ``chat.ChatBackend`` (for a port only the
+    app's backend reaches; the Helm chart's ``backendApi.gateway``). The admin interface
+    listens on
     ``127.0.0.1:admin_port``; ``probes_port`` (on ``listen_host``) serves only ``/ready`` and
     ``/stats/prometheus``.
     """
@@ -157,6 +161,7 @@ class EnvoyOptions:
     public_health: bool = False
     public_reflection: bool = False
     backend_api: bool = False
+    backend_port: int | None = None
     max_heap_bytes: int = DEFAULT_MAX_HEAP_BYTES
     max_connections: int = LIMITS["max_downstream_connections"]
     max_concurrent_streams: int = LIMITS["max_concurrent_streams"]
@@ -185,6 +190,11 @@ class EnvoyOptions:
             raise ValueError("admin_port must be fixed: the probes listener forwards to it")
         if self.probes_port in (self.admin_port, self.listen_port) and self.probes_port != 0:
             raise ValueError("probes_port must differ from admin_port and listen_port")
+        if self.backend_port is not None:
+            check_port("backend_port", self.backend_port)
+            taken = (self.admin_port, self.listen_port, self.probes_port)
+            if self.backend_port in taken and self.backend_port != 0:
+                raise ValueError("backend_port must differ from the other ports")
         if self.max_heap_bytes < 16 * 1024 * 1024:
             raise ValueError(f"max_heap_bytes too small: {self.max_heap_bytes}")
         if self.max_connections < 1 or self.max_concurrent_streams < 1:

@@ -162,8 +162,18 @@ def routes(options: EnvoyOptions) -> list[JSON]:
         found.append(_unary_route("health", {"path": "/grpc.health.v1.Health/Check"}))
     if options.backend_api:
         # The app's backend API (issue 15): behind its own credential, but reachable only
-        # where this switch is on (an internal listener). ExportUser streams: no route timeout.
-        found.append({
+        # where this switch is on (a listener only the backend reaches).
+        found.extend(backend_routes())
+    # Only the chat API; any other path gets 404 from Envoy (UNIMPLEMENTED for gRPC).
+    found.append(_unary_route("unary", {"prefix": f"/{SERVICE}/"}))
+    return found
+
+
+def backend_routes() -> list[JSON]:
+    """``chat.ChatBackend`` (the app backend's API): ExportUser streams (no route timeout, an
+    idle timeout, never retried), every other method is unary."""
+    return [
+        {
             "name": "backend_ExportUser",
             "match": {"path": f"/{BACKEND_SERVICE}/ExportUser"},
             "route": {
@@ -172,8 +182,6 @@ def routes(options: EnvoyOptions) -> list[JSON]:
                 "idle_timeout": LIMITS["stream_route_idle_timeout"],
                 "max_stream_duration": {"grpc_timeout_header_max": "0s"},
             },
-        })
-        found.append(_unary_route("backend", {"prefix": f"/{BACKEND_SERVICE}/"}))
-    # Only the chat API; any other path gets 404 from Envoy (UNIMPLEMENTED for gRPC).
-    found.append(_unary_route("unary", {"prefix": f"/{SERVICE}/"}))
-    return found
+        },
+        _unary_route("backend", {"prefix": f"/{BACKEND_SERVICE}/"}),
+    ]

@@ -8,7 +8,11 @@ Erase, in an order that is safe to repeat (idempotent) and to retry after a fail
 3. their messages are tombstoned or anonymised (ERASE_MESSAGES), their reactions, mentions,
    bans and upload history removed; no row is deleted, so other members' history keeps its
    seqs;
-4. their open streams are closed on every pod (presence then goes offline).
+4. their open streams are closed on every pod (presence then goes offline);
+5. online members see the changed messages at once: an `updated` event (the message's new
+   state, as DeleteMessage sends) for each message that took a new update_seq, the newest
+   ERASE_LIVE_UPDATES of them; older ones reach clients when they resume with
+   `last_update_seq` or reload the history, as any change they missed does.
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ from typing import Any
 
 from chat_service.domain import validation
 from chat_service.domain.directory import Directory
-from chat_service.domain.models import AccessRevoked
+from chat_service.domain.models import AccessRevoked, ChatEvent, MessageUpdated
 from chat_service.domain.ports import AdminRepository, AttachmentPurger, EventPublisher
 from chat_service.domain.publishing import publish_quietly
-from chat_service.envconfig import choice, var
+from chat_service.envconfig import choice, integer, var
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,8 @@ class ErasureSettings:
     # What EraseUser does to the user's messages: tombstone (content removed, seq kept) or
     # anonymise (content kept under the anonymised profile).
     erase_messages: str = var("ERASE_MESSAGES", "tombstone", choice("tombstone", "anonymise"))
+    # At most this many `updated` events per erasure (the newest changed messages); 0: none.
+    live_updates: int = var("ERASE_LIVE_UPDATES", 500, integer(0))
 
 
 EXPORT_PAGE = 500
@@ -53,12 +59,14 @@ class Erasure:
         attachments: AttachmentPurger | None,
         *,
         tombstone: bool,
+        live_updates: int = 500,
     ) -> None:
         self._repo = repo
         self._directory = directory
         self._events = events
         self._attachments = attachments
         self._tombstone = tombstone
+        self._live_updates = live_updates
 
     async def erase(self, user_id: int) -> Erased:
         validation.user_id(user_id)
@@ -67,9 +75,23 @@ class Erasure:
         if self._attachments is not None:
             for attachment_id in attachment_ids:
                 await self._attachments.purge(attachment_id)
-        messages = await self._repo.erase_user_content(user_id, tombstone=self._tombstone)
+        content = await self._repo.erase_user_content(user_id, tombstone=self._tombstone)
         await publish_quietly(self._events, [AccessRevoked(user_id, "account erased")])
-        return Erased(groups_left, messages, len(attachment_ids))
+        updates = await self._updates(content.changed_ids)
+        if updates:
+            await publish_quietly(self._events, updates)
+        return Erased(groups_left, content.messages, len(attachment_ids))
+
+    async def _updates(self, changed_ids: tuple[int, ...]) -> list[ChatEvent]:
+        """`updated` events for the newest `live_updates` changed messages (ids grow with
+        time), oldest first."""
+        newest = sorted(changed_ids)[-self._live_updates:] if self._live_updates > 0 else []
+        events: list[ChatEvent] = []
+        for message_id in newest:
+            message = await self._repo.get_message(message_id)
+            if message is not None:
+                events.append(MessageUpdated(message))
+        return events
 
     async def export(self, user_id: int) -> AsyncIterator[bytes]:
         """JSON lines: the profile and every other record, then the messages page by page;

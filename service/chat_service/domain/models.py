@@ -193,6 +193,15 @@ class HistoryPage:
 
 
 @dataclass(frozen=True, slots=True)
+class ErasedContent:
+    """What erasing a user's content did: their messages concerned, and every message that
+    took a new update_seq (theirs tombstoned, others' that lost their reactions)."""
+
+    messages: int
+    changed_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PostResult:
     message: Message
     duplicate: bool  # True when an earlier send with the same client_msg_id was returned

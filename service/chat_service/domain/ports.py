@@ -14,6 +14,7 @@ from chat_service.domain.conversation import (
 from chat_service.domain.models import (
     ActionKind,
     ChatEvent,
+    ErasedContent,
     Group,
     GroupChanges,
     HistoryPage,
@@ -246,7 +247,7 @@ class ModerationStore(Protocol):
 class ErasureStore(Protocol):
     async def attachment_ids_of_user(self, user_id: int) -> list[str]: ...
 
-    async def erase_user_content(self, user_id: int, *, tombstone: bool) -> int: ...
+    async def erase_user_content(self, user_id: int, *, tombstone: bool) -> ErasedContent: ...
 
     async def export_records(self, user_id: int) -> list[dict[str, Any]]: ...
 
@@ -355,6 +356,13 @@ class MessageChangeStore(Protocol):
     async def react(
         self, message: Message, user_id: int, emoji: str, add: bool, max_distinct: int
     ) -> tuple[Message, bool]: ...
+
+
+class BannedUsers(Protocol):
+    """Users who may not use the chat now: banned backend-wide (until the ban ends) or
+    erased for good (auth/bans.py's per-pod list)."""
+
+    def is_banned(self, user_id: int) -> bool: ...
 
 
 class AttachmentPurger(Protocol):

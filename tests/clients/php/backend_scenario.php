@@ -3,7 +3,8 @@
 // -> upsert; team created -> group; user deleted -> erase) and ChatBackendClient, through an
 // Envoy listener with `backend_api` on. Prints what happened as JSON for
 // tests/clients/test_php_backend_client.py.
-// env: GRPC_WEB_URL, JWT_SECRET, BACKEND_JWT_SECRET, OWNER_ID, ANN_ID, BEN_ID
+// env: GRPC_WEB_URL, JWT_SECRET, BACKEND_JWT_SECRET, OWNER_ID, ANN_ID, BEN_ID; BACKEND_URL
+// (default GRPC_WEB_URL): where ChatBackendClient calls, e.g. the chart's internal listener
 
 declare(strict_types=1);
 
@@ -19,6 +20,7 @@ use App\Services\ChatBackendClient;
 use App\Services\ChatGrpcClient;
 
 $url = getenv('GRPC_WEB_URL') ?: throw new RuntimeException('GRPC_WEB_URL');
+$backendUrl = getenv('BACKEND_URL') ?: $url;
 $userSecret = getenv('JWT_SECRET') ?: throw new RuntimeException('JWT_SECRET');
 $backendSecret = getenv('BACKEND_JWT_SECRET') ?: throw new RuntimeException('BACKEND_JWT_SECRET');
 $ownerId = (int) getenv('OWNER_ID');
@@ -26,7 +28,7 @@ $annId = (int) getenv('ANN_ID');
 $benId = (int) getenv('BEN_ID');
 
 $backend = new ChatBackendClient(
-    new GrpcWebTransport($url, 10.0, null, GrpcWebTransport::BACKEND_SERVICE),
+    new GrpcWebTransport($backendUrl, 10.0, null, GrpcWebTransport::BACKEND_SERVICE),
     new ChatBackendTokenIssuer($backendSecret),
 );
 $users = new ChatUserObserver($backend);
@@ -71,7 +73,7 @@ $try('banned_ben_reads', fn () => $benChat->myGroups());
 $backend->unbanUser($benId);
 // The users' key never opens the backend API, even on a service-shaped token.
 $try('users_key_on_backend', fn () => (new ChatBackendClient(
-    new GrpcWebTransport($url, 10.0, null, GrpcWebTransport::BACKEND_SERVICE),
+    new GrpcWebTransport($backendUrl, 10.0, null, GrpcWebTransport::BACKEND_SERVICE),
     new ChatBackendTokenIssuer($userSecret),
 ))->deleteUser($annId));
 $try('too_many_users', fn () => $backend->upsertUsers(array_map(fn (int $i): array => ['id' => $i + 1, 'name' => "u$i"], range(1, 101))));

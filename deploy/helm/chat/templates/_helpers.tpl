@@ -317,6 +317,13 @@ true
 {{- if and .Values.terminationGracePeriodSeconds (le (int .Values.terminationGracePeriodSeconds) (add (int .Values.preStopSleepSeconds) (int .Values.config.shutdownGraceSeconds) | int)) -}}
 {{- $errors = append $errors "terminationGracePeriodSeconds must exceed preStopSleepSeconds + config.shutdownGraceSeconds" -}}
 {{- end -}}
+{{- $gw := .Values.backendApi.gateway -}}
+{{- if and $gw.enabled (not .Values.envoy.enabled) -}}
+{{- $errors = append $errors "backendApi.gateway.enabled needs envoy.enabled (the listener is on the Envoy pods)" -}}
+{{- end -}}
+{{- if and $gw.enabled (has (int $gw.port) (list (int .Values.envoy.service.httpPort) (int .Values.envoy.statsPort) (int .Values.envoy.adminPort))) -}}
+{{- $errors = append $errors (printf "backendApi.gateway.port %v is taken by another Envoy port (envoy.service.httpPort, envoy.statsPort, envoy.adminPort)" $gw.port) -}}
+{{- end -}}
 {{- $hs := false -}}
 {{- $asym := false -}}
 {{- range (splitList "," .Values.jwt.algorithms) -}}

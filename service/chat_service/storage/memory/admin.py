@@ -12,6 +12,7 @@ from typing import Any
 from chat_service.domain.models import (
     BACKEND_ACTOR,
     ActionKind,
+    ErasedContent,
     GroupChanges,
     Message,
     MessageKind,
@@ -183,10 +184,11 @@ class MemoryAdminRepository(MemoryChatRepository):
     async def attachment_ids_of_user(self, user_id: int) -> list[str]:
         return [a for a, row in self.state.attachments.items() if row.owner_id == user_id]
 
-    async def erase_user_content(self, user_id: int, *, tombstone: bool) -> int:
+    async def erase_user_content(self, user_id: int, *, tombstone: bool) -> ErasedContent:
         state = self.state
         mine = [m for m in state.messages.values()
                 if m.user_id == user_id and not m.deleted and m.kind != MessageKind.SYSTEM]
+        changed: list[int] = []
         if tombstone:
             for row in sorted(mine, key=lambda m: (m.group_id, m.seq)):
                 row.content, row.mentions, row.attachment_id = "", (), ""
@@ -194,16 +196,18 @@ class MemoryAdminRepository(MemoryChatRepository):
                 row.pinned_by = row.pinned_at_ms = row.pin_tick = 0
                 row.reactions.clear()
                 state.bump_update(row)
+                changed.append(row.id)
         reacted = [m for m in state.messages.values()
                    if not m.deleted and any(u == user_id for u, _ in m.reactions)]
         for row in sorted(reacted, key=lambda m: (m.group_id, m.seq)):
             row.reactions = [(u, e) for u, e in row.reactions if u != user_id]
             state.bump_update(row)
+            changed.append(row.id)
         for row in state.messages.values():
             row.reactions = [(u, e) for u, e in row.reactions if u != user_id]
             row.mentions = tuple(m for m in row.mentions if m.user_id != user_id)
         state.group_bans = {k: v for k, v in state.group_bans.items() if k[1] != user_id}
-        return len(mine)
+        return ErasedContent(len(mine), tuple(changed))
 
     async def export_records(self, user_id: int) -> list[dict[str, Any]]:
         state = self.state

@@ -14,6 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from chat_service.domain.models import ErasedContent
 from chat_service.storage.postgres.errors import storage_errors
 from chat_service.storage.postgres.pool import PostgresStore
 from chat_service.storage.postgres.rows import ms
@@ -62,10 +63,10 @@ class PostgresErasure(PostgresStore):
         return [r["id"] for r in rows]
 
     @storage_errors
-    async def erase_user_content(self, user_id: int, *, tombstone: bool) -> int:
+    async def erase_user_content(self, user_id: int, *, tombstone: bool) -> ErasedContent:
         """Tombstone (or count, when anonymising) the user's messages; remove their
-        reactions, mentions, bans and upload history. Returns the messages concerned.
-        Idempotent: a second call finds nothing left to do."""
+        reactions, mentions, bans and upload history. Returns the messages concerned and those
+        that took a new update_seq. Idempotent: a second call finds nothing left to do."""
         async with self._pool.acquire() as conn, conn.transaction():
             # The groups' rows in id order first, as sends lock them: no deadlock with a send.
             await conn.execute(
@@ -84,17 +85,18 @@ class PostgresErasure(PostgresStore):
                 )
                 count = len(ids)
             else:
+                ids = []
                 count = int(await conn.fetchval(
                     "SELECT count(*) FROM messages WHERE user_id = $1 AND kind <> 3", user_id
                 ))
-            await conn.execute(_REACTED, user_id)
+            ids += [r["id"] for r in await conn.fetch(_REACTED, user_id)]
             await conn.execute("DELETE FROM reactions WHERE user_id = $1", user_id)
             await conn.execute("DELETE FROM message_mentions WHERE user_id = $1", user_id)
             await conn.execute("DELETE FROM group_bans WHERE user_id = $1", user_id)
             await conn.execute(
                 "DELETE FROM attachment_upload_starts WHERE owner_id = $1", user_id
             )
-        return count
+        return ErasedContent(count, tuple(ids))
 
     # ---- export ----
 
