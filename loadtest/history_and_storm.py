@@ -80,9 +80,29 @@ async def history(cluster: Cluster, messages: int, pages: int) -> dict[str, obje
                 pb.GetHistoryRequest(group_id=group.id, before_id=before, limit=50), metadata=md)
             latencies.append(time.perf_counter() - t)
             assert len(page.messages) == 50 or not page.has_more
+    # The same pages from a blocking grpcio client: less client-side overhead than asyncio's
+    # (its event loop adds its own jitter to the tail), so closer to what the server costs.
+    blocking = await asyncio.to_thread(blocking_pages, cluster.gateway, md, group.id, ids, pages)
     return {"messages": messages, "load_s": round(loaded, 1), "pages": pages,
             "grpc_p50_ms": pct(latencies, 0.5), "grpc_p99_ms": pct(latencies, 0.99),
+            "grpc_blocking_client_p50_ms": pct(blocking, 0.5),
+            "grpc_blocking_client_p99_ms": pct(blocking, 0.99),
             "storage_p50_ms": pct(db_latencies, 0.5), "storage_p99_ms": pct(db_latencies, 0.99)}
+
+
+def blocking_pages(
+    target: str, md: tuple[tuple[str, str], ...], group_id: int, ids: list[int], pages: int
+) -> list[float]:
+    latencies: list[float] = []
+    with grpc.insecure_channel(target) as channel:
+        stub = pb_grpc.ChatServiceStub(channel)
+        for i in range(pages):
+            before = 0 if i % 10 == 0 else random.choice(ids)
+            t = time.perf_counter()
+            stub.GetMessageHistory(
+                pb.GetHistoryRequest(group_id=group_id, before_id=before, limit=50), metadata=md)
+            latencies.append(time.perf_counter() - t)
+    return latencies
 
 
 def cpu_seconds(pid: int) -> float:

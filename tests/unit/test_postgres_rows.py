@@ -8,9 +8,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from chat_service.domain.models import MessageKind, Role, UserProfile
 from chat_service.storage.postgres.rows import (
     group_from_row,
+    limit_sql,
     member_from_row,
     message_from_row,
     ms,
@@ -110,3 +113,12 @@ def test_group_row_as_a_stranger_sees_it() -> None:
            "last_update_seq": 9}
     g = group_from_row(row)
     assert g.my_role == Role.NONE and g.read_seq == 0 and g.last_update_seq == 9
+
+
+def test_page_limits_are_written_as_numbers_and_nothing_else() -> None:
+    # Page sizes go into the statement text (so PostgreSQL keeps one plan per size): only a
+    # non-negative int may get there.
+    assert limit_sql(51) == "LIMIT 51"
+    for bad in (-1, "51; DROP TABLE messages", 5.0, None, True):
+        with pytest.raises(ValueError):
+            limit_sql(bad)  # type: ignore[arg-type]

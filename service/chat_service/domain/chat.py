@@ -5,6 +5,7 @@ Knows nothing of gRPC, SQL or Redis: storage and fan-out come in through the por
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from chat_service.domain import validation
@@ -332,8 +333,19 @@ class ChatService:
             raise InvalidArgument("before_id must not be negative")
         size = validation.page_size(limit, self._limits)
         await self._check_rate("user_reads", caller.id, cost=read_cost(size))
-        await self._require_member(group_id, caller.id)
-        return await self._repo.history(group_id, before_id, size, caller.id)
+        # Membership and the page are read at once (two round trips in parallel, not one
+        # after the other); the page reaches only a member, and a non-member's refusal wins
+        # over any error of the page (so hidden and missing groups still answer the same).
+        role, page = await asyncio.gather(
+            self._require_member(group_id, caller.id),
+            self._repo.history(group_id, before_id, size, caller.id),
+            return_exceptions=True,
+        )
+        if isinstance(role, BaseException):
+            raise role
+        if isinstance(page, BaseException):
+            raise page
+        return page
 
     async def set_typing(self, caller: UserProfile, group_id: int, is_typing: bool) -> None:
         """Ephemeral: never stored. Repeated 'typing' within the throttle window is absorbed

@@ -45,14 +45,6 @@ def message(m: Message, for_everyone: bool = False) -> pb.MessageResponse:
         seq=m.seq,
         client_msg_id=m.client_msg_id,
         timestamp_ms=m.created_at_ms,
-        mentions=[
-            pb.Mention(user_id=x.user_id, offset=x.offset, length=x.length, all=x.all)
-            for x in m.mentions
-        ],
-        reactions=[
-            pb.ReactionCount(emoji=r.emoji, count=r.count, mine=r.mine and not for_everyone)
-            for r in m.reactions
-        ],
         reply_to_id=m.reply_to_id,
         edited_at_ms=m.edited_at_ms,
         deleted=m.deleted,
@@ -61,11 +53,24 @@ def message(m: Message, for_everyone: bool = False) -> pb.MessageResponse:
         also_in_group=m.also_in_group,
         reply_count=m.reply_count,
         last_reply_at_ms=m.last_reply_at_ms,
-        thread_participant_ids=list(m.thread_participants),
         pinned_by=m.pinned_by,
         pinned_at_ms=m.pinned_at_ms,
         via_backend=m.via_backend,
     )
+    # Repeated fields only when there is something to add: most messages have none, and an
+    # empty list still costs a conversion per field (this runs for every message of a page).
+    if m.mentions:
+        out.mentions.extend(
+            pb.Mention(user_id=x.user_id, offset=x.offset, length=x.length, all=x.all)
+            for x in m.mentions
+        )
+    if m.reactions:
+        out.reactions.extend(
+            pb.ReactionCount(emoji=r.emoji, count=r.count, mine=r.mine and not for_everyone)
+            for r in m.reactions
+        )
+    if m.thread_participants:
+        out.thread_participant_ids.extend(m.thread_participants)
     if m.reply_quote is not None:
         q = m.reply_quote
         out.reply_quote.CopyFrom(

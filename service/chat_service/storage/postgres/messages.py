@@ -26,7 +26,7 @@ from chat_service.storage.postgres.errors import storage_errors
 from chat_service.storage.postgres.moderation import MAY_POST, refuse_reason
 from chat_service.storage.postgres.pool import Conn, PostgresStore
 from chat_service.storage.postgres.replica import ReadRoute
-from chat_service.storage.postgres.rows import message_from_row, ms, select_messages
+from chat_service.storage.postgres.rows import limit_sql, message_from_row, ms, select_messages
 from chat_service.storage.postgres.send_batcher import PendingSend, SendBatcher
 
 # History is the main timeline: thread replies only when also sent to the group.
@@ -239,11 +239,10 @@ class PostgresMessages(PostgresStore):
                 select_messages(
                     "WHERE m.group_id = $1 AND m.seq < (SELECT b.seq FROM messages b"
                     f" WHERE b.id = $2 AND b.group_id = $1) AND {_IN_TIMELINE}"
-                    " ORDER BY m.seq DESC LIMIT $3", "$4"
+                    f" ORDER BY m.seq DESC {limit_sql(limit + 1)}", "$3"
                 ),
                 group_id,
                 before_id,
-                limit + 1,
                 viewer,
             )
             if not rows and not await conn.fetchval(
@@ -253,10 +252,10 @@ class PostgresMessages(PostgresStore):
         else:
             rows = await conn.fetch(
                 select_messages(
-                    f"WHERE m.group_id = $1 AND {_IN_TIMELINE} ORDER BY m.seq DESC LIMIT $2", "$3"
+                    f"WHERE m.group_id = $1 AND {_IN_TIMELINE}"
+                    f" ORDER BY m.seq DESC {limit_sql(limit + 1)}", "$2"
                 ),
                 group_id,
-                limit + 1,
                 viewer,
             )
         has_more = len(rows) > limit
@@ -270,12 +269,12 @@ class PostgresMessages(PostgresStore):
     ) -> list[Message]:
         rows = await self._pool.fetch(
             select_messages(
-                "WHERE m.group_id = $1 AND m.seq > $2 AND m.seq <= $3 ORDER BY m.seq LIMIT $4"
+                "WHERE m.group_id = $1 AND m.seq > $2 AND m.seq <= $3"
+                f" ORDER BY m.seq {limit_sql(limit)}"
             ),
             group_id,
             after_seq,
             upto_seq,
-            limit,
         )
         return [message_from_row(r) for r in rows]
 
@@ -286,14 +285,13 @@ class PostgresMessages(PostgresStore):
         """Messages up to `upto_seq` changed (edited, deleted, reacted to) since a position."""
         rows = await self._pool.fetch(
             select_messages(
-                """WHERE m.group_id = $1 AND m.update_seq > $2 AND m.seq <= $3
-                   ORDER BY m.update_seq LIMIT $4""",
-                "$5",
+                f"""WHERE m.group_id = $1 AND m.update_seq > $2 AND m.seq <= $3
+                   ORDER BY m.update_seq {limit_sql(limit)}""",
+                "$4",
             ),
             group_id,
             after_update_seq,
             upto_seq,
-            limit,
             viewer,
         )
         return [message_from_row(r) for r in rows]
@@ -304,19 +302,18 @@ class PostgresMessages(PostgresStore):
         async with self._reads.reader() as conn:
             rows = await conn.fetch(
                 select_messages(
-                    """WHERE m.id IN (
+                    f"""WHERE m.id IN (
                            SELECT mm.message_id FROM message_mentions mm
                            JOIN group_members gm ON gm.group_id = mm.group_id AND gm.user_id = $1
                            WHERE mm.user_id IN ($1, 0) AND mm.from_user <> $1
                              AND ($2::bigint = 0 OR mm.message_id < $2::bigint)
-                           ORDER BY mm.message_id DESC LIMIT $3)
+                           ORDER BY mm.message_id DESC {limit_sql(limit + 1)})
                        AND m.deleted_at IS NULL
                        ORDER BY m.id DESC""",
                     "$1",
                 ),
                 user_id,
                 before_id,
-                limit + 1,
             )
         return HistoryPage(messages=[message_from_row(r) for r in rows[:limit]],
                            has_more=len(rows) > limit)

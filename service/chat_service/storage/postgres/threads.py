@@ -11,6 +11,7 @@ from chat_service.domain.models import Message
 from chat_service.storage.postgres.errors import storage_errors
 from chat_service.storage.postgres.pool import PostgresStore
 from chat_service.storage.postgres.rows import (
+    limit_sql,
     message_from_row,
     select_messages,
     thread_unread_sql,
@@ -24,11 +25,11 @@ class PostgresThreads(PostgresStore):
     ) -> tuple[list[Message], bool]:
         rows = await self._pool.fetch(
             select_messages(
-                "WHERE m.thread_parent_id = $1 AND m.seq > $2 ORDER BY m.seq LIMIT $3", "$4"
+                "WHERE m.thread_parent_id = $1 AND m.seq > $2"
+                f" ORDER BY m.seq {limit_sql(limit + 1)}", "$3"
             ),
             parent_id,
             after_seq,
-            limit + 1,
             viewer,
         )
         return [message_from_row(r) for r in rows[:limit]], len(rows) > limit
