@@ -3,7 +3,8 @@
 - history: a page of 50 (`GetMessageHistory`) on a group of 1,000,000 messages, at random
   positions; client-side latency percentiles (includes gRPC on loopback).
 - reconnect storm: N subscribers (groups of 100) resume from positions 100 messages behind, all
-  at once; time until every one has its 100 missed messages, each exactly once.
+  at once, and stay connected; time until every one has its 100 missed messages, each exactly
+  once.
 
     python -m loadtest.history_and_storm --messages 1000000 --subscribers 5000
 """
@@ -149,11 +150,15 @@ async def storm(
     counts: dict[int, list[int]] = {u: [] for u in group_of}
 
     retries: dict[str, int] = {}
+    caught_up: dict[int, asyncio.Future[None]] = {}
 
     async def resume(u: int, channel: grpc.aio.Channel) -> None:
+        """Like a real client: resume from the last position (again after a refused or broken
+        stream) and stay connected once caught up; the storm ends when every one is."""
         gid = group_of[u]
         token = mint(cluster.jwt_secret, u)
-        while True:  # like a real client: a refused or broken stream resumes from its position
+        done = caught_up[u]
+        while True:
             seen = counts[u]
             position = pb.GroupPosition(group_id=gid,
                                         last_seq=seen[-1] if seen else heads[gid] - behind)
@@ -164,9 +169,12 @@ async def storm(
                 async for response in call:
                     seen.extend(e.message.seq for e in response.events
                                 if e.WhichOneof("event") == "message")
-                    if len(seen) >= behind:
-                        call.cancel()
-                        return
+                    if len(seen) >= behind and not done.done():
+                        done.set_result(None)
+                return
+            except asyncio.CancelledError:
+                call.cancel()
+                raise
             except grpc.aio.AioRpcError as exc:
                 retries[exc.code().name] = retries.get(exc.code().name, 0) + 1
                 await asyncio.sleep(0.2)
@@ -176,11 +184,17 @@ async def storm(
     profile_out = RESULTS_DIR / "profile-storm-pod.txt"
     spy = py_spy(pod, 10, profile_out) if profile else None
     pod_cpu, own_cpu = cpu_seconds(pod), time.process_time()
+    loop = asyncio.get_running_loop()
+    caught_up.update((u, loop.create_future()) for u in group_of)
     started = time.monotonic()
-    await asyncio.wait_for(asyncio.gather(*(
-        resume(u, channels[i // 100]) for i, u in enumerate(group_of))), 300)
+    clients = [asyncio.create_task(resume(u, channels[i // 100]))
+               for i, u in enumerate(group_of)]
+    await asyncio.wait_for(asyncio.gather(*caught_up.values()), 300)
     elapsed = time.monotonic() - started
     pod_cpu, own_cpu = cpu_seconds(pod) - pod_cpu, time.process_time() - own_cpu
+    for client in clients:
+        client.cancel()
+    await asyncio.gather(*clients, return_exceptions=True)
     profiled: dict[str, object] = {}
     if spy is not None:
         await asyncio.to_thread(spy.wait)
