@@ -6,9 +6,10 @@ import uuid
 
 import grpc
 
+from chat_service.domain.receipts import UNREAD_COUNT_MAX
 from chat_service.gen import chat_pb2 as pb
 from tests.conftest import UserFactory
-from tests.support.chat_client import ChatClient, expect_status
+from tests.support.chat_client import ChatClient, expect_status, gather_limited
 
 
 async def search(client: ChatClient, query: str, group_id: int = 0, limit: int = 0,
@@ -189,6 +190,26 @@ async def test_mark_unread_moves_the_position_back_and_counts_follow(user: UserF
         metadata=alice.metadata,
     )
     assert alice.user_id not in [u.id for u in receipts.readers]
+
+
+async def test_unread_and_mention_counts_stop_at_the_cap(user: UserFactory) -> None:
+    """A member far behind costs a bounded count: the numbers stop at UNREAD_COUNT_MAX (a
+    client shows "999+") in GetGroup, the group list and MarkRead alike; below it they are
+    exact."""
+    alice, bob = user("Alice"), user("Bob")
+    group = await alice.create_group(members=[bob.user_id])
+    sent = await gather_limited(
+        [bob.send(group.id, f"@Alice {i}") for i in range(UNREAD_COUNT_MAX + 5)], 16)
+    shown = await alice.get_group(group.id)
+    assert (shown.unread_count, shown.mention_count) == (UNREAD_COUNT_MAX, UNREAD_COUNT_MAX)
+    listed = {g.id: g for g in await alice.my_groups()}[group.id]
+    assert (listed.unread_count, listed.mention_count) == (UNREAD_COUNT_MAX, UNREAD_COUNT_MAX)
+    seqs = sorted(m.seq for m in sent)
+    read = await alice.stub.MarkRead(
+        pb.MarkReadRequest(group_id=group.id, seq=seqs[-8]), metadata=alice.metadata)
+    assert read.unread_count == 7
+    shown = await alice.get_group(group.id)
+    assert (shown.unread_count, shown.mention_count) == (7, 7)
 
 
 async def test_mark_unread_refuses_strangers_and_foreign_messages(user: UserFactory) -> None:

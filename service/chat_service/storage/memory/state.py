@@ -19,6 +19,7 @@ from chat_service.domain.models import (
     Role,
     UserProfile,
 )
+from chat_service.domain.receipts import UNREAD_COUNT_MAX
 
 
 def now_ms() -> int:
@@ -217,17 +218,19 @@ class MemoryState:
         )
 
     def unread(self, group_id: int, user_id: int, read_seq: int) -> int:
-        """Messages of the main timeline after `read_seq` by others."""
-        return sum(1 for m in self.by_group.get(group_id, ())
-                   if m.seq > read_seq and m.user_id != user_id and m.in_timeline)
+        """Messages of the main timeline after `read_seq` by others (up to the cap)."""
+        return min(UNREAD_COUNT_MAX, sum(
+            1 for m in self.by_group.get(group_id, ())
+            if m.seq > read_seq and m.user_id != user_id and m.in_timeline))
 
     def mentions_unread(self, group_id: int, user_id: int, read_seq: int) -> int:
-        """Mentions of the user (by name or @all) after `read_seq`, by others."""
-        return sum(
+        """Mentions of the user (by name or @all) after `read_seq`, by others (up to the
+        cap)."""
+        return min(UNREAD_COUNT_MAX, sum(
             len(m.mentioned() & {user_id, 0})
             for m in self.by_group.get(group_id, ())
             if m.seq > read_seq and m.user_id != user_id and not m.deleted
-        )
+        ))
 
     def thread_unread(self, parent_id: int, user_id: int) -> int:
         """Replies by others after the participant's position in the thread (0 otherwise)."""

@@ -23,6 +23,7 @@ from chat_service.domain.models import (
     Role,
     UserProfile,
 )
+from chat_service.domain.receipts import UNREAD_COUNT_MAX
 
 
 def ms(ts: datetime) -> int:
@@ -71,17 +72,20 @@ def select_messages(where: str, viewer: str = "0") -> str:
 
 def unread_sql(group: str, read_seq: str, user: str) -> str:
     """Messages of the main timeline after `read_seq` not sent by `user` (thread replies
-    count only when also shown in the group)."""
-    return f"""(SELECT count(*) FROM messages x
+    count only when also shown in the group), up to UNREAD_COUNT_MAX."""
+    return f"""(SELECT count(*) FROM (SELECT 1 FROM messages x
         WHERE x.group_id = {group} AND x.seq > {read_seq} AND x.user_id <> {user}
-          AND (x.thread_parent_id IS NULL OR x.also_in_group))"""
+          AND (x.thread_parent_id IS NULL OR x.also_in_group)
+        LIMIT {UNREAD_COUNT_MAX}) unread)"""
 
 
 def mentions_sql(group: str, read_seq: str, user: str) -> str:
-    """Mentions of `user` (by name or @all) after `read_seq`, by others."""
-    return f"""(SELECT count(*) FROM message_mentions mm
+    """Mentions of `user` (by name or @all) after `read_seq`, by others, up to
+    UNREAD_COUNT_MAX."""
+    return f"""(SELECT count(*) FROM (SELECT 1 FROM message_mentions mm
         WHERE mm.group_id = {group} AND mm.seq > {read_seq}
-          AND mm.user_id IN ({user}, 0) AND mm.from_user <> {user})"""
+          AND mm.user_id IN ({user}, 0) AND mm.from_user <> {user}
+        LIMIT {UNREAD_COUNT_MAX}) mentioned)"""
 
 
 def thread_unread_sql(group: str, user: str, parent: str = "") -> str:
