@@ -157,12 +157,7 @@ def message_from_row(row: asyncpg.Record) -> Message:
         id=row["id"],
         group_id=row["group_id"],
         seq=row["seq"],
-        sender=UserProfile(
-            id=row["user_id"],
-            name=row["user_name"] or "",
-            email=row["user_email"] or "",
-            avatar=row["user_avatar"] or "",
-        ),
+        sender=profile_from_row(row, prefix="user_"),
         content=row["content"],
         kind=_KINDS[row["kind"]],
         created_at_ms=ms(row["created_at"]),
