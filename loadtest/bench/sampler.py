@@ -110,6 +110,7 @@ SERVER_COUNTERS = (
     "chat_messages_accepted_total",
     "chat_events_delivered_total",
     "chat_stream_writes_total",
+    "chat_large_group_holds_total",
 )
 
 

@@ -30,7 +30,7 @@ from loadtest.bench.constants import (
 from loadtest.bench.histograms import Hist
 from loadtest.bench.report import one_line, summarize_raw
 from loadtest.bench.sampler import Sampler, scrape
-from loadtest.bench.workers import WorkerHandle, call_all
+from loadtest.bench.workers import AnyWorker, NodeWorkerHandle, WorkerHandle, call_all
 
 
 def merge_replies(replies: Sequence[dict[str, Any]], errors_key: str) -> tuple[Hist, Counter[str]]:
@@ -60,6 +60,7 @@ class Options:
     profile: bool
     uvloop: bool
     profile_native: bool = False
+    client: str = "python"  # the load generator's workers: "python" (grpc.aio) or "node"
     report: Path | None = None
     keep_logs: bool = False
     output: Path | None = None
@@ -119,7 +120,7 @@ class Bench:
             await conn.close()
         return {int(r["id"]): int(r["last_seq"]) for r in rows}
 
-    def process_groups(self, workers: Sequence[WorkerHandle]) -> dict[str, list[int]]:
+    def process_groups(self, workers: Sequence[AnyWorker]) -> dict[str, list[int]]:
         pg_pid = int((self.c.postgres.data_dir / "postmaster.pid").read_text().split()[0])
         groups: dict[str, list[int]] = {}
         for i, svc in enumerate(self.c.services):
@@ -135,12 +136,16 @@ class Bench:
     async def start_workers(
         self, subs: list[SubSpec], senders: list[SendSpec], key: Callable[[int], int],
         *, target: str | None = None, seed: bool = False,
-    ) -> tuple[list[WorkerHandle], list[dict[str, Any]]]:
+    ) -> tuple[list[AnyWorker], list[dict[str, Any]]]:
         """Start the worker processes; subscriber/sender i goes to worker key(i). `seed`:
         subscribers use StreamMessages (the seed proto's stream) instead of Subscribe."""
         n = self.opts.workers
-        workers = [WorkerHandle(i, target or self.c.gateway, self.opts.uvloop)
-                   for i in range(n)]
+        where = target or self.c.gateway
+        workers: list[AnyWorker] = [
+            NodeWorkerHandle(i, where) if self.opts.client == "node"
+            else WorkerHandle(i, where, self.opts.uvloop)
+            for i in range(n)
+        ]
         sub_parts: list[list[SubSpec]] = [[] for _ in range(n)]
         send_parts: list[list[SendSpec]] = [[] for _ in range(n)]
         for i, s in enumerate(subs):
@@ -156,7 +161,7 @@ class Bench:
             raise
         return workers, replies
 
-    async def stop_workers(self, workers: Sequence[WorkerHandle]) -> None:
+    async def stop_workers(self, workers: Sequence[AnyWorker]) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(call_all(workers, "stop", [None] * len(workers)), 30)
         for w in workers:
@@ -165,7 +170,7 @@ class Bench:
     async def step(
         self,
         name: str,
-        workers: Sequence[WorkerHandle],
+        workers: Sequence[AnyWorker],
         group_ids: Sequence[int],
         members_per_group: dict[int, int],
         heads_before: dict[int, int],
@@ -178,7 +183,10 @@ class Bench:
     ) -> dict[str, Any]:
         n = len(workers)
         if mode == "open":
-            args = [{"mode": "open", "rate": rate / n, "duration": duration}] * n
+            # Each worker sends every n/rate seconds, offset by its share of that: the sends
+            # of all workers together are evenly spaced, not bunched at the same instants.
+            args = [{"mode": "open", "rate": rate / n, "duration": duration, "phase": i / n}
+                    for i in range(n)]
         else:
             args = [{"mode": "closed", "concurrency": max(1, concurrency // n),
                      "duration": duration}] * n

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import multiprocessing as mp
 import os
 import random
+import shutil
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -270,7 +274,7 @@ class Worker:
         if not self.senders:
             await asyncio.sleep(duration)
         elif arg["mode"] == "open":
-            await self._open_loop(float(arg["rate"]), duration)
+            await self._open_loop(float(arg["rate"]), duration, float(arg.get("phase", 0.0)))
         else:
             await self._closed_loop(int(arg["concurrency"]), duration)
         st = self.sstats
@@ -284,12 +288,14 @@ class Worker:
             "last_ack_ms": st.last_ack_ms,
         }
 
-    async def _open_loop(self, rate: float, duration: float) -> None:
+    async def _open_loop(self, rate: float, duration: float, phase: float = 0.0) -> None:
+        """`rate` sends a second for `duration`, the first `phase` of an interval late."""
         loop = asyncio.get_running_loop()
         total = int(rate * duration)
         interval = 1.0 / rate
         senders = self.senders
-        start = loop.time()
+        start = loop.time() + phase * interval
+        await asyncio.sleep(phase * interval)
         n = 0
         while n < total:
             due = min(total, int((loop.time() - start) / interval) + 1)
@@ -400,5 +406,46 @@ class WorkerHandle:
             self.proc.join(5)
 
 
-async def call_all(workers: Sequence[WorkerHandle], cmd: str, args: Sequence[Any]) -> list[Any]:
+class NodeWorkerHandle:
+    """The same worker in Node (`node_worker.mjs`, `--client node`): a lighter load generator
+    for the steps where the Python one's ~35 us of CPU per delivery sets the figure."""
+
+    SCRIPT = Path(__file__).with_name("node_worker.mjs")
+
+    def __init__(self, index: int, target: str) -> None:
+        node = os.environ.get("NODE") or shutil.which("node")
+        if node is None:
+            raise RuntimeError("--client node needs Node.js on PATH (or NODE=/path/to/node)")
+        self.proc = subprocess.Popen(
+            [node, str(self.SCRIPT), target, str(index)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+
+    def _exchange(self, line: str) -> str:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline()
+
+    async def call(self, cmd: str, arg: Any = None) -> Any:
+        answer = await asyncio.to_thread(self._exchange, json.dumps([cmd, arg]))
+        if not answer:
+            raise RuntimeError(f"node worker {self.proc.pid} exited during {cmd}")
+        status, reply = json.loads(answer)
+        if status != "ok":
+            raise RuntimeError(f"node worker {self.proc.pid} failed {cmd}: {reply}")
+        return reply
+
+    def close(self) -> None:
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+AnyWorker = WorkerHandle | NodeWorkerHandle
+
+
+async def call_all(workers: Sequence[AnyWorker], cmd: str, args: Sequence[Any]) -> list[Any]:
     return list(await asyncio.gather(*(w.call(cmd, a) for w, a in zip(workers, args, strict=True))))

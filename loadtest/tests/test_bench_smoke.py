@@ -49,3 +49,26 @@ def test_quick_bench_delivers_every_message_once_in_order(tmp_path: Path) -> Non
         assert step["deliveries"] == step["expected_deliveries"], name
         assert step["send_errors"] == {}, name
         assert set(step["resources"]) >= {"pod0", "pod1", "pod2", "envoy", "postgres", "loadgen"}
+
+
+@pytest.mark.timeout(240)
+def test_the_node_client_checks_and_measures_the_same_as_the_python_one(tmp_path: Path) -> None:
+    """`--client node` (the lighter load generator of loadtest/bench/node_worker.mjs: gRPC
+    by hand over Node's HTTP/2) subscribes, sends, and checks every delivery once, in order."""
+    out = tmp_path / "node.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadtest.bench", "--quick", "--scenario", "fanout",
+         "--client", "node", "--duration", "2", "--output", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=200,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    result = json.loads(out.read_text())
+    assert result["correct"] is True and result["options"]["client"] == "node"
+    (fanout,) = result["scenarios"]["fanout"]
+    assert fanout["subscribed"] == fanout["members"] > 0
+    for step in fanout["steps"]:
+        assert step["acked"] > 0 and step["send_errors"] == {}, step["step"]
+        assert step["deliveries"] == step["expected_deliveries"] > 0, step["step"]
+        assert step["duplicates"] == step["gaps"] == step["missing"] == 0, step["step"]
+        assert step["unexpected"] == 0, step["step"]
+        assert step["deliver_ms"]["count"] == step["deliveries"], step["step"]

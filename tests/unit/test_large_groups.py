@@ -16,9 +16,11 @@ from tests.unit.test_hub import Store, msg
 WINDOW = 0.2
 
 
-def hub_with(subscribers: int, *, large: int = 3) -> tuple[Hub, list[Subscriber]]:
+def hub_with(
+    subscribers: int, *, large: int = 3, busy_rate: float = 25.0
+) -> tuple[Hub, list[Subscriber]]:
     hub = Hub(Store().messages_after, Store().group_heads, sweep_interval=0,
-              large_group=large, large_group_flush=WINDOW)
+              large_group=large, large_group_flush=WINDOW, large_group_busy_rate=busy_rate)
     subs = [Subscriber(user_id=u, max_queue=1000) for u in range(1, subscribers + 1)]
     for sub in subs:
         hub.add(sub, [7])
@@ -116,12 +118,7 @@ async def test_a_flush_window_of_zero_turns_gathering_off() -> None:
 
 
 async def test_a_busy_large_group_is_written_once_per_window() -> None:
-    hub = Hub(Store().messages_after, Store().group_heads, sweep_interval=0,
-              large_group=3, large_group_flush=WINDOW, large_group_busy_rate=5)
-    subs = [Subscriber(user_id=u, max_queue=1000) for u in range(1, 6)]
-    for sub in subs:
-        hub.add(sub, [7])
-    hub.set_heads({7: 0})
+    hub, subs = hub_with(5, busy_rate=5)
     writes: list[list[int]] = []
     for seq in range(1, 21):  # 20 events, one per loop turn: far above 5 events/s
         send(hub, seq)
@@ -134,3 +131,20 @@ async def test_a_busy_large_group_is_written_once_per_window() -> None:
     assert writes[:5] == [[1], [2], [3], [4], [5]]  # not busy yet: each at once
     assert len(writes) <= 7 and writes[-1][-1] == 20  # then the rest gathered into one write
 
+
+
+async def test_a_burst_stops_counting_as_busy_soon_after_it_ends() -> None:
+    """A reconnect wave (hundreds of presence events at once) must not leave the group "busy"
+    for as long as that count takes to decay: 1.5 s later, two events in a row go out at once."""
+    hub, subs = hub_with(5, busy_rate=5)
+    for seq in range(1, 201):  # the burst: 200 events in one loop turn
+        send(hub, seq)
+    await asyncio.sleep(0)
+    assert queued(subs[0]) == list(range(1, 201))
+    await asyncio.sleep(1.5)
+    send(hub, 201)
+    await asyncio.sleep(0)
+    assert queued(subs[0]) == [201]
+    send(hub, 202)  # within the window of the last flush: held only if still "busy"
+    await asyncio.sleep(0)
+    assert queued(subs[0]) == [202]

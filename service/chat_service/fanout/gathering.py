@@ -5,8 +5,9 @@ Each event pushed to a stream costs a wake-up and a write per subscriber, so a l
 one batch. Gathering holds events only when it pays:
 
 - the events of one broker read always go together, on the loop's next turn;
-- while the group is busy (more than `busy_rate` events/s, smoothed over a second) it is
-  flushed at most once per `window`;
+- while the group is busy (more than `busy_rate` events/s, smoothed over a second and
+  remembered as at most twice that, so a burst's effect ends soon after it) it is flushed at
+  most once per `window`;
 - while the pod is behind (its loop runs flushes more than 2 ms late) events wait twice that
   lateness, capped at `window`.
 
@@ -22,6 +23,10 @@ import math
 
 from chat_service.fanout.channel import Channel
 from chat_service.fanout.delivery import Delivery
+from chat_service.telemetry import metrics
+
+_HELD_BUSY = metrics.LARGE_GROUP_HOLDS.labels("busy")
+_HELD_LATE = metrics.LARGE_GROUP_HOLDS.labels("late")
 
 # A loop that runs a scheduled flush later than this is behind: large groups' events are held.
 _BUSY_LATENESS = 0.002
@@ -50,13 +55,17 @@ class Gathering:
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
-        channel.rate = channel.rate * math.exp(channel.rate_at - now) + 1.0
+        # Capped, so that a burst (a reconnect wave's presence events) leaves the busy state
+        # within ~1-2 s of ending instead of as long as its count takes to decay.
+        channel.rate = min(channel.rate * math.exp(channel.rate_at - now) + 1.0,
+                           2 * self._busy_rate)
         channel.rate_at = now
         channel.outbox.append(d)
         if channel.flush_handle is not None:
             return
         late = channel.lateness
-        if channel.rate > self._busy_rate:
+        busy = channel.rate > self._busy_rate
+        if busy:
             hold = self._window
         else:
             hold = min(self._window, 2 * late) if late > _BUSY_LATENESS else 0.0
@@ -65,6 +74,7 @@ class Gathering:
             channel.flush_due = now
             channel.flush_handle = loop.call_soon(self._flush_on_time, channel)
         else:
+            (_HELD_BUSY if busy else _HELD_LATE).inc()
             channel.flush_due = due
             channel.flush_handle = loop.call_later(due - now, self._flush_on_time, channel)
 

@@ -21,6 +21,12 @@ EVENTS_DELIVERED = Counter(
     "chat_events_delivered", "Events written to subscriber streams (one per recipient)"
 )
 STREAM_WRITES = Counter("chat_stream_writes", "Batched writes to subscriber streams")
+LARGE_GROUP_HOLDS = Counter(
+    "chat_large_group_holds",
+    "Large groups' events held back to be written together, by why: the group is busy or "
+    "the pod runs late",
+    ["reason"],
+)
 DELIVERY_LATENCY = Histogram(
     "chat_delivery_latency_seconds",
     "From message commit to the write on a recipient's stream",
