@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class Arrival:
     user_id: int
