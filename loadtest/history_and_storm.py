@@ -1,4 +1,5 @@
-"""Two targets of the load-test issue, measured against one pod (PostgreSQL + Redis local):
+"""Two targets of the load-test issue, measured against one pod (PostgreSQL + Redis local), or
+against N pods behind Envoy with `--pods N` (the deployed topology):
 
 - history: a page of 50 (`GetMessageHistory`) on a group of 1,000,000 messages, at random
   positions; client-side latency percentiles (includes gRPC on loopback).
@@ -7,6 +8,7 @@
   once.
 
     python -m loadtest.history_and_storm --messages 1000000 --subscribers 5000
+    python -m loadtest.history_and_storm --messages 2000 --pages 50 --pods 3   # storm via Envoy
 """
 
 from __future__ import annotations
@@ -179,11 +181,12 @@ async def storm(
                 retries[exc.code().name] = retries.get(exc.code().name, 0) + 1
                 await asyncio.sleep(0.2)
 
-    assert cluster.services[0].proc is not None
-    pod = cluster.services[0].proc.pid
+    pods = [svc.proc.pid for svc in cluster.services if svc.proc is not None]
+    envoy = [cluster.envoy.pid] if cluster.envoy is not None else []
     profile_out = RESULTS_DIR / "profile-storm-pod.txt"
-    spy = py_spy(pod, 10, profile_out) if profile else None
-    pod_cpu, own_cpu = cpu_seconds(pod), time.process_time()
+    spy = py_spy(pods[0], 10, profile_out) if profile else None
+    pod_cpu, envoy_cpu = [cpu_seconds(p) for p in pods], [cpu_seconds(p) for p in envoy]
+    own_cpu = time.process_time()
     loop = asyncio.get_running_loop()
     caught_up.update((u, loop.create_future()) for u in group_of)
     started = time.monotonic()
@@ -191,7 +194,9 @@ async def storm(
                for i, u in enumerate(group_of)]
     await asyncio.wait_for(asyncio.gather(*caught_up.values()), 300)
     elapsed = time.monotonic() - started
-    pod_cpu, own_cpu = cpu_seconds(pod) - pod_cpu, time.process_time() - own_cpu
+    pod_cpu = [cpu_seconds(p) - before for p, before in zip(pods, pod_cpu, strict=True)]
+    envoy_cpu = [cpu_seconds(p) - before for p, before in zip(envoy, envoy_cpu, strict=True)]
+    own_cpu = time.process_time() - own_cpu
     for client in clients:
         client.cancel()
     await asyncio.gather(*clients, return_exceptions=True)
@@ -204,17 +209,26 @@ async def storm(
                 for u, seqs in counts.items())
     for ch in channels:
         await ch.close()
-    return {"subscribers": subscribers, "behind": behind, "seconds": round(elapsed, 2),
+    # "pod": every pod together (one pod by default, so older figures compare).
+    cpu: dict[str, object] = {"pod": round(sum(pod_cpu), 2)}
+    if len(pods) > 1:
+        cpu["pods"] = [round(c, 2) for c in pod_cpu]
+    if envoy_cpu:
+        cpu["envoy"] = round(envoy_cpu[0], 2)
+    cpu["load_generator"] = round(own_cpu, 2)
+    return {"subscribers": subscribers, "behind": behind, "pods": len(pods),
+            "envoy": bool(envoy), "seconds": round(elapsed, 2),
             "replayed_messages": sum(len(v) for v in counts.values()),
             "every_message_once_in_order": exact, "stream_retries": retries,
-            "cpu_seconds": {"pod": round(pod_cpu, 2), "load_generator": round(own_cpu, 2)},
-            **profiled}
+            "cpu_seconds": cpu, **profiled}
 
 
 async def main_async(
-    messages: int, pages: int, subscribers: int, profile: bool
+    messages: int, pages: int, subscribers: int, profile: bool, pods: int = 1,
+    envoy: bool = False,
 ) -> dict[str, object]:
-    cluster = Cluster(pods=1, with_envoy=False, extra_env={"DB_POOL_MAX": "20"}).start()
+    cluster = Cluster(pods=pods, with_envoy=envoy or pods > 1,
+                      extra_env={"DB_POOL_MAX": "20"}).start()
     try:
         result: dict[str, object] = {"history": await history(cluster, messages, pages)}
         print(json.dumps(result), flush=True)
@@ -232,9 +246,18 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=5000)
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the pod for the first 10 s of the storm "
-                             f"(raw stacks in {RESULTS_DIR.relative_to(ROOT)}/)")
+                             f"(raw stacks in {RESULTS_DIR.relative_to(ROOT)}/; "
+                             "with several pods, of the first)")
+    parser.add_argument("--pods", type=int, default=1,
+                        help="service pods; more than 1 puts Envoy in front, as deployed "
+                             "(default 1, no Envoy: the figures BENCHMARKS.md compares)")
+    parser.add_argument("--envoy", action="store_true",
+                        help="Envoy in front even of one pod")
     args = parser.parse_args()
-    result = asyncio.run(main_async(args.messages, args.pages, args.subscribers, args.profile))
+    if args.pods < 1:
+        parser.error("--pods must be at least 1")
+    result = asyncio.run(main_async(args.messages, args.pages, args.subscribers, args.profile,
+                                    args.pods, args.envoy))
     print(json.dumps(result, indent=2))
 
 

@@ -348,3 +348,60 @@ def test_sigterm_drain_moves_streams_to_other_pods(own: Cluster) -> None:
             await sub.stop()
 
     asyncio.run(scenario())
+
+
+async def test_a_storm_of_resumes_announces_each_arrival_once_across_pods(
+    shared: Cluster,
+) -> None:
+    """Many members resume at the same moment on every pod (their arrivals are marked and
+    announced in batches): each one that was offline is announced online exactly once, one
+    already online on another pod is not announced again, every resumer gets what it missed,
+    and each goes offline when its last stream ends."""
+    pods = [s.address for s in shared.services]
+    alice_id, alice_token = token(shared, "Alice")
+    bob_id, bob_token = token(shared, "Bob")
+    crowd = [token(shared) for _ in range(30)]
+    channels = [grpc.aio.insecure_channel(address) for address in pods]
+    try:
+        alice = ChatClient(channels[0], alice_token, alice_id)
+        group = await alice.create_group(members=[bob_id, *(uid for uid, _ in crowd)])
+        for i in range(3):
+            await alice.send(group.id, f"missed {i}")
+        head = (await alice.get_group(group.id)).last_seq
+        watcher = await alice.subscribe({group.id: head})
+
+        def announced(uid: int, online: bool) -> int:
+            return sum(1 for e in watcher.of_kind("presence")
+                       if e.presence.user_id == uid and e.presence.online is online)
+
+        bob = ChatClient(channels[1], bob_token, bob_id)
+        bob_first = await bob.subscribe({group.id: head})
+        await watcher.wait_until(lambda: announced(bob_id, True) == 1)
+        # The storm: everyone at once, spread over the pods; Bob's second stream among them.
+        clients = [ChatClient(channels[i % 3], tok, uid) for i, (uid, tok) in enumerate(crowd)]
+        bob_again = ChatClient(channels[2], bob_token, bob_id)
+        streams = await asyncio.gather(
+            *(c.subscribe({group.id: head - 3}) for c in [*clients, bob_again]))
+        for stream in streams:
+            await stream.wait_messages(3, group.id)
+            assert [m.seq for m in stream.messages(group.id)][:3] == [head - 2, head - 1, head]
+        await watcher.wait_until(lambda: all(announced(uid, True) for uid, _ in crowd))
+        online = {m.id: m.online for m in await alice.members(group.id)}
+        assert all(online[uid] for uid, _ in crowd) and online[bob_id]
+        await asyncio.sleep(0.5)  # time for a repeated announcement to show
+        assert [announced(uid, True) for uid, _ in crowd] == [1] * len(crowd)
+        assert announced(bob_id, True) == 1
+        # Bob's first stream ends: he is still online (the storm's stream) and not announced.
+        await bob_first.close()
+        for c in clients:
+            await c.close()
+        await watcher.wait_until(lambda: all(announced(uid, False) for uid, _ in crowd))
+        online = {m.id: m.online for m in await alice.members(group.id)}
+        assert not any(online[uid] for uid, _ in crowd)
+        assert online[bob_id] and announced(bob_id, False) == 0
+        await bob_again.close()
+        await watcher.wait_until(lambda: announced(bob_id, False) == 1)
+        await watcher.close()
+    finally:
+        for channel in channels:
+            await channel.close()

@@ -129,3 +129,20 @@ async def test_a_group_unfollowed_and_followed_again_loses_and_repeats_nothing_a
     got = received.of_group(12)
     assert got[0] == b"one" and got[-1] == b"two" and got.count(b"two") == 1
     assert set(got) == {b"one", b"two"}
+
+
+async def test_positions_taken_at_once_each_precede_what_is_published_after(
+    brokers: BrokerRig,
+) -> None:
+    """Many subscribers take a position at the same moment (a reconnect storm): whatever
+    position each gets, what is published after it returned is handed over to a group
+    followed since it."""
+    received = Received()
+    broker = brokers.make()
+    await broker.start(received.sink)
+    positions = await asyncio.gather(*(broker.position() for _ in range(100)))
+    await broker.publish([(13, b"after every position")])
+    for since in sorted(set(positions)):
+        broker.follow(13, since)
+    await received.until(lambda: bool(received.of_group(13)), "the payload")
+    assert received.of_group(13) == [b"after every position"]

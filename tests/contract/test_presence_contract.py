@@ -6,6 +6,8 @@ see what members' streams would see: PresenceEvents addressed to the user's grou
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.contract.conftest import PresenceRig
 from tests.contract.twins import new_user_id
 
@@ -94,3 +96,29 @@ async def test_a_failed_group_lookup_is_not_the_connecting_streams_problem(
     await presence.presence.connected(bob, [71])
     assert await presence.until_announced(71, 1) == [(bob, True)]
     assert presence.lookups == [alice]
+
+
+async def test_a_connect_cancelled_midway_then_disconnected_leaves_the_user_offline(
+    presence: PresenceRig,
+) -> None:
+    """A stream cancelled while its user is being marked online still ends with
+    `disconnected` (connected counts it before its first await): the user ends offline,
+    whatever of the interrupted connect was still to run."""
+    alice = new_user_id()
+    presence.groups[alice] = [81]
+    connecting = asyncio.create_task(presence.presence.connected(alice, [81]))
+    await asyncio.sleep(0)  # counted; its mark not sent yet
+    connecting.cancel()
+    await presence.presence.disconnected(alice)
+    await asyncio.sleep(0.2)  # whatever the interrupted connect had queued has run
+    assert await presence.presence.online_users([alice]) == set()
+
+
+async def test_many_users_connecting_at_once_are_each_online_and_announced_once(
+    presence: PresenceRig,
+) -> None:
+    users = [new_user_id() for _ in range(40)]
+    await asyncio.gather(*(presence.presence.connected(u, [91]) for u in users))
+    assert await presence.presence.online_users(users) == set(users)
+    events = await presence.until_announced(91, len(users))
+    assert sorted(events) == sorted((u, True) for u in users)

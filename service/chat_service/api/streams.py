@@ -97,8 +97,10 @@ class StreamApi:
         try:
             await session.start(positions, update_positions)
             # After registering, so this stream also sees the user's own "online" event.
-            await self._presence.connected(caller.id, session.group_ids)
+            # Counted from the call on (before its first await), so a stream cancelled while
+            # its user is being marked online still ends with `disconnected`.
             online = True
+            await self._presence.connected(caller.id, session.group_ids)
             # Initial metadata tells the client it is registered: from here on nothing of its
             # groups can be missed (what the replay below does not cover arrives live).
             await context.send_initial_metadata((("chat-subscribed", "1"),))
@@ -154,8 +156,8 @@ class StreamApi:
         online = False
         try:
             await session.start({})  # live from now, as in the original plan
+            online = True  # counted before connected's first await (see Subscribe)
             await self._presence.connected(caller.id, session.group_ids)
-            online = True
             await context.send_initial_metadata((("chat-subscribed", "1"),))
             poster = asyncio.create_task(post_all())
             heartbeat = self._streams.heartbeat_seconds

@@ -279,7 +279,9 @@ class PresenceTracker(Protocol):
     async def online_users(self, user_ids: Sequence[int]) -> set[int]: ...
 
     async def connected(self, user_id: int, group_ids: Sequence[int] | None = None) -> None:
-        """A stream opened; `group_ids` are the user's groups when the caller knows them."""
+        """A stream opened; `group_ids` are the user's groups when the caller knows them.
+        The stream counts from the call on, before anything is awaited: a caller cancelled
+        while this waits still pairs it with `disconnected`."""
         ...
 
     async def disconnected(self, user_id: int) -> None: ...

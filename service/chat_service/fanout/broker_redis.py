@@ -72,6 +72,7 @@ class RedisStreamsBroker:
         self._recovery: asyncio.Task[None] | None = None
         self._outbox: list[tuple[Sequence[tuple[int, bytes]], str, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._time: asyncio.Future[str] | None = None  # the TIME call in flight (position)
 
     @property
     def healthy(self) -> bool:
@@ -97,12 +98,28 @@ class RedisStreamsBroker:
 
     async def position(self) -> str:
         """Now, on Redis: a subscriber takes it before reading storage, then follows its
-        groups `since` it."""
+        groups `since` it.
+
+        Single flight: callers that arrive while a TIME call is in flight share its answer
+        (a reconnect storm asks thousands of times a second). That answer is taken before it
+        reaches any of them, so before each one reads storage: all the position has to be.
+        It may be a little earlier than the caller's own call would have been, which only
+        re-reads entries committed before that storage read (the hub and the session drop
+        those by sequence; fanout/interest.py). A call that ended is never reused."""
+        pending = self._time
+        if pending is None or pending.done():
+            pending = self._time = asyncio.create_task(self._redis_time())
+        # Shielded: a caller cancelled while waiting does not cancel the others' answer.
+        return await asyncio.shield(pending)
+
+    async def _redis_time(self) -> str:
         try:
             sec, usec = await self._writer.time()
         except (RedisError, OSError):
             metrics.REDIS_ERRORS.labels("read").inc()
             return self._clock
+        finally:
+            self._time = None
         return id_after_ms(int(sec) * 1000 + int(usec) // 1000)
 
     def follow(self, group_id: int, since: str = "") -> None:

@@ -22,7 +22,8 @@ from redis.exceptions import RedisError
 
 from chat_service.domain.ports import EventPublisher, GroupsOf
 from chat_service.fanout.redis_connect import RedisClient
-from chat_service.presence.announce import announce
+from chat_service.presence.announce import announce, announce_all
+from chat_service.presence.arrivals import Arrival, Arrivals
 from chat_service.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class RedisPresence:
         self._groups_of = groups_of
         self._local: dict[int, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._arrivals = Arrivals(self._mark_arrivals, MARK_BATCH)
 
     # ---- queries ----
 
@@ -77,23 +79,37 @@ class RedisPresence:
     # ---- this pod's streams ----
 
     async def connected(self, user_id: int, group_ids: Sequence[int] | None = None) -> None:
-        """`group_ids`, when the caller already knows them, saves reading them again."""
+        """`group_ids`, when the caller already knows them, saves reading them again. The
+        stream is counted before anything is awaited; the user's first stream here waits
+        until they are marked (and announced), together with the others of that moment."""
         count = self._local.get(user_id, 0)
         self._local[user_id] = count + 1
         if count:
             return
+        await self._arrivals.arrive(user_id, group_ids)
+
+    async def _mark_arrivals(self, batch: list[Arrival]) -> None:
+        """One round trip for the batch: was each user online elsewhere, and mark them online
+        here; then the ones who were not are announced in one publish. A user whose streams
+        all ended before the batch was sent is left alone (`disconnected` saw to them)."""
+        arrivals = [a for a in batch if a.user_id in self._local]
+        if not arrivals:
+            return
         now = time.time()
         try:
-            # One round trip: was the user online elsewhere, and mark them online here.
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.zcount(_key(user_id), now, "+inf")
-                self._queue_mark(pipe, user_id, now + self._ttl)
-                was_online = bool((await pipe.execute())[0])
+                for a in arrivals:
+                    pipe.zcount(_key(a.user_id), now, "+inf")
+                    self._queue_mark(pipe, a.user_id, now + self._ttl)
+                replies = await pipe.execute()
         except (RedisError, OSError):
             metrics.REDIS_ERRORS.labels("presence").inc()
             return
-        if not was_online:
-            await self._announce(user_id, True, group_ids)
+        per_user = len(replies) // len(arrivals)
+        await announce_all(self._events, self._groups_of, [
+            (a.user_id, True, a.group_ids)
+            for i, a in enumerate(arrivals) if not replies[i * per_user]
+        ])
 
     async def disconnected(self, user_id: int) -> None:
         count = self._local.get(user_id, 0) - 1
@@ -142,6 +158,8 @@ class RedisPresence:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        # Arrivals still being marked first, so no mark lands after the removals below.
+        await self._arrivals.drain()
         # Leave cleanly: our users go offline now rather than after the TTL.
         for uid in list(self._local):
             self._local[uid] = 1
