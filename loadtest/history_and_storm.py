@@ -21,6 +21,7 @@ import random
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -32,6 +33,7 @@ from chat_service.gen import chat_pb2 as pb
 from chat_service.gen import chat_pb2_grpc as pb_grpc
 from chat_service.storage.postgres.repository import PostgresChatRepository, create_pool
 from loadtest.bench import RESULTS_DIR, ROOT, summarize_raw
+from loadtest.bench.workers import NodeWorkerHandle, call_all
 
 # One TCP connection per channel: grpc-core otherwise shares one connection between all
 # channels to a target, and Envoy admits 100 streams per connection (the pods 1,024).
@@ -125,8 +127,51 @@ def py_spy(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes] | None:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+@dataclass
+class NodeStorm:
+    seconds: float
+    replayed: int
+    exact: bool  # every missed message once, in order, and nothing else
+    retries: dict[str, int]
+    client_cpu: float
+
+
+async def node_storm(
+    cluster: Cluster, subscribers: dict[int, tuple[int, int]], heads: dict[int, int],
+    workers: int = 2,
+) -> NodeStorm:
+    """The storm from the lighter client (`loadtest/bench/node_worker.mjs`): every stream
+    opened at once, resumed after a broken one, until each has every missed message."""
+    subs = [(u, mint(cluster.jwt_secret, u), {gid: start})
+            for u, (gid, start) in subscribers.items()]
+    handles = [NodeWorkerHandle(i, cluster.gateway) for i in range(workers)]
+    try:
+        before = [cpu_seconds(h.proc.pid) for h in handles]
+        started = time.monotonic()
+        await call_all(handles, "setup", [
+            {"subs": subs[i::workers], "senders": [], "open_at_once": 0, "timeout": 300}
+            for i in range(workers)])
+        drains = await call_all(handles, "drain", [{"heads": heads, "timeout": 300}] * workers)
+        elapsed = time.monotonic() - started
+        node_cpu = sum(cpu_seconds(h.proc.pid) - b for h, b in zip(handles, before, strict=True))
+        await call_all(handles, "stop", [None] * workers)
+    finally:
+        for h in handles:
+            h.close()
+    expected = sum(heads[gid] - start for gid, start in subscribers.values())
+    delivered = sum(d["deliveries"] for d in drains)
+    retries: dict[str, int] = {}
+    for d in drains:
+        for name, n in d["stream_errors"].items():
+            retries[name] = retries.get(name, 0) + n
+    exact = delivered == expected and not any(
+        d["duplicates"] or d["gaps"] or d["unexpected"] or d["missing"] for d in drains)
+    return NodeStorm(elapsed, delivered, exact, retries, node_cpu)
+
+
 async def storm(
-    cluster: Cluster, subscribers: int, behind: int, profile: bool = False
+    cluster: Cluster, subscribers: int, behind: int, profile: bool = False,
+    client: str = "python",
 ) -> dict[str, object]:
     per_group = 100
     base = 71_000_000
@@ -187,28 +232,40 @@ async def storm(
     spy = py_spy(pods[0], 10, profile_out) if profile else None
     pod_cpu, envoy_cpu = [cpu_seconds(p) for p in pods], [cpu_seconds(p) for p in envoy]
     own_cpu = time.process_time()
-    loop = asyncio.get_running_loop()
-    caught_up.update((u, loop.create_future()) for u in group_of)
-    started = time.monotonic()
-    clients = [asyncio.create_task(resume(u, channels[i // 100]))
-               for i, u in enumerate(group_of)]
-    await asyncio.wait_for(asyncio.gather(*caught_up.values()), 300)
-    elapsed = time.monotonic() - started
+    if client == "node":
+        for ch in channels:
+            await ch.close()
+        ran = await node_storm(
+            cluster, {u: (gid, heads[gid] - behind) for u, gid in group_of.items()}, heads)
+        elapsed, exact, replayed = ran.seconds, ran.exact, ran.replayed
+        retries, node_cpu = ran.retries, ran.client_cpu
+    else:
+        loop = asyncio.get_running_loop()
+        caught_up.update((u, loop.create_future()) for u in group_of)
+        started = time.monotonic()
+        clients = [asyncio.create_task(resume(u, channels[i // 100]))
+                   for i, u in enumerate(group_of)]
+        await asyncio.wait_for(asyncio.gather(*caught_up.values()), 300)
+        elapsed = time.monotonic() - started
+        node_cpu = 0.0
     pod_cpu = [cpu_seconds(p) - before for p, before in zip(pods, pod_cpu, strict=True)]
     envoy_cpu = [cpu_seconds(p) - before for p, before in zip(envoy, envoy_cpu, strict=True)]
-    own_cpu = time.process_time() - own_cpu
-    for client in clients:
-        client.cancel()
-    await asyncio.gather(*clients, return_exceptions=True)
+    own_cpu = time.process_time() - own_cpu + node_cpu
+    if client != "node":
+        for task in clients:
+            task.cancel()
+        await asyncio.gather(*clients, return_exceptions=True)
+        exact = all(
+            seqs == list(range(heads[group_of[u]] - behind + 1, heads[group_of[u]] + 1))
+            for u, seqs in counts.items())
+        replayed = sum(len(v) for v in counts.values())
+        for ch in channels:
+            await ch.close()
     profiled: dict[str, object] = {}
     if spy is not None:
         await asyncio.to_thread(spy.wait)
         profiled = {"profile": str(profile_out.relative_to(ROOT)),
                     "profile_top": summarize_raw(profile_out, top=15)["top_own"]}
-    exact = all(seqs == list(range(heads[group_of[u]] - behind + 1, heads[group_of[u]] + 1))
-                for u, seqs in counts.items())
-    for ch in channels:
-        await ch.close()
     # "pod": every pod together (one pod by default, so older figures compare).
     cpu: dict[str, object] = {"pod": round(sum(pod_cpu), 2)}
     if len(pods) > 1:
@@ -217,22 +274,22 @@ async def storm(
         cpu["envoy"] = round(envoy_cpu[0], 2)
     cpu["load_generator"] = round(own_cpu, 2)
     return {"subscribers": subscribers, "behind": behind, "pods": len(pods),
-            "envoy": bool(envoy), "seconds": round(elapsed, 2),
-            "replayed_messages": sum(len(v) for v in counts.values()),
+            "envoy": bool(envoy), "client": client, "seconds": round(elapsed, 2),
+            "replayed_messages": replayed,
             "every_message_once_in_order": exact, "stream_retries": retries,
             "cpu_seconds": cpu, **profiled}
 
 
 async def main_async(
     messages: int, pages: int, subscribers: int, profile: bool, pods: int = 1,
-    envoy: bool = False,
+    envoy: bool = False, client: str = "python",
 ) -> dict[str, object]:
     cluster = Cluster(pods=pods, with_envoy=envoy or pods > 1,
                       extra_env={"DB_POOL_MAX": "20"}).start()
     try:
         result: dict[str, object] = {"history": await history(cluster, messages, pages)}
         print(json.dumps(result), flush=True)
-        result["reconnect_storm"] = await storm(cluster, subscribers, 100, profile)
+        result["reconnect_storm"] = await storm(cluster, subscribers, 100, profile, client)
         return result
     finally:
         cluster.stop()
@@ -253,11 +310,14 @@ def main() -> None:
                              "(default 1, no Envoy: the figures BENCHMARKS.md compares)")
     parser.add_argument("--envoy", action="store_true",
                         help="Envoy in front even of one pod")
+    parser.add_argument("--client", choices=["python", "node"], default="python",
+                        help="the storm's clients: python (grpc.aio, default) or node (the "
+                             "lighter load generator of loadtest/bench, ~10x less CPU)")
     args = parser.parse_args()
     if args.pods < 1:
         parser.error("--pods must be at least 1")
     result = asyncio.run(main_async(args.messages, args.pages, args.subscribers, args.profile,
-                                    args.pods, args.envoy))
+                                    args.pods, args.envoy, args.client))
     print(json.dumps(result, indent=2))
 
 

@@ -204,6 +204,8 @@ class Worker {
 
   async setup(arg) {
     this.seed = Boolean(arg.seed);
+    // Streams opening at once (0: all of them, as a reconnect storm does).
+    this.openLimit = arg.open_at_once === 0 ? Infinity : Number(arg.open_at_once ?? 50);
     this.senders = arg.senders.map(([, token, gid]) => [token, gid]);
     const started = performance.now();
     const ready = [];
@@ -226,9 +228,9 @@ class Worker {
       seconds: Math.round((performance.now() - started) / 10) / 100, failures };
   }
 
-  // At most 50 streams opening at once, like the Python worker.
+  // At most `openLimit` streams opening at once (50, like the Python worker).
   open(sub) {
-    if (this.opening >= 50) { this.waitingToOpen.push(sub); return; }
+    if (this.opening >= this.openLimit) { this.waitingToOpen.push(sub); return; }
     this.opening += 1;
     let released = false;
     const release = () => {
