@@ -162,6 +162,33 @@ async def test_session_fills_its_own_gap_and_reports_lagging() -> None:
         raise AssertionError("an overflowing subscriber must be told to resume")
 
 
+
+async def test_a_membership_change_from_before_the_stream_started_is_not_news() -> None:
+    """A pod's broker reader may hand over a change committed before a stream started (the
+    group's creation, others joining) after that stream registered: its SYSTEM message is
+    already behind the stream's position, so the member event is dropped; a later one is
+    delivered."""
+    from chat_service.gen import chat_pb2 as pb
+
+    def joined(user: int, seq: int) -> Delivery:
+        return Delivery.from_event(pb.ChatEvent(member=pb.MemberEvent(
+            group_id=5, kind=pb.MemberEvent.JOINED, user=pb.User(id=user), seq=seq)))
+
+    store = Store()
+    store.members[5] = [1, 2]
+    store.commit(5, 3)
+    session = Session(make_hub(store), store, 1, queue_max=100, batch_max=100,
+                      replay_max=1000)
+    await session.start({})
+    session.sub.push(joined(2, 1))  # the creation's, read late
+    new = store.commit(5, 1)[0]  # seq 4: the SYSTEM message of the next join
+    session.sub.push(joined(3, 4))
+    session.sub.push(Delivery.from_message(new))
+    got = await session.next_batch(0.1)
+    assert [(d.kind, d.seq if d.kind == "message" else d.event.member.seq) for d in got] == [
+        ("member", 4), ("message", 4)]
+
+
 def test_batch_is_a_valid_subscribe_response() -> None:
     from chat_service.gen import chat_pb2 as pb
 

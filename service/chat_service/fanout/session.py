@@ -180,6 +180,11 @@ class Session:
                 out.append(d)
             elif kind == "member":
                 ev = d.event.member
+                seen = last.get(ev.group_id)
+                if seen is not None and 0 < ev.seq <= seen:
+                    # Its SYSTEM message is already behind this stream's position: a change
+                    # from before the stream started, read late by this pod's broker reader.
+                    continue
                 if ev.user.id == self.user_id:
                     if ev.kind == pb.MemberEvent.JOINED:
                         if ev.group_id not in last:
