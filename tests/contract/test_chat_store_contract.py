@@ -12,6 +12,7 @@ reactions each take the group's next update_seq.
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 import pytest
 
@@ -26,6 +27,7 @@ from chat_service.domain.models import (
     Role,
     UserProfile,
 )
+from chat_service.fanout.session import SessionStore
 from tests.contract.conftest import ChatStoreRig
 
 
@@ -196,6 +198,44 @@ async def test_upserting_a_user_keeps_what_an_empty_field_would_erase(
     group = await _group(chat_stores, ann)
     [member] = await chat_stores.repo.list_members(group.id)
     assert member.user == UserProfile(ann.id, "Ann B", "ann@example.org", "a.png")
+
+
+
+async def test_profiles_recorded_at_the_same_moment_end_as_one_at_a_time_would(
+    chat_stores: ChatStoreRig,
+) -> None:
+    """A reconnect wave records thousands of profiles at once (PostgreSQL: in one statement)."""
+    ann, bo = await chat_stores.user("Ann"), await chat_stores.user("Bo")
+    repo = chat_stores.repo
+    await asyncio.gather(
+        repo.upsert_user(UserProfile(ann.id, "Ann B")),
+        repo.upsert_user(UserProfile(bo.id, "Bo B", "bo@example.org")),
+        repo.upsert_user(UserProfile(ann.id, "", "ann@example.org")),  # keeps "Ann B"
+    )
+    group = await _group(chat_stores, ann, bo)
+    members = {m.user.id: m.user for m in await repo.list_members(group.id)}
+    assert members[ann.id] == UserProfile(ann.id, "Ann B", "ann@example.org")
+    assert members[bo.id] == UserProfile(bo.id, "Bo B", "bo@example.org")
+
+
+async def test_the_heads_of_users_asking_at_the_same_moment_are_each_their_own(
+    chat_stores: ChatStoreRig,
+) -> None:
+    """Every stream reads its user's groups as it opens (PostgreSQL: one statement for the
+    users of one moment)."""
+    users = [await chat_stores.user() for _ in range(4)]
+    stranger = await chat_stores.user()
+    # group i has the owner and users 1..i
+    groups = [await _group(chat_stores, users[0], *users[1:i + 1]) for i in range(4)]
+    await _sent(chat_stores, groups[2].id, users[0])
+    seqs = await chat_stores.repo.group_heads([g.id for g in groups])
+    sessions = cast(SessionStore, chat_stores.repo)  # the port the stream hand-over uses
+    heads = await asyncio.gather(*(sessions.heads_for_user(u.id) for u in [*users, stranger]))
+    for j, got in enumerate(heads[:4]):
+        mine = [g.id for i, g in enumerate(groups) if j == 0 or j <= i]
+        assert sorted(got) == sorted(mine)
+        assert all(got[gid].seq == seqs[gid] for gid in mine)
+    assert heads[4] == {}
 
 
 # ---- messages ----
