@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from chat_service.domain.models import Group, GroupHead, Message, MessageKind, UserProfile
 from chat_service.domain.system_text import group_created
 from chat_service.storage.postgres.errors import storage_errors
-from chat_service.storage.postgres.lookup_batcher import LookupBatcher
 from chat_service.storage.postgres.pool import Conn, PostgresStore
 from chat_service.storage.postgres.rows import GROUP_COLUMNS, group_from_row, ms
 
@@ -116,31 +115,14 @@ class PostgresGroups(PostgresStore):
         )
         return [r["group_id"] for r in rows]
 
-    _heads_batch: LookupBatcher[int, dict[int, GroupHead]] | None = None
-
-    async def heads_for_user(self, user_id: int) -> dict[int, GroupHead]:
-        """Every stream asks this as it opens: the users asking at the same moment are read
-        in one statement (lookup_batcher.py)."""
-        if self._heads_batch is None:
-            self._heads_batch = LookupBatcher(self._heads_for_users, dict)
-        return await self._heads_batch(user_id)
-
     @storage_errors
-    async def _heads_for_users(
-        self, user_ids: Sequence[int]
-    ) -> dict[int, dict[int, GroupHead]]:
+    async def heads_for_user(self, user_id: int) -> dict[int, GroupHead]:
         rows = await self._pool.fetch(
-            """SELECT m.user_id, g.id, g.last_seq, g.last_update_seq
-               FROM group_members m JOIN groups g ON g.id = m.group_id
-               WHERE m.user_id = ANY($1::bigint[])""",
-            list(user_ids),
+            """SELECT g.id, g.last_seq, g.last_update_seq
+               FROM group_members m JOIN groups g ON g.id = m.group_id WHERE m.user_id = $1""",
+            user_id,
         )
-        heads: dict[int, dict[int, GroupHead]] = {}
-        for r in rows:
-            heads.setdefault(r["user_id"], {})[r["id"]] = GroupHead(
-                r["last_seq"], r["last_update_seq"]
-            )
-        return heads
+        return {r["id"]: GroupHead(r["last_seq"], r["last_update_seq"]) for r in rows}
 
     @storage_errors
     async def group_heads(self, group_ids: Sequence[int]) -> dict[int, int]:

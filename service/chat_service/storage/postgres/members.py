@@ -6,8 +6,6 @@ lock, in the same transaction as the change.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from chat_service.domain.errors import InvalidArgument, NotFound, PermissionDenied
 from chat_service.domain.models import (
     Member,
@@ -20,7 +18,6 @@ from chat_service.domain.models import (
 from chat_service.domain.system_text import membership_changed
 from chat_service.storage.postgres.errors import storage_errors
 from chat_service.storage.postgres.groups import insert_system
-from chat_service.storage.postgres.lookup_batcher import LookupBatcher
 from chat_service.storage.postgres.pool import Conn, PostgresStore
 from chat_service.storage.postgres.rows import member_from_row, ms, profile_from_row
 
@@ -51,28 +48,10 @@ async def _record_change(
 
 
 class PostgresMembers(PostgresStore):
-    _profiles_batch: LookupBatcher[UserProfile, None] | None = None
-
-    async def upsert_user(self, user: UserProfile) -> None:
-        """Each pod records a user's token claims on their first call to it (a reconnect wave:
-        thousands at once): the profiles of one moment go in one statement."""
-        if self._profiles_batch is None:
-            self._profiles_batch = LookupBatcher(self._upsert_users, lambda: None)
-        await self._profiles_batch(user)
-
     @storage_errors
-    async def _upsert_users(self, users: Sequence[UserProfile]) -> dict[UserProfile, None]:
-        # One row per user (a statement may not update a row twice), folded in arrival order
-        # as one-at-a-time upserts would leave it: a later non-empty field wins.
-        merged: dict[int, UserProfile] = {}
-        for u in users:
-            was = merged.get(u.id)
-            merged[u.id] = u if was is None else UserProfile(
-                u.id, u.name or was.name, u.email or was.email, u.avatar or was.avatar)
-        rows = list(merged.values())
+    async def upsert_user(self, user: UserProfile) -> None:
         await self._pool.execute(
-            """INSERT INTO users (id, name, email, avatar)
-               SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
+            """INSERT INTO users (id, name, email, avatar) VALUES ($1, $2, $3, $4)
                ON CONFLICT (id) DO UPDATE SET
                  name = COALESCE(NULLIF(EXCLUDED.name, ''), users.name),
                  email = COALESCE(NULLIF(EXCLUDED.email, ''), users.email),
@@ -83,12 +62,11 @@ class PostgresMembers(PostgresStore):
                      (COALESCE(NULLIF(EXCLUDED.name, ''), users.name),
                       COALESCE(NULLIF(EXCLUDED.email, ''), users.email),
                       COALESCE(NULLIF(EXCLUDED.avatar, ''), users.avatar))""",
-            [u.id for u in rows],
-            [u.name for u in rows],
-            [u.email for u in rows],
-            [u.avatar for u in rows],
+            user.id,
+            user.name,
+            user.email,
+            user.avatar,
         )
-        return {}
 
     @storage_errors
     async def role_of(self, group_id: int, user_id: int) -> Role:
