@@ -312,7 +312,7 @@ def main() -> None:
                         help="Envoy in front even of one pod")
     parser.add_argument("--client", choices=["python", "node"], default="python",
                         help="the storm's clients: python (grpc.aio, default) or node (the "
-                             "lighter load generator of loadtest/bench, ~10x less CPU)")
+                             "lighter load generator of loadtest/bench, ~4x less CPU per delivery)")
     args = parser.parse_args()
     if args.pods < 1:
         parser.error("--pods must be at least 1")
